@@ -1,0 +1,230 @@
+"""Low-level file I/O: durable atomic replace, exclusive create, per-module locks, change stamps.
+
+Every function here states what survives a crash. All reads refuse to follow a symlink at the
+final component (``O_NOFOLLOW``): a store file that is a symlink is reported, never read.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+import stat
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import layout
+from .errors import StoreBusy
+
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so that a rename or create inside it survives a power loss."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _random_token() -> str:
+    n = secrets.randbits(52)
+    out = []
+    while n:
+        n, r = divmod(n, 36)
+        out.append(_BASE36[r])
+    return "".join(reversed(out)) or "0"
+
+
+def _copy_owner_and_mode(fd: int, like: os.stat_result | None) -> None:
+    """Give a new file the mode, owner and group of the file it replaces (best effort for owner).
+
+    The Node server may run as another user than we do; it must still be able to write the file.
+    chown needs privileges we may lack; the mode copy alone keeps a group-writable file writable.
+    """
+    if like is None:
+        return
+    os.fchmod(fd, stat.S_IMODE(like.st_mode))
+    if (like.st_uid, like.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.fchown(fd, like.st_uid, like.st_gid)
+        except PermissionError:
+            pass
+
+
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically and (if ``durable``) durably.
+
+    Guarantee: readers see the old file or the new one, never a mix; after a crash at any point
+    the file is the old or the new content. Recipe: a temp file in the same folder with a unique
+    name (``events.meta.json.tmp.<ms>.<base36>`` for the meta, as the Node server names them),
+    write all, flush, fsync, ``os.replace``, fsync the folder. On any failure before the rename the
+    temp file is removed; after a successful rename nothing is removed. Mode and owner of the
+    replaced file are kept.
+    """
+    folder = path.parent
+    try:
+        old = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        old = None
+    if old is not None and stat.S_ISLNK(old.st_mode):
+        raise OSError(errno.ELOOP, "refusing to replace a symlink", str(path))
+    prefix = path.name
+    while True:
+        tmp_name = f"{prefix}.tmp.{now_ms()}.{_random_token()}"
+        tmp = folder / tmp_name
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            continue
+        break
+    renamed = False
+    try:
+        try:
+            _copy_owner_and_mode(fd, old)
+            _write_all(fd, data)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        renamed = True
+        if durable:
+            fsync_dir(folder)
+    except BaseException:
+        if not renamed:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def create_exclusive(folder: Path, name_for, data: bytes, *, durable: bool = True) -> Path:
+    """Create a new file ``folder/name_for(ms)`` holding ``data``; never overwrites anything.
+
+    ``name_for`` maps epoch milliseconds to a file name; if the name is taken the next
+    millisecond is tried. The file is opened with ``O_EXCL``, written, fsynced, and the folder
+    fsynced, so a backup exists durably before the caller goes on to touch the original.
+    On failure the partly written file is removed (it was never a complete backup).
+    """
+    ms = now_ms()
+    while True:
+        path = folder / name_for(ms)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            ms += 1
+            continue
+        break
+    try:
+        try:
+            _write_all(fd, data)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        if durable:
+            fsync_dir(folder)
+    except BaseException:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def open_nofollow(path: Path, flags: int = os.O_RDONLY) -> int:
+    """``os.open`` that refuses a symlink at the last component (raises OSError ELOOP)."""
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def read_capped(path: Path, limit: int) -> tuple[bytes, int]:
+    """Read at most ``limit`` bytes of ``path`` (no symlinks). Returns (data, file size)."""
+    fd = open_nofollow(path)
+    try:
+        size = os.fstat(fd).st_size
+        chunks = []
+        left = limit
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks), size
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """What we compare to notice that another writer changed a file under us."""
+
+    exists: bool
+    size: int = 0
+    mtime_ns: int = 0
+    ino: int = 0
+    dev: int = 0
+
+    @classmethod
+    def of(cls, path: Path) -> Stamp:
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            return cls(False)
+        return cls(True, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+
+class ModuleLock:
+    """Cross-process exclusive lock of one module: ``flock`` on ``live/events.lock``.
+
+    Held for a whole read-modify-write so that no two writers (threads or processes, each with
+    its own open file description) can hand out the same sequence or lose an update. The lock
+    file is never deleted (deleting it would let two holders lock different inodes).
+    The Node server does not take this lock; see change detection in rebuild.
+    """
+
+    def __init__(self, folder: Path, timeout: float | None = None):
+        self.path = folder / layout.LOCK_NAME
+        self.timeout = timeout
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            if self.timeout is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                deadline = time.monotonic() + self.timeout
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise StoreBusy(f"module is locked by another writer: {self.path}") from None
+                        time.sleep(0.01)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)

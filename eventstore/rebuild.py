@@ -1,0 +1,216 @@
+"""Rebuild a meta from its log and salvage what the log cannot give back."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from . import layout
+from . import log as logmod
+from . import meta as metamod
+from .errors import ConcurrentModification, EventStoreError
+from .fileio import Stamp, atomic_write, create_exclusive, read_capped
+
+if TYPE_CHECKING:
+    from .store import Module
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(slots=True)
+class RebuildReport:
+    """What a rebuild read, kept, wrote, and where every non-derivable field came from.
+
+    ``sources`` maps a meta key to ``"log"`` (derived), ``"folder"`` (branchId/moduleId),
+    ``"meta"`` (the current meta, when it parsed), ``"prefix"`` (the valid prefix of the damaged
+    file), ``"backup:<name>"`` (the newest parseable backup that has it), or ``"default"``.
+    """
+
+    branch: str
+    module: str
+    events_read: int = 0
+    bad_line_count: int = 0
+    bad_lines: list[dict[str, Any]] = field(default_factory=list)
+    duplicate_count: int = 0
+    gap_count: int = 0
+    torn_tail: dict[str, Any] | None = None
+    backup: str | None = None
+    old_meta: dict[str, Any] | None = None
+    old_meta_error: str | None = None
+    new_meta: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    bytes_read: int = 0
+    log_size: int = 0
+    attempts: int = 1
+    duration: float = 0.0
+    meta_sha256_before: str | None = None
+    meta_sha256_after: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def iso_now() -> str:
+    """UTC now as Node's ``new Date().toISOString()``: milliseconds and ``Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+def fresh_meta(branch: str, module: str) -> dict[str, Any]:
+    now = iso_now()
+    out = copy.deepcopy(metamod.DEFAULTS)
+    out.update(branchId=branch, moduleId=module, liveCreatedAt=now, currentDay=now[:10], updatedAt=now)
+    return out
+
+
+def _parseable_backups(module: Module, exclude: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """Meta backups that parse to an object, newest first (by the time in their name)."""
+    names = [n for n in module.listing().backups if layout.backup_kind(n) == "meta" and n != exclude]
+    names.sort(key=lambda n: int(layout.META_BACKUP_RE.match(n).group(1)), reverse=True)
+    out = []
+    for name in names:
+        try:
+            data, size = read_capped(module.live_dir / name, metamod.MAX_META_BYTES + 1)
+        except OSError:
+            continue
+        if size > metamod.MAX_META_BYTES:
+            continue
+        value, err = metamod.parse(data)
+        if err is None and isinstance(value, dict) and not metamod.problems(value):
+            out.append((f"backup:{name}", value))
+        elif err is not None:
+            prefix = metamod.salvage_prefix(data)
+            if prefix is not None:
+                out.append((f"backup:{name}", prefix))
+    return out
+
+
+def build_meta(
+    module: Module, summary: logmod.LogSummary, candidates: list[tuple[str, dict[str, Any]]]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Derivable fields from the log, the rest from the first candidate that has them."""
+    base = fresh_meta(module.branch, module.name)
+    new: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key in metamod.DEFAULTS:
+        if key in ("branchId", "moduleId"):
+            new[key] = base[key]
+            sources[key] = "folder"
+        elif key == "updatedAt":
+            new[key] = base[key]
+            sources[key] = "now"
+        elif key == "totalEvents":
+            new[key] = summary.expected_total
+            sources[key] = "log"
+        elif key == "lastEventId":
+            new[key] = summary.last_event_id
+            sources[key] = "log"
+        elif key == "lastEventAt":
+            new[key] = summary.last_event_at
+            sources[key] = "log"
+        elif key == "tableCursors":
+            cursors: dict[str, Any] = {}
+            label = "log"
+            for source, value in candidates:
+                if isinstance(value.get(key), dict):
+                    cursors = copy.deepcopy(value[key])
+                    if set(cursors) - set(summary.table_cursors):
+                        label = f"log+{source}"
+                    break
+            cursors.update(summary.table_cursors)
+            new[key] = cursors
+            sources[key] = label
+        else:
+            for source, value in candidates:
+                if key in value and _usable(key, value[key]):
+                    new[key] = copy.deepcopy(value[key])
+                    sources[key] = source
+                    break
+            else:
+                new[key] = base[key]
+                sources[key] = "default"
+    for source, value in candidates:
+        for key, v in value.items():
+            if key not in metamod.KNOWN_KEYS and key not in new:
+                new[key] = copy.deepcopy(v)
+                sources[key] = source
+    return new, sources
+
+
+def _usable(key: str, value: Any) -> bool:
+    if key in ("lastServedTableIds", "lastClientTableIds"):
+        return isinstance(value, dict)
+    return True
+
+
+def rebuild_locked(module: Module, progress: Progress | None = None, retries: int = 3) -> RebuildReport:
+    """The rebuild; the caller holds the module lock. See :meth:`Module.rebuild`."""
+    started = time.monotonic()
+    report = RebuildReport(module.branch, module.name)
+    backup_sha = None
+    for attempt in range(1, retries + 2):
+        report.attempts = attempt
+        meta_before = Stamp.of(module.meta_path)
+        log_before = Stamp.of(module.log_path)
+        data = None
+        if meta_before.exists:
+            data, size = read_capped(module.meta_path, metamod.MAX_META_BYTES + 1)
+            if size > metamod.MAX_META_BYTES:
+                # Not a meta any more; keeping a copy would need it in memory. Touch nothing.
+                raise EventStoreError(f"meta is {size} bytes, too large to back up safely; move it away by hand")
+            sha = hashlib.sha256(data).hexdigest()
+            report.meta_sha256_before = sha
+            if sha != backup_sha:
+                path = create_exclusive(module.live_dir, layout.meta_backup_name, data, durable=module.store.fsync)
+                report.backup = path.name
+                backup_sha = sha
+        candidates: list[tuple[str, dict[str, Any]]] = []
+        report.old_meta = None
+        report.old_meta_error = None
+        if data is not None:
+            value, err = metamod.parse(data)
+            if err is None and isinstance(value, dict):
+                candidates.append(("meta", value))
+                report.old_meta = value
+                if metamod.total_events(value) is None:
+                    report.old_meta_error = "totalEvents is not a whole number >= 0"
+            else:
+                report.old_meta_error = err.message if err else "meta is not an object"
+                prefix = metamod.salvage_prefix(data)
+                if prefix is not None:
+                    candidates.append(("prefix", prefix))
+                    report.old_meta = prefix
+        candidates.extend(_parseable_backups(module, exclude=report.backup))
+        if log_before.exists:
+            summary = logmod.summarize(module.log_path, progress=progress)
+        else:
+            summary = logmod.LogSummary()
+        if Stamp.of(module.meta_path) != meta_before or Stamp.of(module.log_path) != log_before:
+            continue  # a writer that ignores our lock (the Node server) changed a file: start over
+        new, sources = build_meta(module, summary, candidates)
+        out = metamod.dumps(new)
+        atomic_write(module.meta_path, out, durable=module.store.fsync)
+        report.events_read = summary.events
+        report.bad_line_count = summary.bad_line_count
+        report.bad_lines = summary.bad_lines
+        report.duplicate_count = summary.duplicate_count
+        report.gap_count = summary.gap_count
+        report.torn_tail = summary.torn_tail
+        report.bytes_read = summary.size
+        report.log_size = summary.size
+        report.new_meta = new
+        report.sources = sources
+        report.meta_sha256_after = hashlib.sha256(out).hexdigest()
+        report.duration = time.monotonic() - started
+        return report
+    raise ConcurrentModification(
+        f"{module.branch}/{module.name}: the log or meta kept changing while rebuilding ({retries + 1} tries); nothing was overwritten"
+    )

@@ -1,0 +1,517 @@
+"""The store API: ``EventStore(root)`` and ``Module`` (append, load, update, read, rotate,
+check, rebuild, backups). Read-modify-writes hold the module's cross-process lock."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from . import layout
+from . import log as logmod
+from . import meta as metamod
+from .checks import check_module
+from .errors import CorruptEntry, EventStoreError, InvalidName, RootError
+from .fileio import ModuleLock, atomic_write, create_exclusive, fsync_dir, open_nofollow, read_capped
+from .health import Health
+from .rebuild import RebuildReport, fresh_meta, iso_now, rebuild_locked, today
+
+PREVIEW_LIMIT = 64 * 1024
+PREVIEW_PARSE_LIMIT = 8 * 1024 * 1024
+EVENT_KEYS = ("id", "sequence", "action", "branchId", "moduleId", "table", "record", "meta", "publishState", "createdAt", "recordedAt")
+
+
+@dataclass(slots=True)
+class Listing:
+    """The files of a live folder, by role (names only)."""
+
+    log: bool = False
+    meta: bool = False
+    backups: list[str] = field(default_factory=list)
+    temps: list[str] = field(default_factory=list)
+    symlinks: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class BackupInfo:
+    name: str
+    kind: str  # "meta" | "log-fragment"
+    size: int
+    sha256: str
+    created_at: datetime | None
+    parses: bool
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["created_at"] = self.created_at.isoformat() if self.created_at else None
+        return out
+
+
+@dataclass(slots=True)
+class FilePreview:
+    """The start of a file for display, with the JSON error position when it does not parse.
+
+    ``valid`` is None when the file is too large to validate for a preview.
+    """
+
+    text: str
+    size: int
+    truncated: bool
+    valid: bool | None
+    error: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class EventStore:
+    """A Mishkah ``BRANCHES_DIR``. ``fsync=False`` trades durability for speed (benchmarks only)."""
+
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True, lock_timeout: float | None = None, temp_grace: float = 300.0):
+        self.root = Path(root)
+        self.fsync = fsync
+        self.lock_timeout = lock_timeout
+        self.temp_grace = temp_grace
+        try:
+            st = os.stat(self.root)
+        except FileNotFoundError:
+            raise RootError(f"data root {self.root} does not exist") from None
+        except OSError as exc:
+            raise RootError(f"data root {self.root} cannot be read: {exc.strerror}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise RootError(f"data root {self.root} is not a directory")
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise RootError(f"data root {self.root} cannot be read: permission denied")
+
+    def module(self, branch: str, module: str) -> Module:
+        """The module ``branch``/``module`` (it may not exist yet). Raises InvalidName."""
+        return Module(self, layout.check_name(branch, "branch"), layout.check_name(module, "module"))
+
+    def modules(self) -> Iterator[Module]:
+        """Every module under the root, sorted by (branch, module): a ``live`` folder holding an
+        events.log, an events.meta.json or a backup. Names that break the path rules are skipped."""
+        for branch in _sorted_dirs(self.root):
+            modules_dir = self.root / branch / layout.MODULES_DIR
+            for name in _sorted_dirs(modules_dir):
+                live = modules_dir / name / layout.LIVE_DIR
+                try:
+                    entries = os.listdir(live)
+                except OSError:
+                    continue
+                if any(e in (layout.LOG_NAME, layout.META_NAME) or layout.backup_kind(e) for e in entries):
+                    yield Module(self, branch, name)
+
+    def __repr__(self) -> str:
+        return f"EventStore({str(self.root)!r})"
+
+
+def _sorted_dirs(path: Path) -> list[str]:
+    try:
+        with os.scandir(path) as it:
+            names = [e.name for e in it if e.is_dir()]
+    except OSError:
+        return []
+    out = []
+    for name in sorted(names):
+        try:
+            out.append(layout.check_name(name))
+        except InvalidName:
+            continue
+    return out
+
+
+class Module:
+    """One branch/module's live folder. Create through :meth:`EventStore.module`."""
+
+    def __init__(self, store: EventStore, branch: str, name: str):
+        self.store = store
+        self.branch = branch
+        self.name = name
+        self.live_dir = layout.live_dir(store.root, branch, name)
+        self.history_dir = layout.history_dir(store.root, branch, name)
+        self.log_path = self.live_dir / layout.LOG_NAME
+        self.meta_path = self.live_dir / layout.META_NAME
+        self._lock = ModuleLock(self.live_dir, store.lock_timeout)
+
+    def __repr__(self) -> str:
+        return f"<Module {self.branch}/{self.name}>"
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.live_dir.is_dir()
+
+    def contained(self) -> bool:
+        """True unless a symlink makes the live folder lead outside the data root."""
+        return layout.is_inside(self.store.root, self.live_dir)
+
+    def listing(self) -> Listing:
+        """Classify the live folder's files; symlinks are listed apart and never followed."""
+        out = Listing()
+        with os.scandir(self.live_dir) as it:
+            for entry in it:
+                name = entry.name
+                is_link = entry.is_symlink()
+                role = None
+                if name == layout.LOG_NAME:
+                    role = "log"
+                elif name == layout.META_NAME:
+                    role = "meta"
+                elif layout.backup_kind(name):
+                    role = "backup"
+                elif layout.TEMP_RE.match(name):
+                    role = "temp"
+                if role is None:
+                    continue  # data.json, events.rejected.log, ...: the Node server's, not ours
+                if is_link:
+                    out.symlinks.append(name)
+                elif role == "log":
+                    out.log = True
+                elif role == "meta":
+                    out.meta = True
+                elif role == "backup":
+                    out.backups.append(name)
+                else:
+                    out.temps.append(name)
+        out.backups.sort()
+        out.temps.sort()
+        out.symlinks.sort()
+        return out
+
+    def check(self, now: float | None = None) -> Health:
+        """Diagnose the module. Read-only: never changes, creates or deletes a file; never raises
+        for damage (each problem is a finding)."""
+        return check_module(self, now)
+
+    def read_events(self) -> Iterator[dict[str, Any]]:
+        """Stream the log's events in order, in constant memory. Lines that do not parse as an
+        event (and a torn last line that does not) are skipped; ``check()`` reports them."""
+        if not self.log_path.exists():
+            return
+        for raw in logmod.iter_raw_lines(self.log_path):
+            event, _ = logmod.parse_event(raw.data)
+            if event is not None:
+                yield event
+
+    def backups(self) -> list[BackupInfo]:
+        """Backups in the live folder (meta backups and torn-log fragments), oldest first, each
+        with size, sha256 and whether it parses. Read-only."""
+        out = []
+        for name in self.listing().backups:
+            try:
+                info = self._backup_info(name)
+            except OSError:
+                continue
+            out.append(info)
+        out.sort(key=lambda b: (b.created_at or datetime.min.replace(tzinfo=UTC), b.name))
+        return out
+
+    def _backup_info(self, name: str) -> BackupInfo:
+        kind = layout.backup_kind(name) or "meta"
+        digest = hashlib.sha256()
+        fd = open_nofollow(self.live_dir / name)
+        size = 0
+        head = bytearray()
+        try:
+            while chunk := os.read(fd, 1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+                if len(head) <= metamod.MAX_META_BYTES:
+                    head += chunk
+        finally:
+            os.close(fd)
+        if kind == "meta":
+            value, err = metamod.parse(bytes(head)) if size <= metamod.MAX_META_BYTES else (None, None)
+            parses = err is None and isinstance(value, dict)
+            error = err.message if err else (None if parses else "not a JSON object")
+        else:
+            event, reason = logmod.parse_event(bytes(head))
+            parses, error = event is not None, reason
+        return BackupInfo(name, kind, size, digest.hexdigest(), layout.backup_time(name), parses, error)
+
+    def _backup_path(self, name: str) -> Path:
+        layout.check_name(name, "backup name")
+        if not layout.backup_kind(name):
+            raise InvalidName(f"{name!r} is not a backup file name")
+        return self.live_dir / name
+
+    def open_backup(self, name: str) -> IO[bytes]:
+        """Open one backup for reading (no symlinks). Raises InvalidName or FileNotFoundError."""
+        fd = open_nofollow(self._backup_path(name))
+        return os.fdopen(fd, "rb")
+
+    def preview_meta(self, limit: int = PREVIEW_LIMIT) -> FilePreview:
+        """The start of the meta, and where it stops being valid JSON. Raises FileNotFoundError."""
+        return _preview(self.meta_path, limit)
+
+    def preview_backup(self, name: str, limit: int = PREVIEW_LIMIT) -> FilePreview:
+        return _preview(self._backup_path(name), limit)
+
+    # -- writing (each holds the module lock) ------------------------------------------------
+
+    def append_event(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Append one event and update the meta in one locked step; return the written line.
+
+        The line has Node's shape and defaults (``evt-<uuid>`` id, action ``module:insert``,
+        sequence = totalEvents + 1 after rolling the meta forward to the log). Guarantees: the
+        module lock is held throughout, so sequences are unique across processes; the line is
+        written with one ``O_APPEND`` write and fsynced before the meta is replaced (atomic,
+        durable); a torn last line left by a crash is first saved in ``events.log.torn.<ms>.bak``
+        and cut off, so it never glues onto the new event. A crash after the line is written
+        and before the meta is replaced leaves the meta behind; the next writer rolls it forward.
+        """
+        if not isinstance(entry, dict):
+            raise CorruptEntry("an event must be a JSON object")
+        self.live_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock.hold():
+            self._repair_torn_tail()
+            meta = self._current_meta()
+            sequence = meta["totalEvents"] + 1
+            now = iso_now()
+            line = {
+                "id": entry.get("id") or f"evt-{uuid.uuid4()}",
+                "sequence": sequence,
+                "action": entry.get("action") or "module:insert",
+                "branchId": self.branch,
+                "moduleId": self.name,
+                "table": entry.get("table"),
+                "record": entry.get("record", {}),
+                "meta": entry.get("meta") or {},
+                "publishState": entry.get("publishState") or {},
+                "createdAt": entry.get("createdAt") or now,
+                "recordedAt": now,
+            }
+            for key, value in entry.items():
+                if key not in line:
+                    line[key] = value
+            try:
+                data = orjson.dumps(line) + b"\n"
+            except TypeError as exc:
+                raise CorruptEntry(f"event cannot be written as JSON: {exc}") from None
+            self._append_bytes(data)
+            meta["totalEvents"] = sequence
+            meta["lastEventId"] = line["id"]
+            meta["lastEventAt"] = logmod.event_time(line)
+            meta["updatedAt"] = now
+            if isinstance(line["table"], str) and line["table"]:
+                meta["tableCursors"][line["table"]] = logmod.cursor_for(line)
+            self._write_meta(meta)
+            return line
+
+    def load_meta(self) -> dict[str, Any]:
+        """The meta with defaults filled in (unknown keys kept).
+
+        A damaged meta is recovered first (backup, rebuild from the log, salvage; see
+        :meth:`rebuild`); a meta that lags the log is rolled forward; a missing one is created.
+        Holds the module lock when it writes.
+        """
+        if not self.exists():
+            raise EventStoreError(f"{self.branch}/{self.name}: no such module")
+        with self._lock.hold():
+            return self._current_meta(write=True)
+
+    def update_meta(self, patch: dict[str, Any]) -> dict[str, Any]:
+        """Deep-merge ``patch`` into the meta like Node's mergeDeep and write it; return it.
+
+        Locked read-modify-write (no lost update between processes); atomic, durable write.
+        ``updatedAt`` is set to now unless the patch sets it.
+        """
+        if not isinstance(patch, dict):
+            raise EventStoreError("a meta patch must be a JSON object")
+        self.live_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock.hold():
+            meta = self._current_meta()
+            merged = metamod.merge_deep(meta, patch)
+            if "updatedAt" not in patch:
+                merged["updatedAt"] = iso_now()
+            if metamod.total_events(merged) is None:
+                raise EventStoreError("patch would make totalEvents invalid")
+            self._write_meta(merged)
+            return merged
+
+    def rebuild(self, progress: Callable[[int, int], None] | None = None, retries: int = 3) -> RebuildReport:
+        """Rebuild the meta from the log, keeping everything the log cannot give.
+
+        Guarantees: the current meta (if any) is first copied to a new
+        ``events.meta.json.corrupted.<epoch-ms>.bak`` (exclusive create, fsynced; never
+        overwritten or deleted). The log is streamed in constant memory; unparseable lines are
+        reported, not dropped silently. ``totalEvents`` = max(event count, highest sequence), so
+        the next sequence stays unique. Non-derivable fields and unknown keys come from the
+        current meta if it parses, else the longest valid prefix of the damaged file, else the
+        newest parseable backup, else defaults; ``report.sources`` says which. If the log or the
+        meta changes while we work (size, mtime or inode: a writer that ignores our lock), the
+        rebuild starts over, and after ``retries`` raises ConcurrentModification having
+        overwritten nothing. The new meta is written atomically and durably, under the lock.
+        """
+        if not self.exists():
+            raise EventStoreError(f"{self.branch}/{self.name}: no such module")
+        with self._lock.hold():
+            return rebuild_locked(self, progress, retries)
+
+    def rotate(self, today_: str | None = None) -> Path | None:
+        """The daily rotation: when the meta's ``currentDay`` is not ``today`` (UTC date by
+        default), move events.log to ``history/events/<currentDay>-<lastEventAt>.log`` (Node's
+        naming; never overwriting: a taken name gets ``-1``, ``-2`` ...) and restart the meta at
+        totalEvents 0 with ``lastClosedDate`` = the old day. Locked; the move is a hard link then
+        an unlink, both folders fsynced. Returns the history file, or None when nothing moved.
+        """
+        day = today_ or today()
+        self.live_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock.hold():
+            self._repair_torn_tail()
+            meta = self._current_meta()
+            if meta.get("currentDay") == day:
+                return None
+            moved = None
+            if self.log_path.exists() and os.stat(self.log_path).st_size > 0:
+                old_day = meta.get("currentDay") if isinstance(meta.get("currentDay"), str) else day
+                stamp = meta.get("lastEventAt") if isinstance(meta.get("lastEventAt"), str) else iso_now()
+                base = layout.rotated_log_name(old_day, stamp)
+                self.history_dir.mkdir(parents=True, exist_ok=True)
+                moved = self._link_unique(base)
+                os.unlink(self.log_path)
+                if self.store.fsync:
+                    fsync_dir(self.history_dir)
+                    fsync_dir(self.live_dir)
+            meta.update(
+                totalEvents=0,
+                lastEventId=None,
+                lastEventAt=None,
+                lastClosedDate=meta.get("currentDay"),
+                currentDay=day,
+                updatedAt=iso_now(),
+            )
+            self._write_meta(meta)
+            return moved
+
+    def _link_unique(self, base: str) -> Path:
+        stem = base[: -len(".log")]
+        for n in range(10_000):
+            target = self.history_dir / (base if n == 0 else f"{stem}-{n}.log")
+            try:
+                os.link(self.log_path, target)
+            except FileExistsError:
+                continue
+            return target
+        raise EventStoreError(f"no free history file name for {base}")
+
+    # -- internals (caller holds the lock) ---------------------------------------------------
+
+    def _write_meta(self, meta: dict[str, Any]) -> None:
+        atomic_write(self.meta_path, metamod.dumps(meta), durable=self.store.fsync)
+
+    def _append_bytes(self, data: bytes) -> None:
+        fd = open_nofollow(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            if self.store.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _repair_torn_tail(self) -> None:
+        """Make the log end at a line boundary: a complete event missing its newline gets it; an
+        incomplete fragment is saved to ``events.log.torn.<ms>.bak`` (fsynced) and cut off."""
+        if not self.log_path.exists():
+            return
+        tail = logmod.read_tail(self.log_path)
+        if not tail.fragment.strip():
+            return
+        event, _ = logmod.parse_event(tail.fragment.rstrip(b"\r"))
+        if event is not None:
+            self._append_bytes(b"\n")
+            return
+        create_exclusive(self.live_dir, layout.log_fragment_name, tail.fragment, durable=self.store.fsync)
+        fd = open_nofollow(self.log_path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, tail.fragment_offset)
+            if self.store.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _current_meta(self, write: bool = False) -> dict[str, Any]:
+        """The meta as it must be now: recovered if damaged, created if missing, rolled forward
+        to the log if it lags. Writes only for recovery/creation, or when ``write`` is set."""
+        try:
+            data, size = read_capped(self.meta_path, metamod.MAX_META_BYTES + 1)
+        except FileNotFoundError:
+            data = None
+        if data is None:
+            if self.log_path.exists() or self.listing().backups:
+                return rebuild_locked(self).new_meta
+            meta = fresh_meta(self.branch, self.name)
+            self._write_meta(meta)
+            return meta
+        value, err = (None, True) if size > metamod.MAX_META_BYTES else metamod.parse(data)
+        if err is not None or any(p.severity == "critical" for p in metamod.problems(value)):
+            return rebuild_locked(self).new_meta
+        meta = metamod.with_defaults(value)
+        if self._roll_forward(meta) and write:
+            self._write_meta(meta)
+        return meta
+
+    def _roll_forward(self, meta: dict[str, Any]) -> bool:
+        """Bring the derivable fields up to the log when the meta lags it (a crash between the
+        append and the meta write, or a writer that died). Returns True if it changed ``meta``."""
+        if not self.log_path.exists():
+            return False
+        tail = logmod.read_tail(self.log_path)
+        if tail.last_line is None:
+            return False
+        last, _ = logmod.parse_event(tail.last_line)
+        total = meta["totalEvents"]
+        if last is not None and last.get("id") == meta.get("lastEventId"):
+            seq = last.get("sequence")
+            if not logmod.is_sequence(seq) or seq <= total:
+                return False
+        lines, whole = logmod.tail_lines(self.log_path)
+        events = [e for e in (logmod.parse_event(ln)[0] for ln in lines) if e is not None]
+        ids = [e.get("id") for e in events]
+        anchor = meta.get("lastEventId")
+        if anchor is not None and anchor in ids:
+            newer = events[len(ids) - 1 - ids[::-1].index(anchor) + 1 :]
+        elif anchor is None and total == 0 and whole:
+            newer = events
+        else:
+            summary = logmod.summarize(self.log_path)
+            meta["totalEvents"] = summary.expected_total
+            meta["lastEventId"] = summary.last_event_id
+            meta["lastEventAt"] = summary.last_event_at
+            meta["tableCursors"].update(summary.table_cursors)
+            return True
+        for event in newer:
+            seq = event.get("sequence")
+            total = max(total + 1, seq if logmod.is_sequence(seq) else 0)
+            meta["lastEventId"] = event.get("id")
+            meta["lastEventAt"] = logmod.event_time(event)
+            table = event.get("table")
+            if isinstance(table, str) and table:
+                meta["tableCursors"][table] = logmod.cursor_for(event)
+        changed = total != meta["totalEvents"] or bool(newer)
+        meta["totalEvents"] = total
+        return changed
+
+
+def _preview(path: Path, limit: int) -> FilePreview:
+    data, size = read_capped(path, max(limit, PREVIEW_PARSE_LIMIT))
+    shown = data[:limit]
+    text = metamod.decode_text(shown)
+    if size > PREVIEW_PARSE_LIMIT:
+        return FilePreview(text, size, size > limit, None, None)
+    value, err = metamod.parse(data)
+    if err is None and not isinstance(value, dict):
+        return FilePreview(text, size, size > limit, False, {"message": "valid JSON but not an object", "pos": 0, "line": 1, "col": 1})
+    return FilePreview(text, size, size > limit, err is None, err.to_dict() if err else None)
