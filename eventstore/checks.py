@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import stat
 import time
 from typing import TYPE_CHECKING
 
@@ -11,6 +9,7 @@ from . import health, layout
 from . import log as logmod
 from . import meta as metamod
 from .fileio import read_capped
+from .archive import orphan_temps
 from .health import Finding, Health, ModuleStats
 
 if TYPE_CHECKING:
@@ -97,15 +96,7 @@ def check_module(module: Module, now: float | None = None) -> Health:
 
     stats.temp_files = len(listing.temps)
     grace = module.store.temp_grace
-    orphans = []
-    for name in listing.temps:
-        ms = layout.temp_time_ms(name)
-        try:
-            age = now - (ms / 1000 if ms else os.stat(module.live_dir / name, follow_symlinks=False).st_mtime)
-        except OSError:
-            continue
-        if age > grace:
-            orphans.append(name)
+    orphans = [name for name, _age in orphan_temps(module, grace, now)]
     if orphans:
         findings.append(
             health.make(
@@ -195,9 +186,3 @@ def _drift(meta_value: dict, s: logmod.LogSummary) -> Finding | None:
         log_last_event_id=s.last_event_id,
     )
 
-
-def is_symlink(path) -> bool:
-    try:
-        return stat.S_ISLNK(os.lstat(path).st_mode)
-    except OSError:
-        return False

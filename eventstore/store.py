@@ -18,6 +18,7 @@ import orjson
 from . import layout
 from . import log as logmod
 from . import meta as metamod
+from .archive import ArchivedBackup, RemovedTemp, archive_one, orphan_temps
 from .checks import check_module
 from .errors import CorruptEntry, EventStoreError, InvalidName, RootError
 from .fileio import ModuleLock, atomic_write, create_exclusive, fsync_dir, open_nofollow, read_capped
@@ -392,6 +393,40 @@ class Module:
             )
             self._write_meta(meta)
             return moved
+
+    def archive_backups(self, archive_root: str | os.PathLike[str], names: list[str] | None = None) -> list[ArchivedBackup]:
+        """Move backups (all, or ``names``) to ``<archive_root>/<branch>/<module>/``.
+
+        For each: copy with exclusive create, fsync the copy and its folder, verify the copy's
+        sha256 against the original, and only then unlink the original and fsync the live
+        folder. Any failure raises with the original still in place (never lost). Locked.
+        """
+        with self._lock.hold():
+            todo = self.listing().backups if names is None else [self._backup_path(n).name for n in names]
+            return [archive_one(self, name, Path(archive_root)) for name in todo]
+
+    def orphan_temp_files(self, grace: float | None = None) -> list[tuple[str, float]]:
+        """Names and ages of temp files older than the grace period (default: the store's)."""
+        return orphan_temps(self, self.store.temp_grace if grace is None else grace)
+
+    def clean_temp(self, grace: float | None = None) -> list[RemovedTemp]:
+        """Remove temp files of interrupted atomic writes older than the grace period; only
+        names matching ``events.meta.json.tmp.<ms>.<base36>``, never anything else. Locked, so
+        none of our own writers is mid-write; the grace period covers the Node server's."""
+        grace = self.store.temp_grace if grace is None else grace
+        removed = []
+        with self._lock.hold():
+            for name, age in orphan_temps(self, grace):
+                path = self.live_dir / name
+                try:
+                    size = os.stat(path, follow_symlinks=False).st_size
+                    os.unlink(path)
+                except FileNotFoundError:
+                    continue
+                removed.append(RemovedTemp(name, size, age))
+            if removed and self.store.fsync:
+                fsync_dir(self.live_dir)
+        return removed
 
     def _link_unique(self, base: str) -> Path:
         stem = base[: -len(".log")]

@@ -1,0 +1,129 @@
+"""Move backups out of a live folder without ever losing one; remove orphan temp files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import layout
+from .errors import EventStoreError
+from .fileio import fsync_dir, open_nofollow
+
+if TYPE_CHECKING:
+    from .store import Module
+
+
+class ArchiveError(EventStoreError):
+    """An archive step failed; the original backup is still in the live folder."""
+
+
+@dataclass(slots=True)
+class ArchivedBackup:
+    name: str
+    path: str  # where the verified copy is
+    size: int
+    sha256: str
+    reused: bool  # an identical copy was already there (an earlier run died before the unlink)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class RemovedTemp:
+    name: str
+    size: int
+    age_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _sha256_of(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    fd = open_nofollow(path)
+    try:
+        while chunk := os.read(fd, 1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    return digest.hexdigest(), size
+
+
+def archive_folder_for(module: Module, archive_root: Path) -> Path:
+    """``<archive_root>/<branch>/<module>``: names checked by the path rules."""
+    return Path(archive_root) / layout.check_name(module.branch, "branch") / layout.check_name(module.name, "module")
+
+
+def archive_one(module: Module, name: str, archive_root: Path) -> ArchivedBackup:
+    """Copy, fsync, verify sha256, and only then remove the original (caller holds the lock).
+
+    A crash at any point leaves the original in place, or a verified copy in the archive (and
+    maybe the original too: the next run finds the identical copy and finishes the move).
+    """
+    source = module._backup_path(name)
+    dest_dir = archive_folder_for(module, archive_root)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / name
+    src_sha, src_size = _sha256_of(source)
+    reused = False
+    try:
+        out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+    except FileExistsError:
+        have_sha, _ = _sha256_of(dest)
+        if have_sha != src_sha:
+            raise ArchiveError(f"{dest} already exists with other content; original kept in place") from None
+        reused = True
+    else:
+        try:
+            try:
+                fd = open_nofollow(source)
+                try:
+                    while chunk := os.read(fd, 1 << 20):
+                        view = memoryview(chunk)
+                        while view:
+                            view = view[os.write(out, view) :]
+                finally:
+                    os.close(fd)
+                os.fsync(out)
+            finally:
+                os.close(out)
+            fsync_dir(dest_dir)
+        except BaseException:
+            try:
+                os.unlink(dest)
+            except FileNotFoundError:
+                pass
+            raise
+    copy_sha, copy_size = _sha256_of(dest)
+    if copy_sha != src_sha or copy_size != src_size:
+        if not reused:
+            os.unlink(dest)
+        raise ArchiveError(f"copy of {name} does not match the original (sha256); original kept in place")
+    os.unlink(source)
+    fsync_dir(module.live_dir)
+    return ArchivedBackup(name, str(dest), src_size, src_sha, reused)
+
+
+def orphan_temps(module: Module, grace: float, now: float | None = None) -> list[tuple[str, float]]:
+    """Temp files of interrupted atomic writes older than ``grace`` seconds, with their age."""
+    now = time.time() if now is None else now
+    out = []
+    for name in module.listing().temps:
+        ms = layout.temp_time_ms(name)
+        try:
+            st = os.stat(module.live_dir / name, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        # The newer of the name's time and the mtime: a writer that is slow is not an orphan.
+        born = max(ms / 1000 if ms else 0.0, st.st_mtime)
+        age = now - born
+        if age > grace:
+            out.append((name, age))
+    return out
