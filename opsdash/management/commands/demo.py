@@ -1,0 +1,44 @@
+"""``manage.py demo --data-root PATH [--password PW]``: demo data, demo users, and a first scan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+
+from eventstore.demo import write_demo_root
+
+from ...services.scan import record_pass, scan_root
+from ...services.users import DEMO_USERS, ensure_demo_users
+
+
+class Command(BaseCommand):
+    help = "Write a demo Mishkah data root (every kind of damage), create the demo users and scan it."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--data-root", required=True, type=Path, help="folder to create (must be missing or empty)")
+        parser.add_argument("--password", help="password of the demo users (default: a random one, printed)")
+        parser.add_argument("--seed", type=int, default=2025, help="random seed of the demo data")
+        parser.add_argument("--events-per-module", type=int, default=240)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        root: Path = options["data_root"].resolve()
+        try:
+            summary = write_demo_root(root, seed=options["seed"], events_per_module=options["events_per_module"])
+        except FileExistsError as exc:
+            raise CommandError(str(exc)) from None
+        damaged = sum(1 for what in summary["modules"].values() if what != "healthy")
+        self.stdout.write(
+            f"demo data root {root}: {len(summary['modules'])} modules, {summary['events']} events, {damaged} with damage"
+        )
+        with transaction.atomic():
+            password = ensure_demo_users(options["password"])
+        report = scan_root(root)
+        record_pass(report)
+        self.stdout.write(report.summary())
+        self.stdout.write(f"users {', '.join(DEMO_USERS)} (groups {', '.join(DEMO_USERS.values())})")
+        if not options["password"]:
+            self.stdout.write(f"password: {password}")
+        self.stdout.write(f"set OPSDASH_DATA_ROOT={root} for the web server and the scanner")

@@ -1,0 +1,224 @@
+"""What the dashboard remembers: each module's current state, incidents, backups, the audit trail.
+
+The files stay the truth about the present; these tables are the history and a fast index of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.urls import reverse
+
+
+class Status(models.TextChoices):
+    HEALTHY = "healthy", "healthy"
+    WARNING = "warning", "warning"
+    CRITICAL = "critical", "critical"
+    GONE = "gone", "gone"
+
+
+# Sort order "worst first" and the exit code of `manage.py scan` both follow this rank.
+STATUS_RANK = {Status.GONE: 0, Status.HEALTHY: 0, Status.WARNING: 1, Status.CRITICAL: 2}
+
+
+class ModuleState(models.Model):
+    """One branch/module on one host, as the last scan that changed something left it."""
+
+    host = models.CharField(max_length=255)
+    branch = models.CharField(max_length=128)
+    module = models.CharField(max_length=128)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    status_rank = models.PositiveSmallIntegerField(default=0)
+    findings = models.JSONField(default=list)
+    codes = models.CharField(max_length=500, blank=True, default="")
+    stats = models.JSONField(default=dict)
+    meta_total_events = models.BigIntegerField(null=True)
+    log_events = models.BigIntegerField(default=0)
+    log_size = models.BigIntegerField(default=0)
+    last_event_at = models.DateTimeField(null=True)
+    backups_count = models.PositiveIntegerField(default=0)
+    temp_files = models.PositiveIntegerField(default=0)
+    first_seen = models.DateTimeField()
+    last_changed = models.DateTimeField()
+    status_since = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["host", "branch", "module"], name="module_identity")]
+        indexes = [
+            models.Index(fields=["status_rank", "branch", "module"]),
+            models.Index(fields=["branch", "module"]),
+            models.Index(fields=["status"]),
+        ]
+        ordering = ["branch", "module", "host"]
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.branch}/{self.module}"
+
+    @property
+    def key(self) -> dict[str, str]:
+        return {"host": self.host, "branch": self.branch, "module": self.module}
+
+    def get_absolute_url(self) -> str:
+        return reverse("opsdash:module_detail", kwargs=self.key)
+
+    def api_url(self) -> str:
+        return reverse("opsdash:api_module_detail", kwargs=self.key)
+
+    @property
+    def drift(self) -> bool:
+        return self.meta_total_events is not None and self.meta_total_events != self.log_events
+
+
+class ScanHost(models.Model):
+    """The scanner heartbeat of one host: when its last pass ran and how it went.
+
+    Kept apart from ModuleState on purpose: a pass over unchanged files writes this one row
+    and nothing else, so "last scan" is known while module history stays free of no-op writes.
+    """
+
+    host = models.CharField(max_length=255, unique=True)
+    data_root = models.CharField(max_length=1000)
+    last_pass_at = models.DateTimeField()
+    modules = models.PositiveIntegerField(default=0)
+    worst_status = models.CharField(max_length=16, choices=Status.choices)
+    error = models.TextField(blank=True, default="")
+
+    def __str__(self) -> str:
+        return self.host
+
+
+class Incident(models.Model):
+    """A span of time during which a module was warning or critical."""
+
+    class Source(models.TextChoices):
+        SCAN = "scan", "seen by the scan"
+        STORE_SERVER = "store-server", "backup left by the store server"
+
+    class EndedHow(models.TextChoices):
+        RESOLVED = "resolved", "resolved"
+        STORE_SERVER = "recovered by the store server", "recovered by the store server"
+        GONE = "module disappeared", "module disappeared"
+
+    module = models.ForeignKey(ModuleState, on_delete=models.CASCADE, related_name="incidents")
+    opened_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_how = models.CharField(max_length=64, blank=True, default="")
+    ended_by = models.CharField(max_length=150, blank=True, default="")
+    severity = models.CharField(max_length=16, choices=Status.choices)
+    findings = models.JSONField(default=list)
+    # Space-delimited (" a b ") so that `codes__contains=" meta_corrupt "` filters on every database.
+    codes = models.CharField(max_length=500, blank=True, default="")
+    source = models.CharField(max_length=32, choices=Source.choices, default=Source.SCAN)
+    backup = models.OneToOneField("Backup", null=True, blank=True, on_delete=models.SET_NULL, related_name="incident")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["opened_at"]),
+            models.Index(fields=["module", "opened_at"]),
+            models.Index(fields=["ended_at"]),
+        ]
+        ordering = ["-opened_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.module} {self.severity} since {self.opened_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_at is None
+
+    @property
+    def code_list(self) -> list[str]:
+        return self.codes.split()
+
+
+def codes_field(codes: list[str] | set[str]) -> str:
+    return f" {' '.join(sorted(codes))} " if codes else ""
+
+
+class Backup(models.Model):
+    """A backup file in a module's live folder (later also in the archive store)."""
+
+    class State(models.TextChoices):
+        LIVE = "live", "live"
+        MISSING = "missing", "missing"
+        ARCHIVED = "archived", "archived"
+
+    module = models.ForeignKey(ModuleState, on_delete=models.CASCADE, related_name="backups")
+    name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=32)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(null=True)
+    parses = models.BooleanField(default=False)
+    error = models.TextField(blank=True, default="")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.LIVE)
+    first_seen = models.DateTimeField()
+    last_changed = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["module", "name"], name="backup_identity")]
+        indexes = [models.Index(fields=["created_at"]), models.Index(fields=["state"])]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.module} {self.name}"
+
+    def download_url(self) -> str:
+        return reverse("opsdash:backup_download", kwargs={"pk": self.pk})
+
+    def get_absolute_url(self) -> str:
+        return reverse("opsdash:backup_detail", kwargs={"pk": self.pk})
+
+
+class AppendOnlyError(Exception):
+    """Raised on any attempt to change or delete an audit entry."""
+
+
+class AuditQuerySet(models.QuerySet):
+    def update(self, **kwargs: Any) -> int:
+        raise AppendOnlyError("audit entries cannot be changed")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("audit entries cannot be deleted")
+
+
+class AuditEntry(models.Model):
+    """Who did what, when, from where, to which module, with which outcome. Append-only."""
+
+    at = models.DateTimeField(auto_now_add=True)
+    actor = models.CharField(max_length=150)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    action = models.CharField(max_length=64)
+    host = models.CharField(max_length=255, blank=True, default="")
+    branch = models.CharField(max_length=128, blank=True, default="")
+    module = models.CharField(max_length=128, blank=True, default="")
+    params = models.JSONField(default=dict)
+    outcome = models.CharField(max_length=32)
+    detail = models.TextField(blank=True, default="")
+    meta_sha256_before = models.CharField(max_length=64, blank=True, default="")
+    meta_sha256_after = models.CharField(max_length=64, blank=True, default="")
+
+    objects = AuditQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["at"]),
+            models.Index(fields=["actor", "at"]),
+            models.Index(fields=["action", "at"]),
+            models.Index(fields=["branch", "module", "at"]),
+            models.Index(fields=["outcome", "at"]),
+        ]
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.outcome}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("audit entries cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("audit entries cannot be deleted")

@@ -1,0 +1,25 @@
+"""Demo users in their role groups (the groups themselves come from a migration)."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth.models import Group, User
+
+DEMO_USERS = {"manager": "managers", "operator": "operators", "auditor": "auditors"}
+
+
+def ensure_demo_users(password: str | None = None) -> str:
+    """Create or reset ``manager``, ``operator`` and ``auditor``, each only in its own group.
+
+    All three get ``password`` (a random one when None), which is returned.
+    """
+    password = password or secrets.token_urlsafe(12)
+    for username, group_name in DEMO_USERS.items():
+        user, _ = User.objects.get_or_create(username=username)
+        user.set_password(password)
+        user.is_staff = False
+        user.is_superuser = False
+        user.save()
+        user.groups.set([Group.objects.get(name=group_name)])
+    return password

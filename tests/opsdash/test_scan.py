@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from opsdash.models import Backup, Incident, ModuleState, ScanHost
+from opsdash.services.scan import scan_root
+
+pytestmark = pytest.mark.django_db
+
+WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+def _writes(ctx: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in ctx.captured_queries if q["sql"].lstrip().upper().startswith(WRITES)]
+
+
+def _corrupt(module) -> None:
+    text = module.meta_path.read_text()
+    module.meta_path.write_text(text + text[-40:])
+
+
+def test_it_records_every_module(store, add_events):
+    add_events(store.module("dar", "pos"))
+    add_events(store.module("dar", "kds"))
+    report = scan_root()
+    assert report.modules == 2
+    assert report.counts["healthy"] == 2
+    state = ModuleState.objects.get(branch="dar", module="pos")
+    assert (state.host, state.status, state.log_events, state.meta_total_events) == ("testhost", "healthy", 3, 3)
+    assert state.last_event_at is not None
+    assert not Incident.objects.exists()
+
+
+def test_it_opens_an_incident_when_a_module_breaks_and_ends_it_when_healthy(store, add_events):
+    module = store.module("dar", "pos")
+    add_events(module)
+    scan_root()
+    good_meta = module.meta_path.read_bytes()
+    _corrupt(module)
+    report = scan_root()
+    assert report.opened == 1 and report.exit_code == 2
+    incident = Incident.objects.get()
+    assert incident.is_open and incident.severity == "critical" and incident.source == "scan"
+    assert "meta_corrupt" in incident.code_list
+    assert ModuleState.objects.get().status == "critical"
+
+    module.meta_path.write_bytes(good_meta)
+    report = scan_root()
+    incident.refresh_from_db()
+    assert report.ended == 1
+    assert (incident.ended_how, incident.ended_by) == ("resolved", "scan")
+    state = ModuleState.objects.get()
+    assert state.status == "healthy" and state.status_since >= incident.ended_at
+
+
+def test_rescanning_unchanged_files_writes_nothing(store, add_events):
+    module = store.module("dar", "pos")
+    add_events(module, 5)
+    _corrupt(module)
+    add_events(store.module("zamalek", "kds"))
+    (module.live_dir / "events.meta.json.corrupted.1700000000000.bak").write_text("{\n}\n}")
+    scan_root()
+    with CaptureQueriesContext(connection) as ctx:
+        report = scan_root()
+    assert _writes(ctx) == []
+    assert report.changed == report.opened == report.ended == report.new_backups == report.store_server == 0
+
+
+def test_record_pass_is_the_only_write_of_a_scan_command_over_unchanged_files(store, add_events):
+    add_events(store.module("dar", "pos"))
+    with pytest.raises(SystemExit):
+        call_command("scan")
+    with CaptureQueriesContext(connection) as ctx, pytest.raises(SystemExit) as exit_info:
+        call_command("scan")
+    assert exit_info.value.code == 0
+    writes = _writes(ctx)
+    assert len(writes) == 1 and "opsdash_scanhost" in writes[0]
+    assert ScanHost.objects.get().modules == 1
+
+
+def test_a_node_backup_becomes_store_server_history(store, add_events):
+    module = store.module("dar", "pos")
+    add_events(module)
+    when = datetime(2025, 10, 20, 9, 30, tzinfo=UTC)
+    name = f"events.meta.json.corrupted.{int(when.timestamp() * 1000)}.bak"
+    (module.live_dir / name).write_text('{\n  "totalEvents": 3\n}\n}')
+    report = scan_root()
+    assert report.store_server == 1
+    backup = Backup.objects.get()
+    assert (backup.name, backup.created_at, backup.state, backup.parses) == (name, when, "live", False)
+    incident = Incident.objects.get()
+    assert incident.source == "store-server"
+    assert incident.opened_at == incident.ended_at == when
+    assert incident.ended_how == "recovered by the store server"
+    assert incident.backup == backup
+    assert ModuleState.objects.get().status == "healthy"  # backup_present is info only
+
+
+def test_a_backup_made_during_an_incident_we_saw_is_not_store_server_history(store, add_events):
+    module = store.module("dar", "pos")
+    add_events(module)
+    _corrupt(module)
+    scan_root(now=timezone.now() - timedelta(minutes=5))
+    ms = int(timezone.now().timestamp() * 1000)
+    (module.live_dir / f"events.meta.json.corrupted.{ms}.bak").write_text("{")
+    scan_root()
+    assert Backup.objects.count() == 1
+    assert not Incident.objects.filter(source="store-server").exists()
+
+
+def test_removed_backups_become_missing_and_vanished_modules_gone(store, add_events):
+    module = store.module("dar", "pos")
+    add_events(module)
+    backup = module.live_dir / "events.meta.json.corrupted.1700000000000.bak"
+    backup.write_text("{")
+    add_events(store.module("dar", "kds"))
+    _corrupt(store.module("dar", "kds"))
+    scan_root()
+    backup.unlink()
+    for path in store.module("dar", "kds").live_dir.iterdir():
+        path.unlink()
+    report = scan_root()
+    assert report.gone == 1
+    assert Backup.objects.get().state == "missing"
+    kds = ModuleState.objects.get(module="kds")
+    assert kds.status == "gone"
+    assert kds.incidents.get().ended_how == "module disappeared"
+
+
+def test_scan_command_exits_by_worst_status(store, add_events, capsys):
+    add_events(store.module("dar", "pos"))
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("scan")
+    assert exit_info.value.code == 0
+    assert "1 modules" in capsys.readouterr().out
+    _corrupt(store.module("dar", "pos"))
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("scan")
+    assert exit_info.value.code == 2
+
+
+def test_scan_command_exits_3_when_the_root_is_unusable(settings, tmp_path, capsys):
+    settings.OPSDASH_DATA_ROOT = tmp_path / "missing"
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("scan")
+    assert exit_info.value.code == 3
+    assert "does not exist" in capsys.readouterr().err
+    assert ScanHost.objects.get().error
