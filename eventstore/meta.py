@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 # Key order follows the Node server's defaults; unknown keys keep their place after these.
 DEFAULTS: dict[str, Any] = {
     "branchId": None,
@@ -201,10 +203,10 @@ def total_events(value: dict[str, Any]) -> int | None:
 
 def with_defaults(value: dict[str, Any]) -> dict[str, Any]:
     """Defaults for missing keys, then the file's keys (unknown keys kept), as Node's loadMeta."""
-    out = copy.deepcopy(DEFAULTS)
+    out = dict(DEFAULTS)
     out.update(value)
-    for key in _OBJECTS:
-        if not isinstance(out.get(key), dict):
+    for key in _OBJECTS:  # fresh objects: the defaults' own must never be shared or mutated
+        if not isinstance(value.get(key), dict):
             out[key] = {}
     if not _is_count(out.get("totalEvents")):
         out["totalEvents"] = 0
@@ -230,7 +232,10 @@ def merge_deep(target: Any, source: Any) -> Any:
 
 def dumps(value: dict[str, Any]) -> bytes:
     """Serialise like ``JSON.stringify(meta, null, 2)``: 2-space indent, UTF-8, no final newline."""
-    return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    try:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2)
+    except TypeError:  # integers beyond 64 bits: the slower encoder handles them
+        return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 def salvage_prefix(data: bytes) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@ check, rebuild, backups). Read-modify-writes hold the module's cross-process loc
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import stat
@@ -21,9 +22,10 @@ from . import meta as metamod
 from .archive import ArchivedBackup, RemovedTemp, archive_one, orphan_temps
 from .checks import check_module
 from .errors import CorruptEntry, EventStoreError, InvalidName, RootError
-from .fileio import ModuleLock, atomic_write, create_exclusive, fsync_dir, open_nofollow, read_capped
+from .fileio import ModuleLock, Stamp, atomic_write, create_exclusive, fsync_dir, open_nofollow, read_capped
 from .health import Health
-from .rebuild import RebuildReport, fresh_meta, iso_now, rebuild_locked, today
+from .rebuild import RebuildReport, fresh_meta, iso_now, rebuild_locked
+from .rebuild import today as utc_today
 
 PREVIEW_LIMIT = 64 * 1024
 PREVIEW_PARSE_LIMIT = 8 * 1024 * 1024
@@ -142,6 +144,11 @@ class Module:
         self.log_path = self.live_dir / layout.LOG_NAME
         self.meta_path = self.live_dir / layout.META_NAME
         self._lock = ModuleLock(self.live_dir, store.lock_timeout)
+        # What this process last wrote, to skip re-parsing an unchanged meta and re-reading an
+        # unchanged log tail. Compared against the files' bytes / stamps under the lock, so a
+        # change by another writer is always seen.
+        self._meta_cache: tuple[bytes, dict[str, Any]] | None = None
+        self._log_stamp: Stamp | None = None
 
     def __repr__(self) -> str:
         return f"<Module {self.branch}/{self.name}>"
@@ -272,10 +279,13 @@ class Module:
         """
         if not isinstance(entry, dict):
             raise CorruptEntry("an event must be a JSON object")
-        self.live_dir.mkdir(parents=True, exist_ok=True)
+        self._ensure_dir()
         with self._lock.hold():
-            self._repair_torn_tail()
-            meta = self._current_meta()
+            known = self._log_stamp is not None and Stamp.of(self.log_path) == self._log_stamp
+            self._log_stamp = None
+            if not known:
+                self._repair_torn_tail()
+            meta = self._current_meta(roll=not known)
             sequence = meta["totalEvents"] + 1
             now = iso_now()
             line = {
@@ -299,6 +309,7 @@ class Module:
             except TypeError as exc:
                 raise CorruptEntry(f"event cannot be written as JSON: {exc}") from None
             self._append_bytes(data)
+            self._meta_cache = None
             meta["totalEvents"] = sequence
             meta["lastEventId"] = line["id"]
             meta["lastEventAt"] = logmod.event_time(line)
@@ -306,6 +317,7 @@ class Module:
             if isinstance(line["table"], str) and line["table"]:
                 meta["tableCursors"][line["table"]] = logmod.cursor_for(line)
             self._write_meta(meta)
+            self._log_stamp = Stamp.of(self.log_path)
             return line
 
     def load_meta(self) -> dict[str, Any]:
@@ -318,7 +330,7 @@ class Module:
         if not self.exists():
             raise EventStoreError(f"{self.branch}/{self.name}: no such module")
         with self._lock.hold():
-            return self._current_meta(write=True)
+            return copy.deepcopy(self._current_meta(write=True))
 
     def update_meta(self, patch: dict[str, Any]) -> dict[str, Any]:
         """Deep-merge ``patch`` into the meta like Node's mergeDeep and write it; return it.
@@ -328,7 +340,7 @@ class Module:
         """
         if not isinstance(patch, dict):
             raise EventStoreError("a meta patch must be a JSON object")
-        self.live_dir.mkdir(parents=True, exist_ok=True)
+        self._ensure_dir()
         with self._lock.hold():
             meta = self._current_meta()
             merged = metamod.merge_deep(meta, patch)
@@ -337,7 +349,7 @@ class Module:
             if metamod.total_events(merged) is None:
                 raise EventStoreError("patch would make totalEvents invalid")
             self._write_meta(merged)
-            return merged
+            return copy.deepcopy(merged)
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None, retries: int = 3) -> RebuildReport:
         """Rebuild the meta from the log, keeping everything the log cannot give.
@@ -358,15 +370,15 @@ class Module:
         with self._lock.hold():
             return rebuild_locked(self, progress, retries)
 
-    def rotate(self, today_: str | None = None) -> Path | None:
+    def rotate(self, today: str | None = None) -> Path | None:
         """The daily rotation: when the meta's ``currentDay`` is not ``today`` (UTC date by
         default), move events.log to ``history/events/<currentDay>-<lastEventAt>.log`` (Node's
         naming; never overwriting: a taken name gets ``-1``, ``-2`` ...) and restart the meta at
         totalEvents 0 with ``lastClosedDate`` = the old day. Locked; the move is a hard link then
         an unlink, both folders fsynced. Returns the history file, or None when nothing moved.
         """
-        day = today_ or today()
-        self.live_dir.mkdir(parents=True, exist_ok=True)
+        day = today or utc_today()
+        self._ensure_dir()
         with self._lock.hold():
             self._repair_torn_tail()
             meta = self._current_meta()
@@ -441,8 +453,15 @@ class Module:
 
     # -- internals (caller holds the lock) ---------------------------------------------------
 
+    def _ensure_dir(self) -> None:
+        if not self.live_dir.is_dir():
+            self.live_dir.mkdir(parents=True, exist_ok=True)
+
     def _write_meta(self, meta: dict[str, Any]) -> None:
-        atomic_write(self.meta_path, metamod.dumps(meta), durable=self.store.fsync)
+        self._meta_cache = None
+        data = metamod.dumps(meta)
+        atomic_write(self.meta_path, data, durable=self.store.fsync)
+        self._meta_cache = (data, meta)
 
     def _append_bytes(self, data: bytes) -> None:
         fd = open_nofollow(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
@@ -477,13 +496,21 @@ class Module:
         finally:
             os.close(fd)
 
-    def _current_meta(self, write: bool = False) -> dict[str, Any]:
+    def _current_meta(self, write: bool = False, roll: bool = True) -> dict[str, Any]:
         """The meta as it must be now: recovered if damaged, created if missing, rolled forward
-        to the log if it lags. Writes only for recovery/creation, or when ``write`` is set."""
+        to the log if it lags (unless ``roll`` is False: the caller knows the log is the one it
+        last wrote). Writes only for recovery/creation, or when ``write`` is set. The returned
+        dict belongs to the caller."""
+        cache, self._meta_cache = self._meta_cache, None
         try:
             data, size = read_capped(self.meta_path, metamod.MAX_META_BYTES + 1)
         except FileNotFoundError:
             data = None
+        if cache is not None and data == cache[0]:
+            meta = cache[1]
+            if roll and self._roll_forward(meta) and write:
+                self._write_meta(meta)
+            return meta
         if data is None:
             if self.log_path.exists() or self.listing().backups:
                 return rebuild_locked(self).new_meta
@@ -494,7 +521,7 @@ class Module:
         if err is not None or any(p.severity == "critical" for p in metamod.problems(value)):
             return rebuild_locked(self).new_meta
         meta = metamod.with_defaults(value)
-        if self._roll_forward(meta) and write:
+        if roll and self._roll_forward(meta) and write:
             self._write_meta(meta)
         return meta
 
