@@ -24,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--events-per-module", type=int, default=240)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        root: Path = options["data_root"].resolve()
+        root = Path(options["data_root"]).resolve()
         try:
             summary = write_demo_root(root, seed=options["seed"], events_per_module=options["events_per_module"])
         except FileExistsError as exc:

@@ -1,0 +1,105 @@
+"""What the pages show of a module's files, read through eventstore (never opened here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+from django.conf import settings
+
+from eventstore import FilePreview, Module
+from eventstore.errors import EventStoreError
+
+from ..models import Backup, ModuleState
+from .scan import open_store
+
+
+class FilesUnavailable(Exception):
+    """The module's files cannot be read from this process; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class Marked:
+    """A damaged JSON text split around the parse error, for a <mark> at the exact character."""
+
+    before: str
+    at: str
+    after: str
+    message: str
+    line: int | None
+    col: int | None
+    pos: int
+
+
+@dataclass(frozen=True)
+class PreviewView:
+    preview: FilePreview
+    pretty: str | None = None
+    marked: Marked | None = None
+
+
+def live_module(state: ModuleState) -> Module:
+    """The eventstore Module behind a row; FilesUnavailable if this host cannot read it."""
+    if state.host != settings.OPSDASH_HOST_NAME:
+        raise FilesUnavailable(f"the files are on host {state.host}; this dashboard runs on {settings.OPSDASH_HOST_NAME}")
+    try:
+        return open_store().module(state.branch, state.module)
+    except EventStoreError as exc:
+        raise FilesUnavailable(str(exc)) from None
+
+
+def _view(preview: FilePreview) -> PreviewView:
+    if preview.valid and not preview.truncated:
+        try:
+            pretty = orjson.dumps(orjson.loads(preview.text), option=orjson.OPT_INDENT_2).decode()
+        except orjson.JSONDecodeError:
+            pretty = None  # valid for the library (e.g. a huge integer) but not for orjson: show it raw
+        return PreviewView(preview, pretty=pretty)
+    if preview.error:
+        err = preview.error
+        pos = max(0, min(int(err.get("pos") or 0), len(preview.text)))
+        marked = Marked(
+            before=preview.text[:pos],
+            at=preview.text[pos : pos + 1],
+            after=preview.text[pos + 1 :],
+            message=str(err.get("message", "")),
+            line=err.get("line"),
+            col=err.get("col"),
+            pos=pos,
+        )
+        return PreviewView(preview, marked=marked)
+    return PreviewView(preview)
+
+
+def meta_preview(state: ModuleState) -> PreviewView:
+    """The meta for display: pretty when valid, raw with the error marked when damaged."""
+    module = live_module(state)
+    try:
+        return _view(module.preview_meta())
+    except FileNotFoundError:
+        raise FilesUnavailable("there is no events.meta.json") from None
+    except OSError as exc:
+        raise FilesUnavailable(f"events.meta.json cannot be read: {exc.strerror or exc}") from None
+
+
+def backup_preview(backup: Backup) -> PreviewView:
+    if backup.state != Backup.State.LIVE:
+        raise FilesUnavailable(f"the backup is {backup.state}, not in the live folder")
+    module = live_module(backup.module)
+    try:
+        return _view(module.preview_backup(backup.name))
+    except (FileNotFoundError, EventStoreError):
+        raise FilesUnavailable(f"{backup.name} is no longer in the live folder") from None
+    except OSError as exc:
+        raise FilesUnavailable(f"{backup.name} cannot be read: {exc.strerror or exc}") from None
+
+
+def open_backup(backup: Backup):
+    """A binary file object of a backup the database knows (never a path from a request)."""
+    if backup.state != Backup.State.LIVE:
+        raise FilesUnavailable(f"the backup is {backup.state}, not in the live folder")
+    module = live_module(backup.module)
+    try:
+        return module.open_backup(backup.name)
+    except (FileNotFoundError, EventStoreError):
+        raise FilesUnavailable(f"{backup.name} is no longer in the live folder") from None

@@ -1,0 +1,227 @@
+"""Filters and sorting shared by the pages and the JSON API (one parser, one set of rules)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from django.db.models import Count, Q, QuerySet
+from django.http import QueryDict
+from django.utils import timezone
+
+from ..models import Backup, Incident, ModuleState, Status
+
+MODULE_SORTS = {
+    "status": ("-status_rank", "branch", "module"),
+    "branch": ("branch", "module", "host"),
+    "module": ("module", "branch", "host"),
+    "events": ("-log_events", "branch", "module"),
+    "last_event": ("-last_event_at", "branch", "module"),
+    "backups": ("-backups_count", "branch", "module"),
+    "changed": ("-last_changed", "branch", "module"),
+}
+DEFAULT_MODULE_SORT = "status"
+
+
+def _choice(value: str | None, allowed: set[str] | dict, default: str = "") -> str:
+    return value if value in allowed else default
+
+
+@dataclass(frozen=True)
+class ModuleFilters:
+    status: str = ""
+    branch: str = ""
+    q: str = ""
+    sort: str = DEFAULT_MODULE_SORT
+
+    @classmethod
+    def from_query(cls, query: QueryDict) -> ModuleFilters:
+        return cls(
+            status=_choice(query.get("status"), set(Status.values)),
+            branch=query.get("branch", "").strip()[:128],
+            q=query.get("q", "").strip()[:200],
+            sort=_choice(query.get("sort"), MODULE_SORTS, DEFAULT_MODULE_SORT),
+        )
+
+    def as_query(self, **changes: str) -> str:
+        """The query string of these filters with ``changes`` applied (empty values dropped)."""
+        values = {"status": self.status, "branch": self.branch, "q": self.q, "sort": self.sort} | changes
+        if values["sort"] == DEFAULT_MODULE_SORT:
+            values["sort"] = ""
+        query = QueryDict(mutable=True)
+        for key, value in values.items():
+            if value:
+                query[key] = value
+        return query.urlencode()
+
+
+def modules(filters: ModuleFilters) -> QuerySet[ModuleState]:
+    qs = ModuleState.objects.all()
+    if filters.status:
+        qs = qs.filter(status=filters.status)
+    if filters.branch:
+        qs = qs.filter(branch=filters.branch)
+    if filters.q:
+        qs = qs.filter(
+            Q(branch__icontains=filters.q)
+            | Q(module__icontains=filters.q)
+            | Q(host__icontains=filters.q)
+            | Q(codes__icontains=filters.q)
+        )
+    return qs.order_by(*MODULE_SORTS[filters.sort])
+
+
+def status_counts() -> dict[str, int]:
+    counts = {status: 0 for status in Status.values}
+    for row in ModuleState.objects.values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def branches() -> list[str]:
+    return list(ModuleState.objects.order_by("branch").values_list("branch", flat=True).distinct())
+
+
+def _parse_date(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class IncidentFilters:
+    since: date | None = None
+    until: date | None = None
+    branch: str = ""
+    code: str = ""
+    state: str = ""  # "", "open" or "ended"
+
+    @classmethod
+    def from_query(cls, query: QueryDict) -> IncidentFilters:
+        from eventstore import CODES
+
+        return cls(
+            since=_parse_date(query.get("since")),
+            until=_parse_date(query.get("until")),
+            branch=query.get("branch", "").strip()[:128],
+            code=_choice(query.get("code"), CODES),
+            state=_choice(query.get("state"), {"open", "ended"}),
+        )
+
+    def as_query(self, **changes: str) -> str:
+        values = {
+            "since": self.since.isoformat() if self.since else "",
+            "until": self.until.isoformat() if self.until else "",
+            "branch": self.branch,
+            "code": self.code,
+            "state": self.state,
+        } | changes
+        query = QueryDict(mutable=True)
+        for key, value in values.items():
+            if value:
+                query[key] = value
+        return query.urlencode()
+
+
+def _start_of(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def incidents(filters: IncidentFilters) -> QuerySet[Incident]:
+    qs = Incident.objects.select_related("module")
+    if filters.since:
+        qs = qs.filter(opened_at__gte=_start_of(filters.since))
+    if filters.until:
+        qs = qs.filter(opened_at__lt=_start_of(filters.until + timedelta(days=1)))
+    if filters.branch:
+        qs = qs.filter(module__branch=filters.branch)
+    if filters.code:
+        qs = qs.filter(codes__contains=f" {filters.code} ")
+    if filters.state == "open":
+        qs = qs.filter(ended_at__isnull=True)
+    elif filters.state == "ended":
+        qs = qs.filter(ended_at__isnull=False)
+    return qs.order_by("-opened_at", "-id")
+
+
+@dataclass(frozen=True)
+class Bar:
+    day: date
+    count: int
+    x: float
+    y: float
+    height: float
+
+
+@dataclass(frozen=True)
+class Chart:
+    bars: list[Bar]
+    width: int
+    height: int
+    bar_width: float
+    peak: int
+
+
+def incidents_per_day(qs: QuerySet[Incident], filters: IncidentFilters, days: int = 42) -> Chart:
+    """Bar geometry for the history chart: one bar per day of the filtered range."""
+    today = timezone.localdate()
+    until = filters.until or today
+    since = filters.since or until - timedelta(days=days - 1)
+    if since > until:
+        since, until = until, since
+    span = min((until - since).days + 1, 366)
+    since = until - timedelta(days=span - 1)
+    counts = {day: 0 for day in (since + timedelta(days=i) for i in range(span))}
+    for opened in qs.filter(opened_at__gte=_start_of(since), opened_at__lt=_start_of(until + timedelta(days=1))).values_list(
+        "opened_at", flat=True
+    ):
+        day = timezone.localdate(opened)
+        if day in counts:
+            counts[day] += 1
+    width, height, top = 720, 140, 10
+    slot = width / span
+    peak = max(counts.values(), default=0)
+    bars = []
+    for i, (day, count) in enumerate(counts.items()):
+        h = (height - top) * count / peak if peak else 0
+        bars.append(Bar(day=day, count=count, x=round(i * slot + slot * 0.1, 2), y=round(height - h, 2), height=round(h, 2)))
+    return Chart(bars=bars, width=width, height=height, bar_width=round(slot * 0.8, 2), peak=peak)
+
+
+@dataclass(frozen=True)
+class BackupFilters:
+    branch: str = ""
+    kind: str = ""
+    state: str = ""
+    q: str = ""
+
+    @classmethod
+    def from_query(cls, query: QueryDict) -> BackupFilters:
+        return cls(
+            branch=query.get("branch", "").strip()[:128],
+            kind=_choice(query.get("kind"), {"meta", "log-fragment"}),
+            state=_choice(query.get("state"), set(Backup.State.values)),
+            q=query.get("q", "").strip()[:200],
+        )
+
+    def as_query(self, **changes: str) -> str:
+        values = {"branch": self.branch, "kind": self.kind, "state": self.state, "q": self.q} | changes
+        query = QueryDict(mutable=True)
+        for key, value in values.items():
+            if value:
+                query[key] = value
+        return query.urlencode()
+
+
+def backups(filters: BackupFilters) -> QuerySet[Backup]:
+    qs = Backup.objects.select_related("module")
+    if filters.branch:
+        qs = qs.filter(module__branch=filters.branch)
+    if filters.kind:
+        qs = qs.filter(kind=filters.kind)
+    if filters.state:
+        qs = qs.filter(state=filters.state)
+    if filters.q:
+        qs = qs.filter(Q(name__icontains=filters.q) | Q(module__module__icontains=filters.q) | Q(sha256__istartswith=filters.q))
+    return qs.order_by("-created_at", "-id")

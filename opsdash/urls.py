@@ -1,0 +1,17 @@
+from django.urls import path
+
+from .views import api, backups, health, history, modules
+
+app_name = "opsdash"
+
+urlpatterns = [
+    path("", modules.module_list, name="module_list"),
+    path("modules/<str:host>/<str:branch>/<str:module>/", modules.module_detail, name="module_detail"),
+    path("history/", history.incident_list, name="incident_list"),
+    path("backups/", backups.backup_list, name="backup_list"),
+    path("backups/<int:pk>/", backups.backup_detail, name="backup_detail"),
+    path("backups/<int:pk>/download", backups.backup_download, name="backup_download"),
+    path("api/modules", api.api_module_list, name="api_module_list"),
+    path("api/modules/<str:host>/<str:branch>/<str:module>", api.api_module_detail, name="api_module_detail"),
+    path("healthz", health.healthz, name="healthz"),
+]

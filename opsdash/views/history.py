@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+
+from eventstore import CODES
+
+from ..services import queries
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def incident_list(request: HttpRequest) -> HttpResponse:
+    filters = queries.IncidentFilters.from_query(request.GET)
+    incidents = queries.incidents(filters)
+    ctx = {
+        "filters": filters,
+        "page": Paginator(incidents, settings.OPSDASH_PAGE_SIZE).get_page(request.GET.get("page")),
+        "chart": queries.incidents_per_day(incidents, filters),
+        "branches": queries.branches(),
+        "codes": sorted(CODES),
+    }
+    template = "opsdash/history.html#results" if request.htmx else "opsdash/history.html"
+    return render(request, template, ctx)

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+
+from ..models import ModuleState, ScanHost
+from ..services import queries
+from ..services.files import FilesUnavailable, meta_preview
+
+SORT_LABELS = {
+    "status": "worst first",
+    "branch": "branch",
+    "module": "module",
+    "events": "most events",
+    "last_event": "latest event",
+    "backups": "most backups",
+    "changed": "recently changed",
+}
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def module_list(request: HttpRequest) -> HttpResponse:
+    filters = queries.ModuleFilters.from_query(request.GET)
+    page = Paginator(queries.modules(filters), settings.OPSDASH_PAGE_SIZE).get_page(request.GET.get("page"))
+    heartbeats = {h.host: h for h in ScanHost.objects.all()}
+    rows = list(page.object_list)
+    for row in rows:
+        row.heartbeat = heartbeats.get(row.host)
+    ctx = {
+        "filters": filters,
+        "page": page,
+        "rows": rows,
+        "counts": queries.status_counts(),
+        "branches": queries.branches(),
+        "sorts": SORT_LABELS,
+        "refresh": settings.OPSDASH_REFRESH_SECONDS,
+        "show_host": ModuleState.objects.values("host").distinct().count() > 1,
+    }
+    template = "opsdash/overview.html#results" if request.htmx else "opsdash/overview.html"
+    return render(request, template, ctx)
+
+
+@require_GET
+def module_detail(request: HttpRequest, host: str, branch: str, module: str) -> HttpResponse:
+    state = get_object_or_404(ModuleState, host=host, branch=branch, module=module)
+    try:
+        meta, meta_error = meta_preview(state), None
+    except FilesUnavailable as exc:
+        meta, meta_error = None, str(exc)
+    ctx = {
+        "state": state,
+        "heartbeat": ScanHost.objects.filter(host=state.host).first(),
+        "meta": meta,
+        "meta_error": meta_error,
+        "backups": state.backups.all(),
+        "incidents": state.incidents.select_related("backup"),
+    }
+    return render(request, "opsdash/module.html", ctx)

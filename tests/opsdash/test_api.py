@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import orjson
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from opsdash.services.scan import scan_root
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def scanned(store, add_events):
+    pos = store.module("dar", "pos")
+    add_events(pos)
+    (pos.live_dir / "events.meta.json.corrupted.1760000000000.bak").write_text("{")
+    kds = store.module("maadi", "kds")
+    add_events(kds)
+    kds.meta_path.unlink()
+    scan_root()
+
+
+def test_the_module_list_has_the_documented_shape(scanned, manager_client):
+    response = manager_client.get(reverse("opsdash:api_module_list"))
+    assert response["Content-Type"] == "application/json"
+    modules = orjson.loads(response.content)["modules"]
+    assert [(m["branch"], m["module"], m["status"]) for m in modules] == [("maadi", "kds", "warning"), ("dar", "pos", "healthy")]
+    first = modules[0]
+    assert {"host", "branch", "module", "status", "findings", "url", "page"} <= first.keys()
+    assert first["findings"][0]["code"] == "meta_missing"
+    assert {"code", "severity", "message"} <= first["findings"][0].keys()
+    assert first["url"].startswith("http://testserver/api/modules/testhost/maadi/kds")
+    assert manager_client.get(first["page"]).status_code == 200
+
+
+def test_the_module_list_accepts_the_overview_filters(scanned, manager_client):
+    url = reverse("opsdash:api_module_list")
+    assert [m["module"] for m in orjson.loads(manager_client.get(url, {"status": "healthy"}).content)["modules"]] == ["pos"]
+    assert [m["module"] for m in orjson.loads(manager_client.get(url, {"branch": "maadi"}).content)["modules"]] == ["kds"]
+    assert orjson.loads(manager_client.get(url, {"q": "nothing-matches"}).content)["modules"] == []
+
+
+def test_a_module_in_full_has_backups_and_incidents(scanned, manager_client):
+    modules = orjson.loads(manager_client.get(reverse("opsdash:api_module_list"), {"branch": "dar"}).content)["modules"]
+    detail = orjson.loads(manager_client.get(modules[0]["url"]).content)
+    backup = detail["backups"][0]
+    assert {"name", "size", "sha256", "state", "download"} <= backup.keys()
+    assert backup["state"] == "live" and backup["size"] == 1
+    assert manager_client.get(backup["download"]).status_code == 200
+    assert detail["incidents"][0]["source"] == "store-server"
+    assert detail["incidents"][0]["ended_how"] == "recovered by the store server"
+    assert detail["stats"]["log_events"] == 3
+
+
+def test_anonymous_api_calls_get_401_json(scanned):
+    response = Client().get(reverse("opsdash:api_module_list"))
+    assert response.status_code == 401
+    assert orjson.loads(response.content) == {"error": "login required"}
+
+
+def test_an_unknown_module_is_404(scanned, manager_client):
+    url = reverse("opsdash:api_module_detail", kwargs={"host": "testhost", "branch": "dar", "module": "nope"})
+    assert manager_client.get(url).status_code == 404
