@@ -150,6 +150,7 @@ class LogSummary:
     gap_count: int = 0
     gaps: list[list[int]] = field(default_factory=list)  # [first_missing, last_missing]
     sequence_tracking_limited: bool = False
+    lines_seen: int = 0  # physical lines, blank ones included
     torn_tail: dict[str, Any] | None = None
     table_cursors: dict[str, dict[str, Any]] = field(default_factory=dict)
     _seen: bytearray = field(default_factory=bytearray, repr=False)
@@ -218,30 +219,237 @@ class LogSummary:
         return self
 
 
-def summarize(path: Path, progress=None) -> LogSummary:
+PARALLEL_MIN_BYTES = 64 << 20
+
+
+def summarize(path: Path, progress=None, workers: int | None = None) -> LogSummary:
     """One streaming pass over a log: counts, bad lines, sequences, torn tail, cursors.
 
-    Raises OSError if the file cannot be read (the caller reports ``unreadable``).
+    Every line is parsed. Memory is bounded (chunks of 1 MiB, one bit per sequence number, one
+    event per table). Logs of 64 MiB or more are split at line boundaries and read by one
+    process per core (``workers`` overrides; 1 forces a single pass). ``progress(read, total)``
+    is called as bytes are read. Raises OSError if the file cannot be read.
     """
-    summary = LogSummary()
-    summary.size = os.stat(path, follow_symlinks=False).st_size
+    size = os.stat(path, follow_symlinks=False).st_size
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8) if size >= PARALLEL_MIN_BYTES else 1
+    if workers > 1 and size > workers * CHUNK:
+        return _summarize_parallel(path, size, workers, progress)
+    part = scan_range(str(path), 0, size, None if progress is None else (lambda n: progress(n, size)))
+    part.size = size
+    return part.finish()
 
-    def on_progress(n: int) -> None:
-        summary.bytes_read = n
-        if progress is not None:
-            progress(n, summary.size)
 
-    for raw in iter_raw_lines(path, progress=on_progress):
-        summary.lines += 1
-        event, reason = parse_event(raw.data)
-        if not raw.complete:
-            summary.torn_tail = {"offset": raw.offset, "length": len(raw.data), "line": raw.lineno, "parses": event is not None}
-        if event is None:
-            if raw.complete:
-                summary.add_bad(raw, reason or "unparseable")
-            continue
-        summary.add_event(event)
-    return summary.finish()
+def _split_points(path: Path, size: int, parts: int) -> list[int]:
+    """Offsets just after a newline near each 1/parts of the file (0 and size included)."""
+    points = [0]
+    fd = open_nofollow(path)
+    try:
+        for i in range(1, parts):
+            at = max(size * i // parts, points[-1])
+            while at < size:
+                buf = os.pread(fd, 1 << 16, at)
+                if not buf:
+                    at = size
+                    break
+                nl = buf.find(b"\n")
+                if nl >= 0:
+                    at += nl + 1
+                    break
+                at += len(buf)
+            points.append(min(at, size))
+    finally:
+        os.close(fd)
+    points.append(size)
+    return points
+
+
+def scan_range(path: str, start: int, end: int, progress=None) -> LogSummary:
+    """Scan bytes [start, end) of a log; ``start`` must be at a line start. The summary's line
+    numbers are relative to ``start`` (``lines_seen`` counts every physical line)."""
+    part = LogSummary()
+    loads = orjson.loads
+    decode_error = orjson.JSONDecodeError
+    seen = part._seen
+    last_by_table: dict[str, dict[str, Any]] = {}
+    last: dict[str, Any] | None = None
+    events = 0
+    lineno = 0
+    offset = start
+    max_seq = 0
+    min_seq = 0
+    limited = False
+    fd = open_nofollow(Path(path))
+    try:
+        os.lseek(fd, start, os.SEEK_SET)
+        pos = start
+        pending = b""
+        while pos < end:
+            chunk = os.read(fd, min(CHUNK, end - pos))
+            if not chunk:
+                break
+            pos += len(chunk)
+            lines = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
+            pending = lines.pop()
+            for raw in lines:
+                lineno += 1
+                here = offset
+                offset += len(raw) + 1
+                if raw[-1:] == b"\r":
+                    raw = raw[:-1]
+                if not raw or raw.isspace():
+                    continue
+                part.lines += 1
+                try:
+                    event = loads(raw)
+                except decode_error as exc:
+                    part.add_bad(RawLine(lineno, here, raw, True), str(exc))
+                    continue
+                if event.__class__ is not dict:
+                    part.add_bad(RawLine(lineno, here, raw, True), "line is valid JSON but not an object")
+                    continue
+                events += 1
+                last = event
+                table = event.get("table")
+                if table.__class__ is str and table:
+                    last_by_table[table] = event
+                seq = event.get("sequence")
+                if seq.__class__ is not int or seq <= 0:
+                    continue
+                if seq > max_seq:
+                    max_seq = seq
+                if not min_seq or seq < min_seq:
+                    min_seq = seq
+                if seq > MAX_TRACKED_SEQUENCE:
+                    limited = True
+                    continue
+                byte = seq >> 3
+                bit = 1 << (seq & 7)
+                if byte >= len(seen):
+                    seen.extend(bytes(max(byte + 1 - len(seen), len(seen))))
+                if seen[byte] & bit:
+                    part.duplicate_count += 1
+                    if len(part.duplicates) < SAMPLE_LIMIT:
+                        part.duplicates.append(seq)
+                else:
+                    seen[byte] |= bit
+            if progress is not None:
+                progress(pos - start)
+        if pending[-1:] == b"\r":
+            pending = pending[:-1]
+        if pending and not pending.isspace():
+            lineno += 1
+            part.lines += 1
+            event, _reason = parse_event(pending)
+            part.torn_tail = {"offset": offset, "length": len(pending), "line": lineno, "parses": event is not None}
+            if event is not None:
+                events += 1
+                last = event
+                table = event.get("table")
+                if isinstance(table, str) and table:
+                    last_by_table[table] = event
+    finally:
+        os.close(fd)
+    part.events = events
+    part.lines_seen = lineno
+    part.bytes_read = pos - start
+    part.max_sequence = max_seq
+    part.min_sequence = min_seq
+    part.sequence_tracking_limited = limited
+    if last is not None:
+        part.last_event_id = last.get("id")
+        part.last_event_at = event_time(last)
+        part.last_sequence = last.get("sequence")
+    part.table_cursors = {t: cursor_for(e) for t, e in last_by_table.items()}
+    return part
+
+
+def _worker(path: str, start: int, end: int, index: int, counters, results) -> None:
+    def report(n: int) -> None:
+        counters[index] = n
+
+    try:
+        part = scan_range(path, start, end, report)
+        results.put((index, part, bytes(part._seen), None))
+    except BaseException as exc:  # report, never hang the parent
+        results.put((index, None, b"", f"{type(exc).__name__}: {exc}"))
+
+
+def _summarize_parallel(path: Path, size: int, workers: int, progress) -> LogSummary:
+    import multiprocessing as mp
+    import queue as queuemod
+
+    ctx = mp.get_context("spawn")  # safe inside a threaded web server
+    points = _split_points(path, size, workers)
+    ranges = [(a, b) for a, b in zip(points, points[1:]) if b > a]
+    counters = ctx.Array("q", len(ranges), lock=False)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(str(path), a, b, i, counters, results), daemon=True) for i, (a, b) in enumerate(ranges)]
+    for p in procs:
+        p.start()
+    parts: dict[int, tuple[LogSummary, bytes]] = {}
+    try:
+        while len(parts) < len(procs):
+            try:
+                index, part, seen, error = results.get(timeout=0.2)
+            except queuemod.Empty:
+                if progress is not None:
+                    progress(sum(counters), size)
+                if any(not p.is_alive() and p.exitcode not in (0, None) for p in procs):
+                    raise OSError(f"a log reader process died while reading {path}")
+                continue
+            if error is not None:
+                raise OSError(f"reading {path}: {error}")
+            parts[index] = (part, seen)
+    finally:
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+    if progress is not None:
+        progress(size, size)
+    return _merge([parts[i] for i in range(len(ranges))], size)
+
+
+def _merge(parts: list[tuple[LogSummary, bytes]], size: int) -> LogSummary:
+    out = LogSummary(size=size, bytes_read=size)
+    seen_all = 0
+    lines_before = 0
+    for part, seen in parts:
+        out.lines += part.lines
+        out.events += part.events
+        out.bad_line_count += part.bad_line_count
+        for bad in part.bad_lines:
+            if len(out.bad_lines) < SAMPLE_LIMIT:
+                out.bad_lines.append({**bad, "line": bad["line"] + lines_before})
+        if part.torn_tail:
+            out.torn_tail = {**part.torn_tail, "line": part.torn_tail["line"] + lines_before}
+        lines_before += part.lines_seen
+        if part.events:
+            out.last_event_id = part.last_event_id
+            out.last_event_at = part.last_event_at
+            out.last_sequence = part.last_sequence
+        out.table_cursors.update(part.table_cursors)
+        out.max_sequence = max(out.max_sequence, part.max_sequence)
+        if part.min_sequence and (not out.min_sequence or part.min_sequence < out.min_sequence):
+            out.min_sequence = part.min_sequence
+        out.sequence_tracking_limited |= part.sequence_tracking_limited
+        out.duplicate_count += part.duplicate_count
+        out.duplicates.extend(part.duplicates[: SAMPLE_LIMIT - len(out.duplicates)])
+        bits = int.from_bytes(seen, "little")
+        both = seen_all & bits
+        if both:
+            out.duplicate_count += both.bit_count()
+            while both and len(out.duplicates) < SAMPLE_LIMIT:
+                low = both & -both
+                out.duplicates.append(low.bit_length() - 1)
+                both ^= low
+        seen_all |= bits
+    out.duplicates.sort()
+    out.lines_seen = lines_before
+    if seen_all:
+        out._seen = bytearray(seen_all.to_bytes((seen_all.bit_length() + 7) // 8, "little"))
+    return out.finish()
 
 
 @dataclass(slots=True)
