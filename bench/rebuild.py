@@ -35,7 +35,8 @@ t = time.perf_counter()
 r = m.rebuild()
 dt = time.perf_counter() - t
 peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"seconds": dt, "events": r.events_read, "bad": r.bad_line_count, "peak_kb": peak_kb,
+worker_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"seconds": dt, "events": r.events_read, "bad": r.bad_line_count, "peak_kb": peak_kb, "worker_kb": worker_kb,
                   "total": r.new_meta["totalEvents"], "ack_source": r.sources.get("lastAckId")}))
 """
 
@@ -89,6 +90,7 @@ def run(size: int, workdir: Path) -> dict:
         "rebuild_mbs": mb(nbytes) / child["seconds"],
         "rebuild_s": child["seconds"],
         "peak_rss_mb": child["peak_kb"] / 1024,
+        "worker_rss_mb": child["worker_kb"] / 1024,
         "interpreter_rss_mb": base_kb / 1024,
     }
 
@@ -99,7 +101,7 @@ def main() -> int:
     p.add_argument("--dir", default=None, help="work folder (default: a temp folder, removed after)")
     p.add_argument("--keep", action="store_true")
     args = p.parse_args()
-    rows = [["log", "events", "I/O limit MB/s", "parse limit MB/s", "rebuild MB/s", "rebuild/parse", "rebuild/I/O", "peak RSS MB"]]
+    rows = [["log", "events", "I/O limit MB/s", "parse limit MB/s", "rebuild MB/s", "rebuild/parse", "rebuild/I/O", "peak RSS MB", "worker peak RSS MB"]]
     results = []
     for size_text in args.sizes.split(","):
         work = Path(args.dir or tempfile.mkdtemp(prefix="bench-rebuild-")) / size_text
@@ -113,7 +115,7 @@ def main() -> int:
         rows.append([
             f"{r['size_mb']:.0f} MB", str(r["events"]), f"{r['io_mbs']:.0f}", f"{r['parse_mbs']:.0f}",
             f"{r['rebuild_mbs']:.0f}", f"{r['rebuild_mbs'] / r['parse_mbs']:.2f}x", f"{r['rebuild_mbs'] / r['io_mbs']:.2f}x",
-            f"{r['peak_rss_mb']:.0f}",
+            f"{r['peak_rss_mb']:.0f}", f"{r['worker_rss_mb']:.0f}",
         ])
     print(table(rows))
     print(f"(peak RSS of a bare interpreter: {results[0]['interpreter_rss_mb']:.0f} MB; targets: rebuild >= 1.5x parse limit, peak RSS < 64 MB)")

@@ -274,6 +274,7 @@ def scan_range(path: str, start: int, end: int, progress=None) -> LogSummary:
     last_by_table: dict[str, dict[str, Any]] = {}
     last: dict[str, Any] | None = None
     events = 0
+    nonblank = 0
     lineno = 0
     offset = start
     max_seq = 0
@@ -299,7 +300,7 @@ def scan_range(path: str, start: int, end: int, progress=None) -> LogSummary:
                     raw = raw[:-1]
                 if not raw or raw.isspace():
                     continue
-                part.lines += 1
+                nonblank += 1
                 try:
                     event = loads(raw)
                 except decode_error as exc:
@@ -339,7 +340,7 @@ def scan_range(path: str, start: int, end: int, progress=None) -> LogSummary:
             pending = pending[:-1]
         if pending and not pending.isspace():
             lineno += 1
-            part.lines += 1
+            nonblank += 1
             event, _reason = parse_event(pending)
             part.torn_tail = {"offset": offset, "length": len(pending), "line": lineno, "parses": event is not None}
             if event is not None:
@@ -351,6 +352,7 @@ def scan_range(path: str, start: int, end: int, progress=None) -> LogSummary:
     finally:
         os.close(fd)
     part.events = events
+    part.lines = nonblank
     part.lines_seen = lineno
     part.bytes_read = pos - start
     part.max_sequence = max_seq
@@ -378,8 +380,10 @@ def _worker(path: str, start: int, end: int, index: int, counters, results) -> N
 def _summarize_parallel(path: Path, size: int, workers: int, progress) -> LogSummary:
     import multiprocessing as mp
     import queue as queuemod
+    import threading
 
-    ctx = mp.get_context("spawn")  # safe inside a threaded web server
+    # fork starts in milliseconds but is unsafe once threads run (a web server's workers).
+    ctx = mp.get_context("fork" if threading.active_count() == 1 else "spawn")
     points = _split_points(path, size, workers)
     ranges = [(a, b) for a, b in zip(points, points[1:]) if b > a]
     counters = ctx.Array("q", len(ranges), lock=False)
