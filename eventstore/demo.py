@@ -57,19 +57,21 @@ def _dumps_meta(meta: dict[str, Any]) -> str:
 class _Events:
     """Node-shaped event entries for one module, with times that move forward."""
 
-    def __init__(self, rng: random.Random, branch: str, module: str, start_ms: int, step_ms: int):
+    def __init__(self, rng: random.Random, branch: str, module: str, start_ms: int, end_ms: int, count: int):
         self.rng = rng
         self.branch = branch
         self.module = module
         self.clock = start_ms
-        self.step = step_ms
+        self.end = end_ms
+        self.step = max(2, int(0.9 * (end_ms - start_ms) / max(count, 1)))
         self.server_id = f"ws-{self._uuid()}"
 
     def _uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
     def entry(self, table: str, record: dict[str, Any], action: str = "module:insert") -> dict[str, Any]:
-        self.clock += self.rng.randint(self.step // 2, self.step * 3 // 2)
+        # Never past ``end``: the demo's events all lie in the past.
+        self.clock = min(self.clock + self.rng.randint(self.step // 2, self.step * 3 // 2), self.end)
         at = _iso(self.clock)
         key = str(record["id"])
         return {
@@ -165,9 +167,9 @@ def write_demo_root(
     for branch in BRANCHES:
         for name in MODULES:
             module = store.module(branch, name)
-            gen = _Events(rng, branch, name, now_ms - span_ms, span_ms // max(events_per_module, 1))
-            make = {"pos": gen.pos, "kds": gen.kitchen, "joborders": gen.joborders}[name]
             count = events_per_module + rng.randint(-events_per_module // 10, events_per_module // 10)
+            gen = _Events(rng, branch, name, now_ms - span_ms, now_ms - 60_000, count)
+            make = {"pos": gen.pos, "kds": gen.kitchen, "joborders": gen.joborders}[name]
             for entry in make(count):
                 module.append_event(entry)
             summary["events"] += count

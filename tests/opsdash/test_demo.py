@@ -42,3 +42,16 @@ def test_the_demo_uses_the_given_password_and_refuses_a_non_empty_folder(tmp_pat
 
     with pytest.raises(CommandError, match="not empty"):
         call_command("demo", data_root=str(root), events_per_module=10)
+
+
+def test_demo_events_lie_in_the_past_weeks(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from eventstore import EventStore
+    from eventstore.demo import write_demo_root
+
+    now = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+    write_demo_root(tmp_path / "demo", events_per_module=60, now_ms=int(now.timestamp() * 1000))
+    for module in EventStore(tmp_path / "demo").modules():
+        times = [datetime.fromisoformat(e["createdAt"]) for e in module.read_events()]
+        assert times and max(times) <= now and min(times) >= now - timedelta(days=29), module
