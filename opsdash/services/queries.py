@@ -27,6 +27,15 @@ def _choice(value: str | None, allowed: set[str] | dict, default: str = "") -> s
     return value if value in allowed else default
 
 
+def _query_string(values: dict[str, str]) -> str:
+    """URL query of the non-empty values, in a stable order (page links, the refresh, hx-push-url)."""
+    query = QueryDict(mutable=True)
+    for key, value in values.items():
+        if value:
+            query[key] = value
+    return query.urlencode()
+
+
 @dataclass(frozen=True)
 class ModuleFilters:
     status: str = ""
@@ -48,11 +57,7 @@ class ModuleFilters:
         values = {"status": self.status, "branch": self.branch, "q": self.q, "sort": self.sort} | changes
         if values["sort"] == DEFAULT_MODULE_SORT:
             values["sort"] = ""
-        query = QueryDict(mutable=True)
-        for key, value in values.items():
-            if value:
-                query[key] = value
-        return query.urlencode()
+        return _query_string(values)
 
 
 def modules(filters: ModuleFilters) -> QuerySet[ModuleState]:
@@ -117,11 +122,7 @@ class IncidentFilters:
             "code": self.code,
             "state": self.state,
         } | changes
-        query = QueryDict(mutable=True)
-        for key, value in values.items():
-            if value:
-                query[key] = value
-        return query.urlencode()
+        return _query_string(values)
 
 
 def _start_of(day: date) -> datetime:
@@ -207,11 +208,7 @@ class BackupFilters:
 
     def as_query(self, **changes: str) -> str:
         values = {"branch": self.branch, "kind": self.kind, "state": self.state, "q": self.q} | changes
-        query = QueryDict(mutable=True)
-        for key, value in values.items():
-            if value:
-                query[key] = value
-        return query.urlencode()
+        return _query_string(values)
 
 
 def backups(filters: BackupFilters) -> QuerySet[Backup]:

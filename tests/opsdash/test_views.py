@@ -148,3 +148,24 @@ def test_branch_and_module_names_are_escaped(store, add_events, manager_client):
         assert "<script>alert" not in html and "pos<b>" not in html, url
     html = manager_client.get(state.get_absolute_url()).content.decode()
     assert "&lt;script&gt;alert(1)&quot;" in html
+
+
+def test_page_and_sort_links_keep_the_filters(store, add_events, manager_client, settings):
+    settings.OPSDASH_PAGE_SIZE = 2
+    for name in ("a", "b", "c"):
+        add_events(store.module("dar", name), 1)
+    add_events(store.module("maadi", "x"), 1)
+    scan_root()
+    response = manager_client.get(reverse("opsdash:module_list"), {"branch": "dar", "sort": "module", "page": "1"})
+    assert [m.module for m in response.context["rows"]] == ["a", "b"]
+    html = response.content.decode()
+    assert 'href="?branch=dar&amp;sort=module&amp;page=2"' in html
+    assert 'href="?branch=dar&amp;sort=branch"' in html
+
+
+def test_a_module_of_another_host_shows_its_recorded_state(scanned, manager_client, settings):
+    settings.OPSDASH_HOST_NAME = "otherhost"
+    response = manager_client.get(scanned.get_absolute_url())
+    assert response.status_code == 200
+    assert "the files are on host testhost" in response.content.decode()
+    assert "meta_corrupt" in response.content.decode()
