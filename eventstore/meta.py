@@ -234,8 +234,12 @@ def dumps(value: dict[str, Any]) -> bytes:
     """Serialise like ``JSON.stringify(meta, null, 2)``: 2-space indent, UTF-8, no final newline."""
     try:
         return orjson.dumps(value, option=orjson.OPT_INDENT_2)
-    except TypeError:  # integers beyond 64 bits: the slower encoder handles them
-        return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except TypeError:  # integers beyond 64 bits or lone surrogates: the slower encoder handles them
+        text = json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800" parses): escape it, as JSON.stringify does
+            return json.dumps(value, indent=2, ensure_ascii=True, allow_nan=False).encode("ascii")
 
 
 def salvage_prefix(data: bytes) -> dict[str, Any] | None:
