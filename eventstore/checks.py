@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import health, layout
 from . import log as logmod
 from . import meta as metamod
-from .fileio import read_capped
+from .fileio import open_nofollow, read_capped
 from .archive import orphan_temps
 from .health import Finding, Health, ModuleStats
 
@@ -21,12 +23,48 @@ def _unreadable(name: str, exc: OSError | str) -> Finding:
     return health.make("unreadable", f"{name} could not be read: {reason}", file=name, reason=reason)
 
 
-def check_module(module: Module, now: float | None = None) -> Health:
+STATE_VERSION = 1
+FINGERPRINT_BYTES = 4096
+# A file modified this recently may change again within the same mtime tick without its
+# stamp changing ("racily clean", as git calls it): look at its bytes instead of trusting it.
+RACY_SECONDS = 2.0
+
+
+def _stamp(path) -> list[int] | None:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def _fingerprint(path, end: int) -> str:
+    """sha256 of the first and the last 4 KiB before ``end``: to tell a log that only grew
+    from one that was rewritten."""
+    fd = open_nofollow(path)
+    try:
+        head = os.pread(fd, min(FINGERPRINT_BYTES, end), 0)
+        tail = os.pread(fd, min(FINGERPRINT_BYTES, end), max(0, end - FINGERPRINT_BYTES))
+    finally:
+        os.close(fd)
+    return hashlib.sha256(head + b"|" + tail).hexdigest()
+
+
+def check_module(module: Module, now: float | None = None, previous: dict[str, Any] | None = None) -> Health:
     """Diagnose one module without changing any file. Never raises for damaged or unreadable
-    files: each problem becomes a finding (``unreadable`` for I/O errors and symlinks)."""
+    files: each problem becomes a finding (``unreadable`` for I/O errors and symlinks).
+
+    ``previous`` is the ``state`` of an earlier Health of this module: a meta whose size, mtime
+    and inode are unchanged is not read again; a log that is unchanged is not read, and one
+    that only grew is read from where the last pass stopped (``health.bytes_read`` tells).
+    """
     now = time.time() if now is None else now
     findings: list[Finding] = []
     stats = ModuleStats()
+    if previous is not None and previous.get("version") != STATE_VERSION:
+        previous = None
+    state: dict[str, Any] = {"version": STATE_VERSION}
+    bytes_read = 0
 
     if not module.contained():
         findings.append(_unreadable(str(module.live_dir), "the folder is a symlink that leads outside the data root; not followed"))
@@ -40,41 +78,33 @@ def check_module(module: Module, now: float | None = None) -> Health:
     for name in listing.symlinks:
         findings.append(_unreadable(name, "is a symlink; not followed"))
 
-    meta_value = None
-    meta_ok = False
+    meta_part = None
     if listing.meta:
-        stats.meta_exists = True
-        try:
-            data, size = read_capped(module.meta_path, metamod.MAX_META_BYTES + 1)
-        except OSError as exc:
-            findings.append(_unreadable(layout.META_NAME, exc))
+        stamp = _stamp(module.meta_path)
+        old = (previous or {}).get("meta")
+        if old is not None and stamp is not None and old["stamp"] == stamp and now - stamp[3] / 1e9 > RACY_SECONDS:
+            meta_part = old
         else:
-            stats.meta_size = size
-            if size > metamod.MAX_META_BYTES:
-                findings.append(
-                    health.make("meta_invalid", f"meta is {size} bytes, more than any usable meta", size=size, limit=metamod.MAX_META_BYTES)
-                )
-            else:
-                meta_value, err = metamod.parse(data)
-                if err is not None:
-                    findings.append(health.make("meta_corrupt", f"meta is not valid JSON: {err.message}", **err.to_dict(), size=size))
-                else:
-                    problems = metamod.problems(meta_value, branch=module.branch, module=module.name)
-                    for p in problems:
-                        findings.append(health.make("meta_invalid", p.message, p.severity, **p.detail))
-                    meta_ok = not any(p.severity == "critical" for p in problems)
-                    if isinstance(meta_value, dict):
-                        stats.meta_total_events = metamod.total_events(meta_value)
-                        stats.meta_last_event_id = meta_value.get("lastEventId")
-            stats.meta_valid = meta_ok
+            meta_part = _meta_part(module)
+            meta_part["stamp"] = stamp
+            bytes_read += meta_part.get("size", 0)
+        state["meta"] = meta_part
+        findings.extend(Finding(**f) for f in meta_part["findings"])
+        stats.meta_exists = True
+        stats.meta_size = meta_part.get("size", 0)
+        stats.meta_valid = meta_part["ok"]
+        stats.meta_total_events = meta_part.get("total")
+        stats.meta_last_event_id = meta_part.get("last_id")
 
     summary = None
     if listing.log:
         stats.log_exists = True
         try:
-            summary = logmod.summarize(module.log_path)
+            summary, read, state["log"] = _log_part(module, (previous or {}).get("log"), now)
         except OSError as exc:
             findings.append(_unreadable(layout.LOG_NAME, exc))
+        else:
+            bytes_read += read
     if summary is not None:
         stats.log_size = summary.size
         stats.log_events = summary.events
@@ -89,14 +119,14 @@ def check_module(module: Module, now: float | None = None) -> Health:
         findings.append(
             health.make("meta_missing", f"the log has {log_events} events but there is no meta", log_events=log_events)
         )
-    if meta_ok and isinstance(meta_value, dict) and summary is not None:
-        drift = _drift(meta_value, summary)
+    if meta_part is not None and meta_part["ok"] and summary is not None:
+        drift = _drift(meta_part.get("total"), meta_part.get("last_id"), summary)
         if drift:
             findings.append(drift)
 
     stats.temp_files = len(listing.temps)
     grace = module.store.temp_grace
-    orphans = [name for name, _age in orphan_temps(module, grace, now)]
+    orphans = [name for name, _age in orphan_temps(module, grace, now)] if listing.temps else []
     if orphans:
         findings.append(
             health.make(
@@ -116,8 +146,67 @@ def check_module(module: Module, now: float | None = None) -> Health:
                 count=len(listing.backups),
             )
         )
-    return Health(health.status_of(findings), findings, stats)
+    return Health(health.status_of(findings), findings, stats, state, bytes_read)
 
+
+
+
+def _meta_part(module: Module) -> dict[str, Any]:
+    """Findings and facts of the meta file, as a JSON-serialisable dict."""
+    out: dict[str, Any] = {"findings": [], "ok": False}
+    try:
+        data, size = read_capped(module.meta_path, metamod.MAX_META_BYTES + 1)
+    except OSError as exc:
+        out["findings"].append(_as_dict(_unreadable(layout.META_NAME, exc)))
+        return out
+    out["size"] = size
+    if size > metamod.MAX_META_BYTES:
+        out["findings"].append(
+            _as_dict(health.make("meta_invalid", f"meta is {size} bytes, more than any usable meta", size=size, limit=metamod.MAX_META_BYTES))
+        )
+        return out
+    value, err = metamod.parse(data)
+    if err is not None:
+        out["findings"].append(_as_dict(health.make("meta_corrupt", f"meta is not valid JSON: {err.message}", **err.to_dict(), size=size)))
+        return out
+    problems = metamod.problems(value, branch=module.branch, module=module.name)
+    for p in problems:
+        out["findings"].append(_as_dict(health.make("meta_invalid", p.message, p.severity, **p.detail)))
+    out["ok"] = not any(p.severity == "critical" for p in problems)
+    if isinstance(value, dict):
+        out["total"] = metamod.total_events(value)
+        last_id = value.get("lastEventId")
+        out["last_id"] = last_id if isinstance(last_id, (str, int, float, bool)) or last_id is None else str(last_id)
+    return out
+
+
+def _as_dict(f: Finding) -> dict[str, Any]:
+    return {"code": f.code, "severity": f.severity, "message": f.message, "detail": f.detail}
+
+
+def _log_part(module: Module, old: dict[str, Any] | None, now: float) -> tuple[logmod.LogSummary, int, dict[str, Any]]:
+    """The log's summary, bytes read, and state; reusing ``old`` when the file is unchanged
+    or only grew."""
+    path = module.log_path
+    stamp = _stamp(path)
+    if stamp is None:
+        raise FileNotFoundError(2, "log vanished during the check", str(path))
+    if old is not None:
+        prev = old["stamp"]
+        if prev == stamp and (now - stamp[3] / 1e9 > RACY_SECONDS or _fingerprint(path, stamp[2]) == old["fingerprint"]):
+            return logmod.LogSummary.from_state(old["summary"], with_seen=False), 0, old
+        same_file = prev[:2] == stamp[:2]
+        if same_file and stamp[2] > prev[2] and old["summary"]["torn_tail"] is None and _fingerprint(path, prev[2]) == old["fingerprint"]:
+            previous = logmod.LogSummary.from_state(old["summary"])
+            summary = logmod.resume(previous, path, stamp[2])
+            new_state = {"stamp": stamp, "fingerprint": _fingerprint(path, stamp[2]), "summary": summary.to_state()}
+            return summary, summary.bytes_read, new_state
+    summary = logmod.summarize(path, keep_seen=True)
+    end = summary.size
+    if end != stamp[2]:
+        stamp = [stamp[0], stamp[1], end, 0]  # grew while we read: next pass resumes at ``end``
+    new_state = {"stamp": stamp, "fingerprint": _fingerprint(path, end), "summary": summary.to_state()}
+    return summary, summary.size, new_state
 
 def _log_findings(s: logmod.LogSummary) -> list[Finding]:
     out = []
@@ -160,9 +249,7 @@ def _log_findings(s: logmod.LogSummary) -> list[Finding]:
     return out
 
 
-def _drift(meta_value: dict, s: logmod.LogSummary) -> Finding | None:
-    total = metamod.total_events(meta_value)
-    last_id = meta_value.get("lastEventId")
+def _drift(total: int | None, last_id: Any, s: logmod.LogSummary) -> Finding | None:
     expected = s.expected_total
     if s.events == 0 and s.max_sequence == 0:
         # Empty or missing log: after a rotation or a purge only totalEvents must be 0.

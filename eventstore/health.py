@@ -84,6 +84,9 @@ class Health:
     status: str
     findings: list[Finding]
     stats: ModuleStats
+    # JSON-serialisable facts to pass as ``check(previous=...)`` next time (incremental scan).
+    state: dict[str, Any] | None = None
+    bytes_read: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "findings": [f.to_dict() for f in self.findings], "stats": self.stats.to_dict()}

@@ -7,7 +7,9 @@ number) are kept.
 
 from __future__ import annotations
 
+import base64
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +153,8 @@ class LogSummary:
     gaps: list[list[int]] = field(default_factory=list)  # [first_missing, last_missing]
     sequence_tracking_limited: bool = False
     lines_seen: int = 0  # physical lines, blank ones included
+    stamp: list[int] | None = None  # [dev, ino, size, mtime_ns] when read (incremental checks)
+    fingerprint: str | None = None
     torn_tail: dict[str, Any] | None = None
     table_cursors: dict[str, dict[str, Any]] = field(default_factory=dict)
     _seen: bytearray = field(default_factory=bytearray, repr=False)
@@ -195,8 +199,11 @@ class LogSummary:
         else:
             self._seen[byte] |= 1 << bit
 
-    def finish(self) -> LogSummary:
-        """Compute gaps between the lowest and highest sequence; frees the bitmap."""
+    def finish(self, keep_seen: bool = False) -> LogSummary:
+        """Compute gaps between the lowest and highest sequence; frees the bitmap unless
+        ``keep_seen`` (an incremental scan carries it to the next pass)."""
+        self.gap_count = 0
+        self.gaps = []
         if self.min_sequence and not self.sequence_tracking_limited:
             seen = self._seen
             hi = self.max_sequence
@@ -215,14 +222,34 @@ class LogSummary:
                         self.gaps.append([first, s - 1])
                     continue
                 s += 1
-        self._seen = bytearray()
+        if not keep_seen:
+            self._seen = bytearray()
         return self
+
+    _STATE_FIELDS = (
+        "size", "lines", "events", "bad_line_count", "bad_lines", "last_event_id", "last_event_at", "last_sequence",
+        "max_sequence", "min_sequence", "duplicate_count", "duplicates", "sequence_tracking_limited", "torn_tail",
+        "table_cursors", "lines_seen", "gap_count", "gaps",
+    )
+
+    def to_state(self) -> dict[str, Any]:
+        """A JSON-serialisable copy, bitmap included (zlib + base64), to resume from later."""
+        out = {k: getattr(self, k) for k in self._STATE_FIELDS}
+        out["seen"] = base64.b64encode(zlib.compress(bytes(self._seen), 6)).decode("ascii")
+        return out
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], with_seen: bool = True) -> LogSummary:
+        out = cls(**{k: state[k] for k in cls._STATE_FIELDS})
+        if with_seen:
+            out._seen = bytearray(zlib.decompress(base64.b64decode(state["seen"])))
+        return out
 
 
 PARALLEL_MIN_BYTES = 64 << 20
 
 
-def summarize(path: Path, progress=None, workers: int | None = None) -> LogSummary:
+def summarize(path: Path, progress=None, workers: int | None = None, keep_seen: bool = False) -> LogSummary:
     """One streaming pass over a log: counts, bad lines, sequences, torn tail, cursors.
 
     Every line is parsed. Memory is bounded (chunks of 1 MiB, one bit per sequence number, one
@@ -234,10 +261,19 @@ def summarize(path: Path, progress=None, workers: int | None = None) -> LogSumma
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if size >= PARALLEL_MIN_BYTES else 1
     if workers > 1 and size > workers * CHUNK:
-        return _summarize_parallel(path, size, workers, progress)
+        return _summarize_parallel(path, size, workers, progress, keep_seen)
     part = scan_range(str(path), 0, size, None if progress is None else (lambda n: progress(n, size)))
     part.size = size
-    return part.finish()
+    return part.finish(keep_seen)
+
+
+def resume(previous: LogSummary, path: Path, size: int) -> LogSummary:
+    """Extend a summary of the first ``previous.size`` bytes (which ended at a line boundary)
+    with the bytes up to ``size``: only the new bytes are read."""
+    part = scan_range(str(path), previous.size, size)
+    merged = _merge([(previous, bytes(previous._seen)), (part, bytes(part._seen))], size, keep_seen=True)
+    merged.bytes_read = size - previous.size
+    return merged
 
 
 def _split_points(path: Path, size: int, parts: int) -> list[int]:
@@ -377,7 +413,7 @@ def _worker(path: str, start: int, end: int, index: int, counters, results) -> N
         results.put((index, None, b"", f"{type(exc).__name__}: {exc}"))
 
 
-def _summarize_parallel(path: Path, size: int, workers: int, progress) -> LogSummary:
+def _summarize_parallel(path: Path, size: int, workers: int, progress, keep_seen: bool = False) -> LogSummary:
     import multiprocessing as mp
     import queue as queuemod
     import threading
@@ -412,10 +448,10 @@ def _summarize_parallel(path: Path, size: int, workers: int, progress) -> LogSum
                 p.kill()
     if progress is not None:
         progress(size, size)
-    return _merge([parts[i] for i in range(len(ranges))], size)
+    return _merge([parts[i] for i in range(len(ranges))], size, keep_seen)
 
 
-def _merge(parts: list[tuple[LogSummary, bytes]], size: int) -> LogSummary:
+def _merge(parts: list[tuple[LogSummary, bytes]], size: int, keep_seen: bool = False) -> LogSummary:
     out = LogSummary(size=size, bytes_read=size)
     seen_all = 0
     lines_before = 0
@@ -453,7 +489,7 @@ def _merge(parts: list[tuple[LogSummary, bytes]], size: int) -> LogSummary:
     out.lines_seen = lines_before
     if seen_all:
         out._seen = bytearray(seen_all.to_bytes((seen_all.bit_length() + 7) // 8, "little"))
-    return out.finish()
+    return out.finish(keep_seen)
 
 
 @dataclass(slots=True)

@@ -195,10 +195,11 @@ class Module:
         out.symlinks.sort()
         return out
 
-    def check(self, now: float | None = None) -> Health:
+    def check(self, now: float | None = None, previous: dict[str, Any] | None = None) -> Health:
         """Diagnose the module. Read-only: never changes, creates or deletes a file; never raises
-        for damage (each problem is a finding)."""
-        return check_module(self, now)
+        for damage (each problem is a finding). Pass the ``state`` of the last Health as
+        ``previous`` to skip unchanged files and read only the new bytes of a grown log."""
+        return check_module(self, now, previous)
 
     def read_events(self) -> Iterator[dict[str, Any]]:
         """Stream the log's events in order, in constant memory. Lines that do not parse as an
