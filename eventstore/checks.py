@@ -70,7 +70,7 @@ def check_module(module: Module, now: float | None = None, previous: dict[str, A
         findings.append(_unreadable(str(module.live_dir), "the folder is a symlink that leads outside the data root; not followed"))
         return Health(health.status_of(findings), findings, stats)
     try:
-        listing = module.listing()
+        listing = module._take_listing()
     except OSError as exc:
         findings.append(_unreadable(layout.LIVE_DIR, exc))
         return Health(health.status_of(findings), findings, stats)
@@ -80,7 +80,7 @@ def check_module(module: Module, now: float | None = None, previous: dict[str, A
 
     meta_part = None
     if listing.meta:
-        stamp = _stamp(module.meta_path)
+        stamp = _stamp(module._meta)
         old = (previous or {}).get("meta")
         if old is not None and stamp is not None and old["stamp"] == stamp and now - stamp[3] / 1e9 > RACY_SECONDS:
             meta_part = old
@@ -187,7 +187,7 @@ def _as_dict(f: Finding) -> dict[str, Any]:
 def _log_part(module: Module, old: dict[str, Any] | None, now: float) -> tuple[logmod.LogSummary, int, dict[str, Any]]:
     """The log's summary, bytes read, and state; reusing ``old`` when the file is unchanged
     or only grew."""
-    path = module.log_path
+    path = module._log
     stamp = _stamp(path)
     if stamp is None:
         raise FileNotFoundError(2, "log vanished during the check", str(path))

@@ -4,6 +4,7 @@ check, rebuild, backups). Read-modify-writes hold the module's cross-process loc
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import os
 import stat
@@ -94,6 +95,7 @@ class EventStore:
             raise RootError(f"data root {self.root} is not a directory")
         if not os.access(self.root, os.R_OK | os.X_OK):
             raise RootError(f"data root {self.root} cannot be read: permission denied")
+        self._root = os.fspath(self.root)
 
     def module(self, branch: str, module: str) -> Module:
         """The module ``branch``/``module`` (it may not exist yet). Raises InvalidName."""
@@ -102,48 +104,90 @@ class EventStore:
     def modules(self) -> Iterator[Module]:
         """Every module under the root, sorted by (branch, module): a ``live`` folder holding an
         events.log, an events.meta.json or a backup. Names that break the path rules are skipped."""
-        for branch in _sorted_dirs(self.root):
-            modules_dir = self.root / branch / layout.MODULES_DIR
-            for name in _sorted_dirs(modules_dir):
-                live = modules_dir / name / layout.LIVE_DIR
+        for branch, branch_link in _sorted_dirs(self._root):
+            modules_dir = os.path.join(self._root, branch, layout.MODULES_DIR)
+            try:
+                modules_link = stat.S_ISLNK(os.lstat(modules_dir).st_mode)
+            except OSError:
+                continue
+            for name, module_link in _sorted_dirs(modules_dir):
+                live = os.path.join(modules_dir, name, layout.LIVE_DIR)
                 try:
-                    entries = os.listdir(live)
+                    live_link = stat.S_ISLNK(os.lstat(live).st_mode)
+                    listing = _classify(live)
                 except OSError:
                     continue
-                if any(e in (layout.LOG_NAME, layout.META_NAME) or layout.backup_kind(e) for e in entries):
-                    yield Module(self, branch, name)
+                if listing.log or listing.meta or listing.backups or any(
+                    n in (layout.LOG_NAME, layout.META_NAME) or layout.backup_kind(n) for n in listing.symlinks
+                ):
+                    through_link = branch_link or modules_link or module_link or live_link
+                    yield Module(self, branch, name, _listing=listing, _plain=not through_link)
 
     def __repr__(self) -> str:
         return f"EventStore({str(self.root)!r})"
 
 
-def _sorted_dirs(path: Path) -> list[str]:
+def _sorted_dirs(path: str) -> list[tuple[str, bool]]:
+    """Sub-folders (following symlinks) with a valid name, sorted, each with "is a symlink"."""
     try:
         with os.scandir(path) as it:
-            names = [e.name for e in it if e.is_dir()]
+            found = [(e.name, e.is_symlink()) for e in it if e.is_dir()]
     except OSError:
         return []
     out = []
-    for name in sorted(names):
+    for name, is_link in sorted(found):
         try:
-            out.append(layout.check_name(name))
+            out.append((layout.check_name(name), is_link))
         except InvalidName:
             continue
+    return out
+
+
+def _classify(live: str) -> Listing:
+    """Classify a live folder's files by role; symlinks apart (never followed)."""
+    out = Listing()
+    with os.scandir(live) as it:
+        for entry in it:
+            name = entry.name
+            if name == layout.LOG_NAME:
+                role = "log"
+            elif name == layout.META_NAME:
+                role = "meta"
+            elif layout.backup_kind(name):
+                role = "backup"
+            elif layout.TEMP_RE.match(name):
+                role = "temp"
+            else:
+                continue  # data.json, events.rejected.log, ...: the Node server's, not ours
+            if entry.is_symlink():
+                out.symlinks.append(name)
+            elif role == "log":
+                out.log = True
+            elif role == "meta":
+                out.meta = True
+            elif role == "backup":
+                out.backups.append(name)
+            else:
+                out.temps.append(name)
+    out.backups.sort()
+    out.temps.sort()
+    out.symlinks.sort()
     return out
 
 
 class Module:
     """One branch/module's live folder. Create through :meth:`EventStore.module`."""
 
-    def __init__(self, store: EventStore, branch: str, name: str):
+    def __init__(self, store: EventStore, branch: str, name: str, *, _listing: Listing | None = None, _plain: bool = False):
         self.store = store
         self.branch = branch
         self.name = name
-        self.live_dir = layout.live_dir(store.root, branch, name)
-        self.history_dir = layout.history_dir(store.root, branch, name)
-        self.log_path = self.live_dir / layout.LOG_NAME
-        self.meta_path = self.live_dir / layout.META_NAME
-        self._lock = ModuleLock(self.live_dir, store.lock_timeout)
+        # Plain strings for the hot paths of a scan; Path objects on demand.
+        self._live = os.path.join(store._root, layout.check_name(branch, "branch"), layout.MODULES_DIR, layout.check_name(name, "module"), layout.LIVE_DIR)
+        self._log = os.path.join(self._live, layout.LOG_NAME)
+        self._meta = os.path.join(self._live, layout.META_NAME)
+        self._listing = _listing  # from discovery: used once by the next listing()
+        self._plain = _plain  # discovery saw no symlink on the way from the root
         # What this process last wrote, to skip re-parsing an unchanged meta and re-reading an
         # unchanged log tail. Compared against the files' bytes / stamps under the lock, so a
         # change by another writer is always seen.
@@ -153,6 +197,26 @@ class Module:
     def __repr__(self) -> str:
         return f"<Module {self.branch}/{self.name}>"
 
+    @functools.cached_property
+    def live_dir(self) -> Path:
+        return Path(self._live)
+
+    @functools.cached_property
+    def log_path(self) -> Path:
+        return Path(self._log)
+
+    @functools.cached_property
+    def meta_path(self) -> Path:
+        return Path(self._meta)
+
+    @functools.cached_property
+    def history_dir(self) -> Path:
+        return layout.history_dir(self.store.root, self.branch, self.name)
+
+    @functools.cached_property
+    def _lock(self) -> ModuleLock:
+        return ModuleLock(self.live_dir, self.store.lock_timeout)
+
     # -- reading ---------------------------------------------------------------------------
 
     def exists(self) -> bool:
@@ -160,40 +224,26 @@ class Module:
 
     def contained(self) -> bool:
         """True unless a symlink makes the live folder lead outside the data root."""
-        return layout.is_inside(self.store.root, self.live_dir)
+        if self._plain:
+            return True
+        path = self.store._root
+        for part in (self.branch, layout.MODULES_DIR, self.name, layout.LIVE_DIR):
+            path = os.path.join(path, part)
+            try:
+                if stat.S_ISLNK(os.lstat(path).st_mode):
+                    return layout.is_inside(self.store.root, self.live_dir)
+            except OSError:
+                return True  # nothing there: nothing outside either
+        return True
 
     def listing(self) -> Listing:
         """Classify the live folder's files; symlinks are listed apart and never followed."""
-        out = Listing()
-        with os.scandir(self.live_dir) as it:
-            for entry in it:
-                name = entry.name
-                is_link = entry.is_symlink()
-                role = None
-                if name == layout.LOG_NAME:
-                    role = "log"
-                elif name == layout.META_NAME:
-                    role = "meta"
-                elif layout.backup_kind(name):
-                    role = "backup"
-                elif layout.TEMP_RE.match(name):
-                    role = "temp"
-                if role is None:
-                    continue  # data.json, events.rejected.log, ...: the Node server's, not ours
-                if is_link:
-                    out.symlinks.append(name)
-                elif role == "log":
-                    out.log = True
-                elif role == "meta":
-                    out.meta = True
-                elif role == "backup":
-                    out.backups.append(name)
-                else:
-                    out.temps.append(name)
-        out.backups.sort()
-        out.temps.sort()
-        out.symlinks.sort()
-        return out
+        return _classify(self._live)
+
+    def _take_listing(self) -> Listing:
+        """The listing made during discovery (once, for the check that follows it), else fresh."""
+        listing, self._listing = self._listing, None
+        return listing if listing is not None else _classify(self._live)
 
     def check(self, now: float | None = None, previous: dict[str, Any] | None = None) -> Health:
         """Diagnose the module. Read-only: never changes, creates or deletes a file; never raises
