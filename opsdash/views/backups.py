@@ -7,13 +7,14 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
+from . import wants_fragment
 from ..models import Backup
 from ..services import audit, queries
 from ..services.files import FilesUnavailable, backup_preview, open_backup
 
 
 @require_GET
-@vary_on_headers("HX-Request")
+@vary_on_headers("HX-Request", "HX-History-Restore-Request")
 def backup_list(request: HttpRequest) -> HttpResponse:
     filters = queries.BackupFilters.from_query(request.GET)
     ctx = {
@@ -22,12 +23,12 @@ def backup_list(request: HttpRequest) -> HttpResponse:
         "branches": queries.branches(),
         "states": Backup.State.values,
     }
-    template = "opsdash/backups.html#results" if request.htmx else "opsdash/backups.html"
+    template = "opsdash/backups.html#results" if wants_fragment(request) else "opsdash/backups.html"
     return render(request, template, ctx)
 
 
 @require_GET
-@vary_on_headers("HX-Request")
+@vary_on_headers("HX-Request", "HX-History-Restore-Request")
 def backup_detail(request: HttpRequest, pk: int) -> HttpResponse:
     backup = get_object_or_404(Backup.objects.select_related("module"), pk=pk)
     try:
@@ -35,7 +36,7 @@ def backup_detail(request: HttpRequest, pk: int) -> HttpResponse:
     except FilesUnavailable as exc:
         view, error = None, str(exc)
     ctx = {"backup": backup, "view": view, "error": error}
-    template = "opsdash/backup.html#preview" if request.htmx else "opsdash/backup.html"
+    template = "opsdash/backup.html#preview" if wants_fragment(request) else "opsdash/backup.html"
     return render(request, template, ctx)
 
 

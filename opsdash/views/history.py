@@ -9,11 +9,12 @@ from django.views.decorators.vary import vary_on_headers
 
 from eventstore import CODES
 
+from . import wants_fragment
 from ..services import queries
 
 
 @require_GET
-@vary_on_headers("HX-Request")
+@vary_on_headers("HX-Request", "HX-History-Restore-Request")
 def incident_list(request: HttpRequest) -> HttpResponse:
     filters = queries.IncidentFilters.from_query(request.GET)
     incidents = queries.incidents(filters)
@@ -24,5 +25,5 @@ def incident_list(request: HttpRequest) -> HttpResponse:
         "branches": queries.branches(),
         "codes": sorted(CODES),
     }
-    template = "opsdash/history.html#results" if request.htmx else "opsdash/history.html"
+    template = "opsdash/history.html#results" if wants_fragment(request) else "opsdash/history.html"
     return render(request, template, ctx)

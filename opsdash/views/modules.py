@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
+from . import wants_fragment
 from ..models import ModuleState, ScanHost
 from ..services import queries
 from ..services.files import FilesUnavailable, meta_preview
@@ -23,7 +24,7 @@ SORT_LABELS = {
 
 
 @require_GET
-@vary_on_headers("HX-Request")
+@vary_on_headers("HX-Request", "HX-History-Restore-Request")
 def module_list(request: HttpRequest) -> HttpResponse:
     filters = queries.ModuleFilters.from_query(request.GET)
     page = Paginator(queries.modules(filters), settings.OPSDASH_PAGE_SIZE).get_page(request.GET.get("page"))
@@ -41,7 +42,7 @@ def module_list(request: HttpRequest) -> HttpResponse:
         "refresh": settings.OPSDASH_REFRESH_SECONDS,
         "show_host": ModuleState.objects.values("host").distinct().count() > 1,
     }
-    template = "opsdash/overview.html#results" if request.htmx else "opsdash/overview.html"
+    template = "opsdash/overview.html#results" if wants_fragment(request) else "opsdash/overview.html"
     return render(request, template, ctx)
 
 

@@ -169,3 +169,9 @@ def test_a_module_of_another_host_shows_its_recorded_state(scanned, manager_clie
     assert response.status_code == 200
     assert "the files are on host testhost" in response.content.decode()
     assert "meta_corrupt" in response.content.decode()
+
+
+def test_a_history_restore_gets_the_whole_page(scanned, manager_client):
+    headers = {"HX-Request": "true", "HX-History-Restore-Request": "true"}
+    response = manager_client.get(reverse("opsdash:module_list"), {"status": "critical"}, headers=headers)
+    assert b"<html" in response.content
