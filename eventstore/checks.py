@@ -119,8 +119,11 @@ def check_module(module: Module, now: float | None = None, previous: dict[str, A
         findings.append(
             health.make("meta_missing", f"the log has {log_events} events but there is no meta", log_events=log_events)
         )
-    if meta_part is not None and meta_part["ok"] and summary is not None:
-        drift = _drift(meta_part.get("total"), meta_part.get("last_id"), summary)
+    against = summary
+    if against is None and not listing.log and layout.LOG_NAME not in listing.symlinks:
+        against = logmod.LogSummary()  # no log (rotated or purged): the meta must count 0 events
+    if meta_part is not None and meta_part["ok"] and against is not None:
+        drift = _drift(meta_part.get("total"), meta_part.get("last_id"), against)
         if drift:
             findings.append(drift)
 
