@@ -51,6 +51,12 @@ class ModuleState(models.Model):
             models.Index(fields=["status"]),
         ]
         ordering = ["branch", "module", "host"]
+        # The roles of DESIGN.md, granted to the groups by migration 0003_roles.
+        permissions = [
+            ("run_actions", "Can rebuild, verify, archive backups and clean temp files"),
+            ("download_backups", "Can download backups"),
+            ("view_audit", "Can see the audit trail and the full history, and export them"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.host}:{self.branch}/{self.module}"
