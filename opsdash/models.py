@@ -42,6 +42,8 @@ class ModuleState(models.Model):
     first_seen = models.DateTimeField()
     last_changed = models.DateTimeField()
     status_since = models.DateTimeField()
+    # eventstore's check state (file stamps, log summary): the next scan re-reads only what changed.
+    scan_state = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["host", "branch", "module"], name="module_identity")]
