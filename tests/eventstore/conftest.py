@@ -181,7 +181,7 @@ def seed(store, n: int = 6, *, meta: bool = True, branch: str = BRANCH, module: 
     lines = make_lines(n)
     if n:
         mod.log_path.write_bytes(b"".join(line_bytes(ln) for ln in lines))
-    m = node_meta(lines, **extra) if meta else None
+    m = node_meta(lines, **{"branchId": branch, "moduleId": module, **extra}) if meta else None
     if m is not None:
         mod.meta_path.write_bytes(meta_bytes(m))
     return Seeded(mod, lines, m)

@@ -1,0 +1,167 @@
+"""``python -m eventstore``: exit codes, text and JSON output, bad input, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.eventstore.conftest import REPO, child_env, meta_bytes, seed
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "eventstore", *args], capture_output=True, text=True, timeout=60, env=child_env(), cwd=REPO)
+
+
+def tree(path):
+    """Every file's bytes (the lock file aside: taking the lock may create it)."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            if name == "events.lock":
+                continue
+            p = os.path.join(dirpath, name)
+            out[p] = None if os.path.islink(p) else open(p, "rb").read()
+    return out
+
+
+def assert_one_line_error(proc):
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_check_exit_0_when_all_healthy(store, root):
+    seed(store, 3)
+    seed(store, 2, module="kds")
+    proc = cli("check", str(root))
+    assert proc.returncode == 0, proc.stderr
+    assert "2 module(s)" in proc.stdout and "HEALTHY" in proc.stdout
+
+
+def test_check_exit_1_on_a_warning(store, root):
+    seed(store, 3)
+    seed(store, 2, module="kds", meta=False)  # meta_missing
+    proc = cli("check", str(root))
+    assert proc.returncode == 1
+    assert "meta_missing" in proc.stdout
+
+
+def test_check_exit_2_on_a_critical_finding_with_json(store, root):
+    seed(store, 3)
+    s = seed(store, 2, module="kds")
+    s.write_meta(meta_bytes(s.meta) + b"\n}\n}")
+    proc = cli("check", str(root), "--format", "json")
+    assert proc.returncode == 2
+    doc = json.loads(proc.stdout)
+    assert doc["root"] == str(root)
+    by_name = {(m["branch"], m["module"]): m for m in doc["modules"]}
+    assert set(by_name) == {("dar", "pos"), ("dar", "kds")}
+    assert by_name[("dar", "pos")]["status"] == "healthy" and by_name[("dar", "pos")]["findings"] == []
+    bad = by_name[("dar", "kds")]
+    assert bad["status"] == "critical"
+    (f,) = bad["findings"]
+    assert {"code", "severity", "message"} <= set(f)
+    assert f["code"] == "meta_corrupt" and f["severity"] == "critical"
+    assert isinstance(f["line"], int) and isinstance(f["col"], int) and isinstance(f["byte"], int)
+
+
+def test_check_of_an_empty_root_is_healthy(root):
+    proc = cli("check", str(root), "--format", "json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["modules"] == []
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_check_exit_3_when_the_root_is_missing(tmp_path, fmt):
+    proc = cli("check", str(tmp_path / "nope"), "--format", fmt)
+    assert proc.returncode == 3
+    assert_one_line_error(proc)
+
+
+def test_check_exit_3_when_the_root_is_a_file(tmp_path):
+    (tmp_path / "file").write_bytes(b"x")
+    proc = cli("check", str(tmp_path / "file"))
+    assert proc.returncode == 3
+    assert_one_line_error(proc)
+
+
+def test_show_one_module(store, root):
+    s = seed(store, 4)
+    (s.live / "events.meta.json.corrupted.1761567827665.bak").write_bytes(b"{")
+    proc = cli("show", str(root), "dar", "pos")
+    assert proc.returncode == 0, proc.stderr
+    assert "dar/pos" in proc.stdout and "4 events" in proc.stdout
+    assert "events.meta.json.corrupted.1761567827665.bak" in proc.stdout
+    doc = json.loads(cli("show", str(root), "dar", "pos", "--format", "json").stdout)
+    assert doc["branch"] == "dar" and doc["stats"]["log_events"] == 4
+    assert [b["name"] for b in doc["backups"]] == ["events.meta.json.corrupted.1761567827665.bak"]
+
+
+def test_show_a_missing_module_is_one_line(root):
+    proc = cli("show", str(root), "dar", "nothing")
+    assert proc.returncode == 3
+    assert_one_line_error(proc)
+
+
+def test_rebuild_exit_0_and_says_where_fields_came_from(store, root):
+    s = seed(store, 5, lastAckId="evt-acked")
+    s.write_meta(meta_bytes(s.meta) + b"\n}\n}")
+    proc = cli("rebuild", str(root), "dar", "pos")
+    assert proc.returncode == 0, proc.stderr
+    assert "5 events" in proc.stdout and "corrupted" in proc.stdout and "prefix" in proc.stdout
+    assert json.loads(s.module.meta_path.read_bytes())["lastAckId"] == "evt-acked"
+    doc = json.loads(cli("rebuild", str(root), "dar", "pos", "--format", "json").stdout)
+    assert doc["events_read"] == 5 and doc["sources"]["lastAckId"] == "meta"
+
+
+def test_rebuild_of_a_missing_module_fails_with_one_line(root):
+    before = tree(root)
+    proc = cli("rebuild", str(root), "dar", "nothing")
+    assert proc.returncode != 0
+    assert_one_line_error(proc)
+    assert tree(root) == before
+
+
+def test_rebuild_of_a_symlinked_meta_fails_with_one_line_and_changes_nothing(store, root, tmp_path):
+    s = seed(store, 3)
+    target = tmp_path / "elsewhere.json"
+    target.write_bytes(b"{not json")
+    os.unlink(s.module.meta_path)
+    s.module.meta_path.symlink_to(target)
+    before = tree(tmp_path)
+    proc = cli("rebuild", str(root), "dar", "pos")
+    assert proc.returncode != 0
+    assert_one_line_error(proc)
+    assert tree(tmp_path) == before
+    assert target.read_bytes() == b"{not json"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show", "{root}", "..", "pos"],
+        ["show", "{root}", "dar", "../../etc"],
+        ["rebuild", "{root}", "dar/modules", "pos"],
+        ["rebuild", "{root}", "dar", ".."],
+        ["rebuild", "{root}", "dar", "a\x01b"],
+    ],
+)
+def test_bad_names_are_refused_with_one_line_and_nothing_changes(store, root, args):
+    seed(store, 3)
+    before = tree(root.parent)
+    proc = cli(*[a.format(root=root) for a in args])
+    assert proc.returncode == 3
+    assert_one_line_error(proc)
+    assert tree(root.parent) == before
+
+
+def test_backups_lists_every_backup(store, root):
+    s = seed(store, 2)
+    (s.live / "events.meta.json.corrupted.1761567827665.bak").write_bytes(meta_bytes(s.meta))
+    doc = json.loads(cli("backups", str(root), "--format", "json").stdout)
+    (b,) = doc["backups"]
+    assert b["name"] == "events.meta.json.corrupted.1761567827665.bak" and b["parses"] is True
