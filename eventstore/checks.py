@@ -77,6 +77,7 @@ def check_module(module: Module, now: float | None = None, previous: dict[str, A
 
     for name in listing.symlinks:
         findings.append(_unreadable(name, "is a symlink; not followed"))
+    state["backups"] = list(listing.backups)
 
     meta_part = None
     if listing.meta:

@@ -40,6 +40,7 @@ class ScanReport:
     new_backups: int = 0
     store_server: int = 0
     gone: int = 0
+    bytes_read: int = 0
 
     @property
     def worst(self) -> str:
@@ -58,7 +59,7 @@ class ScanReport:
             f"{self.modules} modules under {self.root}: {c['healthy']} healthy, {c['warning']} warning, "
             f"{c['critical']} critical; {self.changed} changed, {self.opened} incidents opened, "
             f"{self.ended} ended, {self.new_backups} new backups, {self.store_server} store-server recoveries, "
-            f"{self.gone} modules gone"
+            f"{self.gone} modules gone; {self.bytes_read} bytes read"
         )
 
 
@@ -76,16 +77,25 @@ def scan_root(root: Path | str | None = None, host: str | None = None, now: date
     host = host or settings.OPSDASH_HOST_NAME
     now = now or timezone.now()
     report = ScanReport(root=store.root)
+    known = {(s.branch, s.module): s for s in ModuleState.objects.filter(host=host)}
     seen: set[int] = set()
     for module in store.modules():
-        health = module.check()
-        backups = module.backups()
+        state = known.get((module.branch, module.name))
+        previous = state.scan_state if state is not None else None
+        # Incremental: files whose size, mtime and inode are unchanged are not read again.
+        health = module.check(now=now.timestamp(), previous=previous)
+        backups_changed = previous is None or previous.get("backups") != (health.state or {}).get("backups")
+        backups = module.backups() if backups_changed else None
         with transaction.atomic():
-            state = _record_module(report, host, module, health, now)
-            _record_backups(report, state, backups, now)
-            _record_store_server_recoveries(report, state)
+            state, changed = _record_module(report, host, module, health, now, state)
+            if backups is not None:
+                _record_backups(report, state, backups, now)
+                _record_store_server_recoveries(report, state)
+            elif changed and state.backups_count:
+                _record_store_server_recoveries(report, state)
         seen.add(state.pk)
         report.modules += 1
+        report.bytes_read += health.bytes_read
         report.counts[health.status] += 1
     _mark_gone(report, host, seen, now)
     return report
@@ -126,6 +136,7 @@ def _state_fields(health: Health) -> dict[str, Any]:
         "last_event_at": parse_datetime(last_event_at) if isinstance(last_event_at, str) else None,
         "backups_count": stats.get("backups") or 0,
         "temp_files": stats.get("temp_files") or 0,
+        "scan_state": health.state,
     }
 
 
@@ -137,9 +148,11 @@ def _apply(obj: Any, fields: dict[str, Any]) -> list[str]:
     return changed
 
 
-def _record_module(report: ScanReport, host: str, module: Module, health: Health, now: datetime) -> ModuleState:
+def _record_module(
+    report: ScanReport, host: str, module: Module, health: Health, now: datetime, state: ModuleState | None
+) -> tuple[ModuleState, bool]:
+    """Create or update the module's row; returns it and whether anything was written."""
     fields = _state_fields(health)
-    state = ModuleState.objects.filter(host=host, branch=module.branch, module=module.name).first()
     if state is None:
         state = ModuleState.objects.create(
             host=host, branch=module.branch, module=module.name, first_seen=now, last_changed=now, status_since=now, **fields
@@ -154,8 +167,12 @@ def _record_module(report: ScanReport, host: str, module: Module, health: Health
             state.last_changed = now
             state.save(update_fields=[*changed, "last_changed"])
             report.changed += 1
+        elif state.status not in PROBLEM_STATUSES:
+            return state, False  # nothing changed: its incidents are as the last pass left them
+        if changed == ["scan_state"]:
+            return state, False
     _record_incident(report, state, now)
-    return state
+    return state, True
 
 
 def _record_incident(report: ScanReport, state: ModuleState, now: datetime) -> None:

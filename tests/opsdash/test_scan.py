@@ -152,3 +152,49 @@ def test_scan_command_exits_3_when_the_root_is_unusable(settings, tmp_path, caps
     assert exit_info.value.code == 3
     assert "does not exist" in capsys.readouterr().err
     assert ScanHost.objects.get().error
+
+
+def test_it_reads_nothing_again_when_nothing_changed(store, add_events):
+    add_events(store.module("dar", "pos"))
+    first = scan_root()
+    assert first.bytes_read > 0
+    later = timezone.now() + timedelta(seconds=5)  # past the racily-clean window of new files
+    with CaptureQueriesContext(connection) as ctx:
+        report = scan_root(now=later)
+    assert report.bytes_read == 0 and not _writes(ctx)
+
+
+def test_it_reads_only_the_new_bytes_of_a_grown_log(store, add_events):
+    module = store.module("dar", "pos")
+    add_events(module)
+    scan_root()
+    size = module.log_path.stat().st_size
+    line = add_events(module, count=1)[0]
+    grown = module.log_path.stat().st_size - size
+    meta_size = module.meta_path.stat().st_size
+    report = scan_root()
+    assert report.bytes_read == grown + meta_size  # the new line, and the rewritten meta
+    state = ModuleState.objects.get()
+    assert state.log_events == 4 and state.stats["log_last_event_id"] == line["id"] and state.status == "healthy"
+
+
+@pytest.mark.parametrize("damage", ["same_size_rewrite", "truncate", "replace"])
+def test_it_never_misses_a_change(store, add_events, damage):
+    module = store.module("dar", "pos")
+    add_events(module, count=5)
+    scan_root()
+    data = module.log_path.read_bytes()
+    if damage == "same_size_rewrite":
+        cut = data.index(b'"sequence":2') + len('"sequence":')
+        module.log_path.write_bytes(data[:cut] + b"1" + data[cut + 1 :])  # a duplicate, same size
+        expected = "log_sequence_duplicate"
+    elif damage == "truncate":
+        module.log_path.write_bytes(data[: len(data) // 2])
+        expected = "meta_drift"
+    else:
+        replacement = module.log_path.with_name("events.log.new")
+        replacement.write_bytes(data + b"not json\n")
+        replacement.replace(module.log_path)
+        expected = "log_bad_line"
+    scan_root()
+    assert expected in ModuleState.objects.get().codes
