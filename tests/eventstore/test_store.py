@@ -185,6 +185,18 @@ def test_a_meta_one_event_behind_is_rolled_forward_by_the_next_append(module):
     assert [e["sequence"] for e in log_events(module.log_path)] == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.xfail(strict=True, reason="store._roll_forward trusts a matching lastEventId: totalEvents below the last "
+                   "event's sequence is not raised, so the next append repeats a sequence")
+@pytest.mark.parametrize("meta_patch", [{"totalEvents": 2}, {"totalEvents": None}], ids=["too-low", "missing"])
+def test_a_meta_whose_total_events_lags_its_last_event_id_gets_a_fresh_sequence(seeded, meta_patch):
+    meta = {k: v for k, v in {**seeded.meta, **meta_patch}.items() if v is not None or k != "totalEvents"}
+    seeded.write_meta(meta_bytes(meta))
+    assert "meta_drift" in codes(seeded.module.check())
+    line = seeded.module.append_event(make_entry(9))
+    sequences = [e["sequence"] for e in log_events(seeded.module.log_path)]
+    assert line["sequence"] == 7 and len(set(sequences)) == len(sequences)
+
+
 def test_the_same_module_object_sees_a_meta_changed_by_someone_else(module):
     module.append_event(make_entry(0))
     other = EventStore(module.store.root, fsync=False).module("dar", "pos")
