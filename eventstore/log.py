@@ -385,6 +385,22 @@ def scan_range(path: str, start: int, end: int, progress=None) -> LogSummary:
                 table = event.get("table")
                 if isinstance(table, str) and table:
                     last_by_table[table] = event
+                seq = event.get("sequence")
+                if is_sequence(seq):
+                    max_seq = max(max_seq, seq)
+                    min_seq = seq if not min_seq else min(min_seq, seq)
+                    if seq > MAX_TRACKED_SEQUENCE:
+                        limited = True
+                    else:
+                        byte, bit = seq >> 3, 1 << (seq & 7)
+                        if byte >= len(seen):
+                            seen.extend(bytes(max(byte + 1 - len(seen), len(seen))))
+                        if seen[byte] & bit:
+                            part.duplicate_count += 1
+                            if len(part.duplicates) < SAMPLE_LIMIT:
+                                part.duplicates.append(seq)
+                        else:
+                            seen[byte] |= bit
     finally:
         os.close(fd)
     part.events = events

@@ -84,7 +84,7 @@ def _parseable_backups(module: Module, exclude: str | None) -> list[tuple[str, d
         if size > metamod.MAX_META_BYTES:
             continue
         value, err = metamod.parse(data)
-        if err is None and isinstance(value, dict) and not metamod.problems(value):
+        if err is None and isinstance(value, dict) and not any(p.severity == "critical" for p in metamod.problems(value)):
             out.append((f"backup:{name}", value))
         elif err is not None:
             prefix = metamod.salvage_prefix(data)

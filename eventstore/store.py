@@ -586,15 +586,17 @@ class Module:
             return False
         last, _ = logmod.parse_event(tail.last_line)
         total = meta["totalEvents"]
+        lags_own_last = False
         if last is not None and last.get("id") == meta.get("lastEventId"):
             seq = last.get("sequence")
             if not logmod.is_sequence(seq) or seq <= total:
                 return False
+            lags_own_last = True  # totalEvents is below its own last event's sequence: recount
         lines, whole = logmod.tail_lines(self.log_path)
         events = [e for e in (logmod.parse_event(ln)[0] for ln in lines) if e is not None]
         ids = [e.get("id") for e in events]
         anchor = meta.get("lastEventId")
-        if anchor is not None and anchor in ids:
+        if anchor is not None and anchor in ids and not lags_own_last:
             newer = events[len(ids) - 1 - ids[::-1].index(anchor) + 1 :]
         elif anchor is None and total == 0 and whole:
             newer = events

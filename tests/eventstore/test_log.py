@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from eventstore import log as logmod
@@ -230,3 +231,12 @@ def test_tail_lines_gives_the_last_complete_lines(tmp_path):
     assert whole and [logmod.parse_event(g)[0]["id"] for g in got] == [ln["id"] for ln in lines]
     got, whole = logmod.tail_lines(tmp_path / "events.log", max_bytes=len(line_bytes(lines[-1])) * 2 + 10)
     assert not whole and [logmod.parse_event(g)[0]["id"] for g in got] == [ln["id"] for ln in lines[-2:]]
+
+
+def test_a_complete_last_event_without_newline_counts_in_the_sequence_checks(tmp_path):
+    path = tmp_path / "events.log"
+    lines = [orjson.dumps({"id": f"evt-{i}", "sequence": i, "table": "t"}) for i in (1, 2, 3)]
+    path.write_bytes(b"\n".join(lines) + b"\n" + orjson.dumps({"id": "evt-x", "sequence": 2, "table": "t"}))
+    summary = logmod.summarize(path)
+    assert summary.events == 4 and summary.torn_tail["parses"]
+    assert summary.duplicate_count == 1 and summary.duplicates == [2]

@@ -146,8 +146,6 @@ def test_load_meta_repairs_any_damaged_meta_and_keeps_a_copy(data):
         assert "meta_corrupt" not in found and found.get("meta_invalid") != "critical", found
 
 
-@pytest.mark.xfail(strict=True, reason="store._roll_forward: a meta whose lastEventId matches the log's last event but whose "
-                   "totalEvents is lower than that event's sequence (or missing) is not rolled forward: the next append repeats a sequence")
 @FAST
 @example(META.replace(b'"totalEvents"', b'"uotalEvents"'))
 @given(damaged(META))
