@@ -7,6 +7,8 @@ or DELETE (the scanner heartbeat, :func:`record_pass`, is a separate, explicit w
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -77,28 +79,77 @@ def scan_root(root: Path | str | None = None, host: str | None = None, now: date
     host = host or settings.OPSDASH_HOST_NAME
     now = now or timezone.now()
     report = ScanReport(root=store.root)
-    known = {(s.branch, s.module): s for s in ModuleState.objects.filter(host=host)}
+    # Only what the unchanged case needs; the other fields load on access for changed modules.
+    rows = ModuleState.objects.filter(host=host).only("id", "host", "branch", "module", "status", "temp_files", "scan_state")
+    known = {(s.branch, s.module): s for s in rows}
     seen: set[int] = set()
-    for module in store.modules():
-        state = known.get((module.branch, module.name))
-        previous = state.scan_state if state is not None else None
-        # Incremental: files whose size, mtime and inode are unchanged are not read again.
-        health = module.check(now=now.timestamp(), previous=previous)
-        backups_changed = previous is None or previous.get("backups") != (health.state or {}).get("backups")
-        backups = module.backups() if backups_changed else None
-        with transaction.atomic():
-            state, changed = _record_module(report, host, module, health, now, state)
-            if backups is not None:
-                _record_backups(report, state, backups, now)
-                _record_store_server_recoveries(report, state)
-            elif changed and state.backups_count:
-                _record_store_server_recoveries(report, state)
-        seen.add(state.pk)
-        report.modules += 1
-        report.bytes_read += health.bytes_read
-        report.counts[health.status] += 1
+    with _Batches() as batches:
+        for module in store.modules():
+            state = _scan_module(report, batches, host, module, known.get((module.branch, module.name)), now)
+            seen.add(state.pk)
     _mark_gone(report, host, seen, now)
     return report
+
+
+class _Batches:
+    """Group the writes of many modules into few transactions (a commit per module would cost a
+    disk flush each), yet never hold the write lock for long: commit every 200 modules or half a
+    second. Each module's writes stay atomic (a savepoint inside the batch)."""
+
+    def __init__(self, max_steps: int = 200, max_seconds: float = 0.5):
+        self.max_steps = max_steps
+        self.max_seconds = max_seconds
+        self._outer = None
+        self._steps = 0
+        self._started = 0.0
+
+    def __enter__(self) -> _Batches:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._close(*exc)
+
+    def _close(self, *exc) -> None:
+        if self._outer is not None:
+            outer, self._outer = self._outer, None
+            outer.__exit__(*(exc or (None, None, None)))
+
+    @contextmanager
+    def step(self):
+        if self._outer is None:
+            self._outer = transaction.atomic()
+            self._outer.__enter__()
+            self._steps, self._started = 0, time.monotonic()
+        with transaction.atomic():
+            yield
+        self._steps += 1
+        if self._steps >= self.max_steps or time.monotonic() - self._started > self.max_seconds:
+            self._close()
+
+
+def _scan_module(report: ScanReport, batches: _Batches, host: str, module: Module, state: ModuleState | None, now: datetime) -> ModuleState:
+    previous = state.scan_state if state is not None else None
+    # Incremental: files whose size, mtime and inode are unchanged are not read again.
+    health = module.check(now=now.timestamp(), previous=previous)
+    report.modules += 1
+    report.bytes_read += health.bytes_read
+    report.counts[health.status] += 1
+    if previous is not None and health.state == previous and not state.temp_files and state.status != Status.GONE:
+        return state  # nothing on disk changed and no finding depends on the clock (temp file ages)
+    if state is not None:
+        state = ModuleState.objects.get(pk=state.pk)  # every field in one query, not one per deferred field
+    backups_changed = previous is None or previous.get("backups") != (health.state or {}).get("backups")
+    backups = module.backups() if backups_changed else None
+    with batches.step():
+        state, changed = _record_module(report, host, module, health, now, state)
+        if backups:
+            _record_backups(report, state, backups, now)
+            _record_store_server_recoveries(report, state)
+        elif backups is not None and previous is not None:
+            _record_backups(report, state, backups, now)  # the last live backups went away
+        elif changed and state.backups_count:
+            _record_store_server_recoveries(report, state)
+    return state
 
 
 def record_pass(report: ScanReport | None, host: str | None = None, error: str = "", now: datetime | None = None) -> None:
@@ -158,6 +209,9 @@ def _record_module(
             host=host, branch=module.branch, module=module.name, first_seen=now, last_changed=now, status_since=now, **fields
         )
         report.changed += 1
+        if state.status in PROBLEM_STATUSES:
+            _record_incident(report, state, now, fresh=True)
+        return state, True
     else:
         changed = _apply(state, fields)
         if changed:
@@ -175,8 +229,10 @@ def _record_module(
     return state, True
 
 
-def _record_incident(report: ScanReport, state: ModuleState, now: datetime) -> None:
-    current = state.incidents.filter(source=Incident.Source.SCAN, ended_at__isnull=True).first()
+def _record_incident(report: ScanReport, state: ModuleState, now: datetime, fresh: bool = False) -> None:
+    """Open, update or end the module's scan incident. ``fresh``: the row was just created, so it
+    has no incident yet (saves a query per new module on a first scan)."""
+    current = None if fresh else state.incidents.filter(source=Incident.Source.SCAN, ended_at__isnull=True).first()
     if state.status in PROBLEM_STATUSES:
         problems = [f for f in state.findings if f.get("severity") != "info"]
         if current is None:
@@ -208,6 +264,8 @@ def _end(incident: Incident, now: datetime, how: str) -> None:
 
 
 def _record_backups(report: ScanReport, state: ModuleState, infos: list, now: datetime) -> None:
+    if not infos and not state.backups_count and state.first_seen == now:
+        return  # a module first seen in this pass, without backups: nothing to compare
     existing = {b.name: b for b in state.backups.all()}
     for info in infos:
         fields = {
