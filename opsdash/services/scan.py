@@ -43,6 +43,8 @@ class ScanReport:
     store_server: int = 0
     gone: int = 0
     bytes_read: int = 0
+    # (module row, old status or None for a new module, new status) for each status change.
+    transitions: list[tuple[ModuleState, str | None, str]] = field(default_factory=list)
 
     @property
     def worst(self) -> str:
@@ -209,13 +211,16 @@ def _record_module(
             host=host, branch=module.branch, module=module.name, first_seen=now, last_changed=now, status_since=now, **fields
         )
         report.changed += 1
+        report.transitions.append((state, None, state.status))
         if state.status in PROBLEM_STATUSES:
             _record_incident(report, state, now, fresh=True)
         return state, True
     else:
+        old_status = state.status
         changed = _apply(state, fields)
         if changed:
             if "status" in changed:
+                report.transitions.append((state, old_status, state.status))
                 state.status_since = now
                 changed.append("status_since")
             state.last_changed = now
@@ -327,6 +332,7 @@ def _mark_gone(report: ScanReport, host: str, seen: set[int], now: datetime) -> 
     """Modules of this host that the pass did not find: status "gone", incidents ended, backups missing."""
     for state in ModuleState.objects.filter(host=host).exclude(pk__in=seen).exclude(status=Status.GONE):
         with transaction.atomic():
+            report.transitions.append((state, state.status, Status.GONE))
             state.status = Status.GONE
             state.status_rank = STATUS_RANK[Status.GONE]
             state.status_since = now
