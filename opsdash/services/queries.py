@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
+from django.db.models.functions import TruncDate
 from django.db.models import Count, Q, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
@@ -174,12 +175,17 @@ def incidents_per_day(qs: QuerySet[Incident], filters: IncidentFilters, days: in
     span = min((until - since).days + 1, 366)
     since = until - timedelta(days=span - 1)
     counts = {day: 0 for day in (since + timedelta(days=i) for i in range(span))}
-    for opened in qs.filter(opened_at__gte=_start_of(since), opened_at__lt=_start_of(until + timedelta(days=1))).values_list(
-        "opened_at", flat=True
-    ):
-        day = timezone.localdate(opened)
-        if day in counts:
-            counts[day] += 1
+    # Counted by the database, one row per day: the page costs the same with 50,000 incidents.
+    per_day = (
+        qs.filter(opened_at__gte=_start_of(since), opened_at__lt=_start_of(until + timedelta(days=1)))
+        .order_by()
+        .annotate(day=TruncDate("opened_at", tzinfo=timezone.get_current_timezone()))
+        .values("day")
+        .annotate(n=Count("id"))
+    )
+    for row in per_day:
+        if row["day"] in counts:
+            counts[row["day"]] += row["n"]
     width, height, top = 720, 140, 10
     slot = width / span
     peak = max(counts.values(), default=0)

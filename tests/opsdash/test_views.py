@@ -175,3 +175,23 @@ def test_a_history_restore_gets_the_whole_page(scanned, manager_client):
     headers = {"HX-Request": "true", "HX-History-Restore-Request": "true"}
     response = manager_client.get(reverse("opsdash:module_list"), {"status": "critical"}, headers=headers)
     assert b"<html" in response.content
+
+
+def test_the_history_chart_counts_incidents_per_day(store, add_events, manager_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from opsdash.models import Incident
+
+    add_events(store.module("dar", "pos"))
+    scan_root()
+    state = ModuleState.objects.get()
+    today = timezone.localtime().replace(hour=12, minute=0, second=0, microsecond=0)
+    for days_ago, count in ((0, 3), (2, 1), (50, 4)):  # the last is outside the 42-day window
+        for _ in range(count):
+            Incident.objects.create(module=state, opened_at=today - timedelta(days=days_ago), severity="warning")
+    chart = manager_client.get(reverse("opsdash:incident_list")).context["chart"]
+    by_day = {bar.day: bar.count for bar in chart.bars}
+    assert by_day[today.date()] == 3 and by_day[(today - timedelta(days=2)).date()] == 1
+    assert sum(by_day.values()) == 4 and chart.peak == 3
