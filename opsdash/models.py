@@ -48,7 +48,8 @@ class ModuleState(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["host", "branch", "module"], name="module_identity")]
         indexes = [
-            models.Index(fields=["status_rank", "branch", "module"]),
+            # The overview's default order ("worst first"), so a late page needs no sort.
+            models.Index(fields=["-status_rank", "branch", "module"], name="module_worst_first"),
             models.Index(fields=["branch", "module"]),
             models.Index(fields=["status"]),
         ]

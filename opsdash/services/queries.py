@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.db.models.functions import TruncDate
-from django.db.models import Count, Q, QuerySet
+from django.db import connection
+from django.db.models import CharField, Count, Func, Q, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
 
@@ -147,6 +148,30 @@ def incidents(filters: IncidentFilters) -> QuerySet[Incident]:
     return qs.order_by("-opened_at", "-id")
 
 
+class _UtcDay(Func):
+    """The UTC calendar day of a datetime as 'YYYY-MM-DD', in each database's native terms
+    (Django's TruncDate calls a Python function per row on SQLite: 100 ms for 35,000 rows)."""
+
+    output_field = CharField()
+
+    def as_sqlite(self, compiler, connection, **extra):
+        # SQLite keeps datetimes as UTC text "YYYY-MM-DD HH:MM:SS[.ffffff]".
+        return self.as_sql(compiler, connection, template="substr(%(expressions)s, 1, 10)", **extra)
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD')", **extra)
+
+
+def _count_per_day(qs: QuerySet[Incident]) -> list[tuple[date, int]]:
+    """Incidents per calendar day of the current time zone, counted by the database."""
+    tz = timezone.get_current_timezone()
+    if connection.vendor in ("sqlite", "postgresql") and str(tz) in ("UTC", "Etc/UTC"):
+        rows = qs.annotate(day=_UtcDay("opened_at")).values("day").annotate(n=Count("id")).values_list("day", "n")
+        return [(date.fromisoformat(day), n) for day, n in rows]
+    rows = qs.annotate(day=TruncDate("opened_at", tzinfo=tz)).values("day").annotate(n=Count("id")).values_list("day", "n")
+    return list(rows)
+
+
 @dataclass(frozen=True)
 class Bar:
     day: date
@@ -175,17 +200,10 @@ def incidents_per_day(qs: QuerySet[Incident], filters: IncidentFilters, days: in
     span = min((until - since).days + 1, 366)
     since = until - timedelta(days=span - 1)
     counts = {day: 0 for day in (since + timedelta(days=i) for i in range(span))}
-    # Counted by the database, one row per day: the page costs the same with 50,000 incidents.
-    per_day = (
-        qs.filter(opened_at__gte=_start_of(since), opened_at__lt=_start_of(until + timedelta(days=1)))
-        .order_by()
-        .annotate(day=TruncDate("opened_at", tzinfo=timezone.get_current_timezone()))
-        .values("day")
-        .annotate(n=Count("id"))
-    )
-    for row in per_day:
-        if row["day"] in counts:
-            counts[row["day"]] += row["n"]
+    window = qs.filter(opened_at__gte=_start_of(since), opened_at__lt=_start_of(until + timedelta(days=1))).order_by()
+    for day, n in _count_per_day(window):
+        if day in counts:
+            counts[day] += n
     width, height, top = 720, 140, 10
     slot = width / span
     peak = max(counts.values(), default=0)
