@@ -1,0 +1,69 @@
+"""An attacker's tour of what exists: production checks, headers, paths, anonymous access."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+REPO = Path(__file__).resolve().parents[2]
+
+PRODUCTION_ENV = {
+    "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+    "DJANGO_HTTPS": "1",
+    "DJANGO_HSTS_SECONDS": "31536000",
+    "DJANGO_ALLOWED_HOSTS": "opsdash.example.com",
+}
+
+
+def test_check_deploy_is_clean_with_the_documented_production_settings(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "OPSDASH_", "DATABASE_URL"))}
+    env |= PRODUCTION_ENV | {"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    out = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "no issues" in out.stdout
+
+
+def test_pages_send_the_security_headers(manager_client):
+    response = manager_client.get(reverse("opsdash:module_list"))
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["Referrer-Policy"] == "same-origin"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    csp = response["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+
+
+def test_session_and_csrf_cookies_are_http_only_where_it_matters(client, demo_users):
+    response = client.post(reverse("login"), {"username": "manager", "password": "demo-password-for-tests"})
+    assert response.status_code == 302
+    assert response.cookies["sessionid"]["httponly"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/modules/testhost/..%2F..%2Fetc/passwd/",
+        "/modules/testhost/%2e%2e/pos/",
+        "/modules/testhost/dar/..%00/",
+        "/modules/testhost/" + "a" * 300 + "/pos/",
+        "/api/modules/testhost/%2e%2e/%2e%2e",
+        "/backups/999999/download",
+        "/modules/%2Fetc/dar/pos/",
+    ],
+)
+def test_path_like_parameters_never_reach_a_file(manager_client, path):
+    response = manager_client.get(path)
+    assert response.status_code in (400, 404)
+
+
+@pytest.mark.parametrize("name", ["opsdash:module_list", "opsdash:incident_list", "opsdash:backup_list", "opsdash:api_module_list"])
+def test_anonymous_visitors_get_nothing(client, name):
+    response = client.get(reverse(name))
+    assert response.status_code in (302, 401)
+    assert b"dar" not in response.content
