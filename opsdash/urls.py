@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import api, backups, health, history, modules
+from .views import api, backups, downloads, health, history, modules
 
 app_name = "opsdash"
 
@@ -10,7 +10,13 @@ urlpatterns = [
     path("history/", history.incident_list, name="incident_list"),
     path("backups/", backups.backup_list, name="backup_list"),
     path("backups/<int:pk>/", backups.backup_detail, name="backup_detail"),
-    path("backups/<int:pk>/download", backups.backup_download, name="backup_download"),
+    path("backups/<int:pk>/download", downloads.backup_download, name="backup_download"),
+    path(
+        "modules/<str:host>/<str:branch>/<str:module>/backups.zip",
+        downloads.module_backups_download,
+        name="module_backups_download",
+    ),
+    path("branches/<str:host>/<str:branch>/backups.zip", downloads.branch_backups_download, name="branch_backups_download"),
     path("api/modules", api.api_module_list, name="api_module_list"),
     path("api/modules/<str:host>/<str:branch>/<str:module>", api.api_module_detail, name="api_module_detail"),
     path("healthz", health.healthz, name="healthz"),

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
 import orjson
 from django.conf import settings
 
-from eventstore import FilePreview, Module
-from eventstore.errors import EventStoreError
+from eventstore import FilePreview, Module, layout
+from eventstore.errors import EventStoreError, InvalidName
+from eventstore.fileio import open_nofollow
 
 from ..models import Backup, ModuleState
 from .scan import open_store
@@ -94,12 +98,42 @@ def backup_preview(backup: Backup) -> PreviewView:
         raise FilesUnavailable(f"{backup.name} cannot be read: {exc.strerror or exc}") from None
 
 
-def open_backup(backup: Backup):
-    """A binary file object of a backup the database knows (never a path from a request)."""
+def archived_backup_path(backup: Backup) -> Path:
+    """``<OPSDASH_ARCHIVE_ROOT>/<branch>/<module>/<name>``, built only from the row's own names,
+    each checked by eventstore's path rules; FilesUnavailable if a name breaks them."""
+    root = getattr(settings, "OPSDASH_ARCHIVE_ROOT", None)
+    if not root:
+        raise FilesUnavailable("OPSDASH_ARCHIVE_ROOT is not set")
+    state = backup.module
+    try:
+        parts = [layout.check_name(state.branch, "branch"), layout.check_name(state.module, "module")]
+        name = layout.check_name(backup.name, "backup name")
+    except InvalidName as exc:
+        raise FilesUnavailable(str(exc)) from None
+    if not layout.backup_kind(name):
+        raise FilesUnavailable(f"{name!r} is not a backup file name")
+    return Path(root).joinpath(*parts, name)
+
+
+def open_backup(backup: Backup) -> IO[bytes]:
+    """A binary file object of a backup the database knows (never a path from a request):
+    a live one through eventstore, an archived one from the archive store. No symlinks."""
+    if backup.state == Backup.State.ARCHIVED:
+        if backup.module.host != settings.OPSDASH_HOST_NAME:
+            raise FilesUnavailable(f"the archive is on host {backup.module.host}; this dashboard runs on {settings.OPSDASH_HOST_NAME}")
+        path = archived_backup_path(backup)
+        try:
+            return os.fdopen(open_nofollow(path), "rb")
+        except OSError as exc:
+            raise FilesUnavailable(f"{backup.name} cannot be read from the archive: {exc.strerror or exc}") from None
     if backup.state != Backup.State.LIVE:
         raise FilesUnavailable(f"the backup is {backup.state}, not in the live folder")
     module = live_module(backup.module)
     try:
         return module.open_backup(backup.name)
+    except InvalidName as exc:
+        raise FilesUnavailable(str(exc)) from None
     except (FileNotFoundError, EventStoreError):
         raise FilesUnavailable(f"{backup.name} is no longer in the live folder") from None
+    except OSError as exc:
+        raise FilesUnavailable(f"{backup.name} cannot be read: {exc.strerror or exc}") from None

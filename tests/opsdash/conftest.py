@@ -45,6 +45,20 @@ def manager_client(demo_users) -> Client:
 
 
 @pytest.fixture
+def operator_client(demo_users) -> Client:
+    client = Client()
+    assert client.login(username="operator", password=PASSWORD)
+    return client
+
+
+@pytest.fixture
+def auditor_client(demo_users) -> Client:
+    client = Client()
+    assert client.login(username="auditor", password=PASSWORD)
+    return client
+
+
+@pytest.fixture
 def store(data_root: Path):
     from eventstore import EventStore
 

@@ -111,22 +111,22 @@ def test_the_backup_preview_fragment_marks_the_parse_error(scanned, manager_clie
     assert "<mark" in html
 
 
-def test_a_backup_download_streams_the_file_and_is_audited(scanned, manager_client):
+def test_a_backup_download_streams_the_file_and_is_audited(scanned, operator_client):
     backup = Backup.objects.get()
-    response = manager_client.get(backup.download_url())
+    response = operator_client.get(backup.download_url())
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == b'{\n  "totalEvents": 3\n}\n}'
     assert "attachment" in response["Content-Disposition"]
     entry = AuditEntry.objects.get()
-    assert (entry.actor, entry.action, entry.outcome, entry.module) == ("manager", "backup_download", "ok", "pos")
+    assert (entry.actor, entry.action, entry.outcome, entry.module) == ("operator", "backup_download", "ok", "pos")
 
 
-def test_a_backup_that_left_the_live_folder_is_not_served(scanned, manager_client, store):
+def test_a_backup_that_left_the_live_folder_is_not_served(scanned, operator_client, store):
     backup = Backup.objects.get()
     (store.module("dar", "pos").live_dir / BACKUP_NAME).unlink()
-    assert manager_client.get(backup.download_url()).status_code == 404
+    assert operator_client.get(backup.download_url()).status_code == 404
     scan_root()
-    assert manager_client.get(backup.download_url()).status_code == 404
+    assert operator_client.get(backup.download_url()).status_code == 404
     assert Backup.objects.get().state == "missing"
 
 
