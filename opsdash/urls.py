@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import api, backups, downloads, health, history, modules
+from .views import api, audit, backups, downloads, health, history, modules
 
 app_name = "opsdash"
 
@@ -17,6 +17,8 @@ urlpatterns = [
         name="module_backups_download",
     ),
     path("branches/<str:host>/<str:branch>/backups.zip", downloads.branch_backups_download, name="branch_backups_download"),
+    path("audit/", audit.audit_list, name="audit_list"),
+    path("api/audit", audit.api_audit_list, name="api_audit_list"),
     path("api/modules", api.api_module_list, name="api_module_list"),
     path("api/modules/<str:host>/<str:branch>/<str:module>", api.api_module_detail, name="api_module_detail"),
     path("healthz", health.healthz, name="healthz"),

@@ -1,0 +1,135 @@
+"""Reading the audit trail: the filters shared by the page and the API, and the CSV/JSON exports."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import orjson
+from django.db.models import QuerySet
+from django.http import HttpRequest, QueryDict
+from django.urls import reverse
+
+from ..models import AuditEntry
+from .queries import _parse_date, _query_string, _start_of
+
+EXPORT_FIELDS = [
+    "id",
+    "at",
+    "actor",
+    "ip",
+    "action",
+    "host",
+    "branch",
+    "module",
+    "params",
+    "outcome",
+    "detail",
+    "meta_sha256_before",
+    "meta_sha256_after",
+]
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class AuditFilters:
+    since: date | None = None
+    until: date | None = None
+    actor: str = ""
+    action: str = ""
+    branch: str = ""
+    outcome: str = ""
+
+    @classmethod
+    def from_query(cls, query: QueryDict) -> AuditFilters:
+        return cls(
+            since=_parse_date(query.get("since")),
+            until=_parse_date(query.get("until")),
+            actor=query.get("actor", "").strip()[:150],
+            action=query.get("action", "").strip()[:64],
+            branch=query.get("branch", "").strip()[:128],
+            outcome=query.get("outcome", "").strip()[:32],
+        )
+
+    def as_query(self, **changes: str) -> str:
+        values = {
+            "since": self.since.isoformat() if self.since else "",
+            "until": self.until.isoformat() if self.until else "",
+            "actor": self.actor,
+            "action": self.action,
+            "branch": self.branch,
+            "outcome": self.outcome,
+        } | changes
+        return _query_string(values)
+
+
+def entries(filters: AuditFilters) -> QuerySet[AuditEntry]:
+    qs = AuditEntry.objects.all()
+    if filters.since:
+        qs = qs.filter(at__gte=_start_of(filters.since))
+    if filters.until:
+        qs = qs.filter(at__lt=_start_of(filters.until + timedelta(days=1)))
+    for name in ("actor", "action", "branch", "outcome"):
+        if value := getattr(filters, name):
+            qs = qs.filter(**{name: value})
+    return qs.order_by("-at", "-id")
+
+
+def choices() -> dict[str, list[str]]:
+    """The values the filter selects offer: every actor, action, branch and outcome on record."""
+    base = AuditEntry.objects.order_by()
+    return {
+        name: [v for v in base.order_by(name).values_list(name, flat=True).distinct() if v]
+        for name in ("actor", "action", "branch", "outcome")
+    }
+
+
+def module_url(entry: AuditEntry) -> str | None:
+    if entry.host and entry.branch and entry.module:
+        return reverse("opsdash:module_detail", kwargs={"host": entry.host, "branch": entry.branch, "module": entry.module})
+    return None
+
+
+def entry_dict(request: HttpRequest, entry: AuditEntry) -> dict[str, Any]:
+    out = {name: getattr(entry, name) for name in EXPORT_FIELDS}
+    url = module_url(entry)
+    out["module_page"] = request.build_absolute_uri(url) if url else None
+    return out
+
+
+def stream_json(request: HttpRequest, qs: QuerySet[AuditEntry]) -> Iterator[bytes]:
+    """``{"entries": [...]}`` one entry at a time: constant memory for any number of entries."""
+    yield b'{"entries":['
+    for i, entry in enumerate(qs.iterator(chunk_size=2000)):
+        yield (b"," if i else b"") + orjson.dumps(entry_dict(request, entry))
+    yield b"]}\n"
+
+
+def csv_cell(value: Any) -> str:
+    """A cell as text; one a spreadsheet would run as a formula gets a leading apostrophe."""
+    if value is None:
+        text = ""
+    elif isinstance(value, (dict, list)):
+        text = orjson.dumps(value).decode()
+    elif hasattr(value, "isoformat"):
+        text = value.isoformat()
+    else:
+        text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+class _Line:
+    def write(self, text: str) -> str:
+        return text
+
+
+def stream_csv(request: HttpRequest, qs: QuerySet[AuditEntry]) -> Iterator[str]:
+    writer = csv.writer(_Line())
+    yield writer.writerow([*EXPORT_FIELDS, "module_page"])
+    for entry in qs.iterator(chunk_size=2000):
+        row = entry_dict(request, entry)
+        yield writer.writerow([csv_cell(row[name]) for name in [*EXPORT_FIELDS, "module_page"]])
