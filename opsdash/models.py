@@ -231,3 +231,49 @@ class AuditEntry(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise AppendOnlyError("audit entries cannot be deleted")
+
+
+class ServerRecovery(models.Model):
+    """One recovery attempt the Node server wrote to its log, read by ``manage.py ingest_logs``.
+
+    ``fingerprint`` is eventstore.serverlog's hash of the log text, so reading a log twice
+    records nothing new. ``module`` is empty when the log names a module the database does not know.
+    """
+
+    class Outcome(models.TextChoices):
+        RECOVERED = "recovered", "recovered"
+        FAILED = "failed", "failed"
+        INCOMPLETE = "incomplete", "incomplete"
+
+    fingerprint = models.CharField(max_length=64, unique=True)
+    at = models.DateTimeField(null=True, blank=True)
+    host = models.CharField(max_length=255)
+    branch = models.CharField(max_length=128, blank=True, default="")
+    module_name = models.CharField(max_length=128, blank=True, default="")
+    module = models.ForeignKey(
+        ModuleState, null=True, blank=True, on_delete=models.SET_NULL, related_name="server_recoveries"
+    )
+    path = models.CharField(max_length=1000, blank=True, default="")
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    error = models.TextField(blank=True, default="")
+    reason = models.TextField(blank=True, default="")
+    events = models.BigIntegerField(null=True, blank=True)
+    size = models.BigIntegerField(null=True, blank=True)
+    old_build = models.BooleanField(default=False)
+    backup_name = models.CharField(max_length=255, blank=True, default="")
+    backup = models.ForeignKey(Backup, null=True, blank=True, on_delete=models.SET_NULL, related_name="server_recoveries")
+    incident = models.ForeignKey(
+        Incident, null=True, blank=True, on_delete=models.SET_NULL, related_name="server_recoveries"
+    )
+    source = models.CharField(max_length=1000)  # the log file read, "-" for stdin
+    line = models.PositiveIntegerField()  # where the recovery starts in that log
+    lines = models.JSONField(default=list)  # the first log lines of the recovery, as printed
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["at"]), models.Index(fields=["module", "at"])]
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "server recoveries"
+
+    def __str__(self) -> str:
+        return f"{self.branch}/{self.module_name} {self.outcome} at {self.at}"

@@ -20,7 +20,7 @@ def incident_list(request: HttpRequest) -> HttpResponse:
     incidents = queries.incidents(filters)
     ctx = {
         "filters": filters,
-        "page": Paginator(incidents, settings.OPSDASH_PAGE_SIZE).get_page(request.GET.get("page")),
+        "page": Paginator(incidents.prefetch_related("server_recoveries"), settings.OPSDASH_PAGE_SIZE).get_page(request.GET.get("page")),
         "chart": queries.incidents_per_day(incidents, filters),
         "branches": queries.branches(),
         "codes": sorted(CODES),

@@ -59,6 +59,6 @@ def module_detail(request: HttpRequest, host: str, branch: str, module: str) -> 
         "meta": meta,
         "meta_error": meta_error,
         "backups": state.backups.all(),
-        "incidents": state.incidents.select_related("backup"),
+        "incidents": state.incidents.select_related("backup").prefetch_related("server_recoveries"),
     }
     return render(request, "opsdash/module.html", ctx)

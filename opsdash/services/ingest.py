@@ -1,0 +1,152 @@
+"""Recording the Node server's own recoveries, read from its log by eventstore.serverlog.
+
+A recovery the server logged as successful ends (or becomes) a store-server incident at its
+time; a failed one opens or annotates a store-server incident that stays open. The store-server
+incident the scan already made from the same backup file is linked, never duplicated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from eventstore import serverlog
+
+from ..models import Backup, Incident, ModuleState, ServerRecovery, Status, codes_field
+
+
+@dataclass
+class IngestReport:
+    found: int = 0
+    new: int = 0
+    known: int = 0
+    recovered: int = 0
+    failed: int = 0
+    unmatched: set[str] = field(default_factory=set)  # "branch/module" (or the path) the database does not know
+
+    def summary(self) -> str:
+        line = (
+            f"{self.found} recoveries found: {self.new} new ({self.recovered} recovered, {self.failed} failed), "
+            f"{self.known} already known; {len(self.unmatched)} unmatched modules"
+        )
+        return line + (f": {', '.join(sorted(self.unmatched))}" if self.unmatched else "")
+
+
+def ingest(lines: Iterable[str | bytes], source: str, host: str, year: int | None = None) -> IngestReport:
+    """Record every recovery of a server log not recorded before (same fingerprint). Streaming."""
+    report = IngestReport()
+    for rec in serverlog.parse(lines, year=year):
+        report.found += 1
+        state = _module(host, rec)
+        if state is None:
+            report.unmatched.add(f"{rec.branch}/{rec.module}" if rec.branch else rec.path or f"line {rec.line}")
+        if ServerRecovery.objects.filter(fingerprint=rec.fingerprint).exists():
+            report.known += 1
+            continue
+        try:
+            with transaction.atomic():
+                _record(rec, source, host, state)
+        except IntegrityError:
+            report.known += 1  # a concurrent run recorded it first
+            continue
+        report.new += 1
+        report.recovered += rec.outcome == ServerRecovery.Outcome.RECOVERED
+        report.failed += rec.outcome == ServerRecovery.Outcome.FAILED
+    return report
+
+
+def _module(host: str, rec: serverlog.Recovery) -> ModuleState | None:
+    if not (rec.branch and rec.module):
+        return None
+    return ModuleState.objects.filter(host=host, branch=rec.branch, module=rec.module).first()
+
+
+def _record(rec: serverlog.Recovery, source: str, host: str, state: ModuleState | None) -> ServerRecovery:
+    backup = state.backups.filter(name=rec.backup).first() if state and rec.backup else None
+    row = ServerRecovery.objects.create(
+        fingerprint=rec.fingerprint,
+        at=rec.at,
+        host=host,
+        branch=rec.branch or "",
+        module_name=rec.module or "",
+        module=state,
+        path=(rec.path or "")[:1000],
+        outcome=rec.outcome,
+        error=rec.error or "",
+        reason=rec.reason or "",
+        events=rec.events,
+        size=rec.size,
+        old_build=rec.old_build,
+        backup_name=rec.backup or "",
+        backup=backup,
+        source=source[:1000],
+        line=rec.line,
+        lines=list(rec.lines),
+    )
+    if state is not None and rec.outcome != ServerRecovery.Outcome.INCOMPLETE:
+        row.incident = _incident_for(rec, state, backup)
+        row.save(update_fields=["incident"])
+    return row
+
+
+def _finding(rec: serverlog.Recovery) -> dict[str, object]:
+    if rec.outcome == ServerRecovery.Outcome.RECOVERED:
+        message = f"the store server rebuilt the meta from {rec.events} events (its log)"
+    else:
+        message = f"the store server could not recover the meta: {rec.reason or 'no reason logged'} (its log)"
+    finding: dict[str, object] = {"code": "meta_corrupt", "severity": "critical", "message": message}
+    for key in ("error", "backup", "events"):
+        if getattr(rec, key) is not None:
+            finding[key] = getattr(rec, key)
+    if rec.at:
+        finding["at"] = rec.at.isoformat()
+    return finding
+
+
+def _incident_for(rec: serverlog.Recovery, state: ModuleState, backup: Backup | None) -> Incident:
+    at: datetime = rec.at or timezone.now()
+    linked = Incident.objects.filter(backup=backup).first() if backup else None
+    open_one = (
+        state.incidents.filter(source=Incident.Source.STORE_SERVER, ended_at__isnull=True, opened_at__lte=at)
+        .order_by("-opened_at")
+        .first()
+    )
+    if rec.outcome == ServerRecovery.Outcome.RECOVERED:
+        if linked is not None:
+            return linked  # the scan already recorded this recovery from its backup file
+        if open_one is not None:  # an earlier failed attempt: this one ends it
+            open_one.findings = [*open_one.findings, _finding(rec)]
+            open_one.ended_at = at
+            open_one.ended_how = Incident.EndedHow.STORE_SERVER
+            open_one.ended_by = "store server"
+            open_one.backup = open_one.backup or backup
+            open_one.save(update_fields=["findings", "ended_at", "ended_how", "ended_by", "backup"])
+            return open_one
+        return _create(state, rec, at, backup, ended=True)
+    incident = linked or open_one
+    if incident is None:
+        return _create(state, rec, at, backup, ended=False)
+    # The scan took the backup for a recovery; the log says it failed: the incident stays open.
+    incident.findings = [*incident.findings, _finding(rec)]
+    incident.ended_at, incident.ended_how, incident.ended_by = None, "", ""
+    incident.save(update_fields=["findings", "ended_at", "ended_how", "ended_by"])
+    return incident
+
+
+def _create(state: ModuleState, rec: serverlog.Recovery, at: datetime, backup: Backup | None, ended: bool) -> Incident:
+    return Incident.objects.create(
+        module=state,
+        opened_at=at,
+        ended_at=at if ended else None,
+        ended_how=Incident.EndedHow.STORE_SERVER if ended else "",
+        ended_by="store server" if ended else "",
+        severity=Status.CRITICAL,
+        findings=[_finding(rec)],
+        codes=codes_field({"meta_corrupt"}),
+        source=Incident.Source.STORE_SERVER,
+        backup=backup,
+    )
