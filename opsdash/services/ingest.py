@@ -26,12 +26,14 @@ class IngestReport:
     known: int = 0
     recovered: int = 0
     failed: int = 0
+    linked: int = 0  # known before without a module, now matched to one
     unmatched: set[str] = field(default_factory=set)  # "branch/module" (or the path) the database does not know
 
     def summary(self) -> str:
         line = (
             f"{self.found} recoveries found: {self.new} new ({self.recovered} recovered, {self.failed} failed), "
-            f"{self.known} already known; {len(self.unmatched)} unmatched modules"
+            f"{self.known} already known{f' ({self.linked} now linked to their module)' if self.linked else ''}; "
+            f"{len(self.unmatched)} unmatched modules"
         )
         return line + (f": {', '.join(sorted(self.unmatched))}" if self.unmatched else "")
 
@@ -44,8 +46,13 @@ def ingest(lines: Iterable[str | bytes], source: str, host: str, year: int | Non
         state = _module(host, rec)
         if state is None:
             report.unmatched.add(f"{rec.branch}/{rec.module}" if rec.branch else rec.path or f"line {rec.line}")
-        if ServerRecovery.objects.filter(fingerprint=rec.fingerprint).exists():
+        known = ServerRecovery.objects.filter(fingerprint=rec.fingerprint).first()
+        if known is not None:
             report.known += 1
+            if known.module_id is None and state is not None and known.host == host:
+                with transaction.atomic():
+                    _link(known, rec, state)
+                report.linked += 1
             continue
         try:
             with transaction.atomic():
@@ -66,14 +73,12 @@ def _module(host: str, rec: serverlog.Recovery) -> ModuleState | None:
 
 
 def _record(rec: serverlog.Recovery, source: str, host: str, state: ModuleState | None) -> ServerRecovery:
-    backup = state.backups.filter(name=rec.backup).first() if state and rec.backup else None
     row = ServerRecovery.objects.create(
         fingerprint=rec.fingerprint,
         at=rec.at,
         host=host,
         branch=rec.branch or "",
         module_name=rec.module or "",
-        module=state,
         path=(rec.path or "")[:1000],
         outcome=rec.outcome,
         error=rec.error or "",
@@ -82,15 +87,22 @@ def _record(rec: serverlog.Recovery, source: str, host: str, state: ModuleState 
         size=rec.size,
         old_build=rec.old_build,
         backup_name=rec.backup or "",
-        backup=backup,
         source=source[:1000],
         line=rec.line,
         lines=list(rec.lines),
     )
-    if state is not None and rec.outcome != ServerRecovery.Outcome.INCOMPLETE:
-        row.incident = _incident_for(rec, state, backup)
-        row.save(update_fields=["incident"])
+    if state is not None:
+        _link(row, rec, state)
     return row
+
+
+def _link(row: ServerRecovery, rec: serverlog.Recovery, state: ModuleState) -> None:
+    """Tie a recorded recovery to its module, its backup row and an incident."""
+    row.module = state
+    row.backup = state.backups.filter(name=rec.backup).first() if rec.backup else None
+    if rec.outcome != ServerRecovery.Outcome.INCOMPLETE:
+        row.incident = _incident_for(rec, state, row.backup)
+    row.save(update_fields=["module", "backup", "incident"])
 
 
 def _finding(rec: serverlog.Recovery) -> dict[str, object]:

@@ -159,3 +159,16 @@ def test_recoveries_show_on_the_module_page_and_the_history(modules, tmp_path, m
     assert "ENOSPC: no space left on device" in page and "rebuilt the meta from 3 events" in page
     history = manager_client.get("/history/").content.decode()
     assert "recovered by the store server" in history and "ENOSPC" in history
+
+
+def test_a_recovery_of_a_module_scanned_later_is_linked_on_the_next_run(modules, tmp_path, store, add_events):
+    text = journald(modules).replace("/dar/", "/new/")
+    log = tmp_path / "node.journal"
+    log.write_text(text)
+    assert "1 unmatched modules: new/pos" in _run(str(log), "--year", "2025")
+    add_events(store.module("new", "pos"))
+    scan_root()
+    assert "1 already known (1 now linked to their module); 0 unmatched" in _run(str(log), "--year", "2025")
+    rec = ServerRecovery.objects.get()
+    assert rec.module.branch == "new" and rec.incident.ended_how == "recovered by the store server"
+    assert "1 already known; 0 unmatched" in _run(str(log), "--year", "2025")
