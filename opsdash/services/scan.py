@@ -24,7 +24,7 @@ from django.utils.dateparse import parse_datetime
 from eventstore import EventStore, Health, Module
 from eventstore.errors import RootError
 
-from ..models import STATUS_RANK, Backup, Incident, ModuleState, ScanHost, Status, codes_field
+from ..models import STATUS_RANK, Backup, Incident, ModuleState, ScanHost, ServerRecovery, Status, codes_field
 
 EXIT_CODES = {Status.HEALTHY: 0, Status.WARNING: 1, Status.CRITICAL: 2}
 EXIT_ROOT_UNUSABLE = 3
@@ -304,6 +304,16 @@ def _record_store_server_recoveries(report: ScanReport, state: ModuleState) -> N
     """
     candidates = state.backups.filter(kind="meta", incident__isnull=True, created_at__isnull=False)
     for backup in candidates:
+        # The server log may have told us first (manage.py ingest_logs): use that incident.
+        told = ServerRecovery.objects.filter(module=state, backup_name=backup.name, incident__isnull=False).first()
+        if told is not None:
+            if told.incident.backup_id is None:
+                told.incident.backup = backup
+                told.incident.save(update_fields=["backup"])
+            if told.backup_id is None:
+                told.backup = backup
+                told.save(update_fields=["backup"])
+            continue
         covered = state.incidents.filter(source=Incident.Source.SCAN, opened_at__lte=backup.created_at).filter(
             Q(ended_at__isnull=True) | Q(ended_at__gte=backup.created_at)
         )

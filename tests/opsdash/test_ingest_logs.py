@@ -172,3 +172,36 @@ def test_a_recovery_of_a_module_scanned_later_is_linked_on_the_next_run(modules,
     rec = ServerRecovery.objects.get()
     assert rec.module.branch == "new" and rec.incident.ended_how == "recovered by the store server"
     assert "1 already known; 0 unmatched" in _run(str(log), "--year", "2025")
+
+
+def test_a_backup_the_log_told_about_first_gets_no_second_incident(store, add_events, tmp_path):
+    from opsdash.models import Backup, Incident, ServerRecovery
+    from opsdash.services.scan import scan_root
+
+    module = store.module("dar", "pos")
+    add_events(module)
+    scan_root()
+    name = "events.meta.json.corrupted.1761567827663.bak"
+    log = tmp_path / "node.log"
+    path = module.meta_path
+    log.write_text(
+        "\n".join(
+            f"Oct 27 12:23:47 pos1 node[811]: [eventStore][loadMeta] {m}"
+            for m in (
+                "CORRUPTED FILE DETECTED - Attempting recovery",
+                "Error: Unexpected token : in JSON at position 2884",
+                f"File path: {path}",
+                f"Corrupted file backed up to: {path}.corrupted.1761567827663.bak",
+                "Recovered meta from 3 events",
+                "Meta file rebuilt successfully",
+            )
+        )
+        + "\n"
+    )
+    call_command("ingest_logs", str(log), "--year", "2025")
+    assert Incident.objects.filter(source="store-server").count() == 1
+    (module.live_dir / name).write_bytes(b'{"broken": ')
+    scan_root()
+    incident = Incident.objects.get(source="store-server")
+    assert incident.backup == Backup.objects.get(name=name)
+    assert ServerRecovery.objects.get().backup == incident.backup
