@@ -103,14 +103,15 @@ def main() -> int:
     args = p.parse_args()
     rows = [["log", "events", "I/O limit MB/s", "parse limit MB/s", "rebuild MB/s", "rebuild/parse", "rebuild/I/O", "peak RSS MB", "worker peak RSS MB"]]
     results = []
+    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-rebuild-"))
     for size_text in args.sizes.split(","):
-        work = Path(args.dir or tempfile.mkdtemp(prefix="bench-rebuild-")) / size_text
+        work = base / size_text
         shutil.rmtree(work, ignore_errors=True)
         try:
             r = run(parse_size(size_text), work)
         finally:
             if not args.keep:
-                shutil.rmtree(work, ignore_errors=True)
+                shutil.rmtree(work if args.dir else base, ignore_errors=True)
         results.append(r)
         rows.append([
             f"{r['size_mb']:.0f} MB", str(r["events"]), f"{r['io_mbs']:.0f}", f"{r['parse_mbs']:.0f}",
