@@ -108,6 +108,7 @@ class Incident(models.Model):
         RESOLVED = "resolved", "resolved"
         STORE_SERVER = "recovered by the store server", "recovered by the store server"
         GONE = "module disappeared", "module disappeared"
+        REBUILT = "rebuilt", "rebuilt"
 
     module = models.ForeignKey(ModuleState, on_delete=models.CASCADE, related_name="incidents")
     opened_at = models.DateTimeField()
@@ -277,3 +278,70 @@ class ServerRecovery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.branch}/{self.module_name} {self.outcome} at {self.at}"
+
+
+class Job(models.Model):
+    """An operator's action on a module (or a whole branch), run by the host's worker.
+
+    At most one queued or running job per module (and per branch for bulk jobs): the database
+    refuses a second one, so two actions never run on the same module at once.
+    """
+
+    class Kind(models.TextChoices):
+        REBUILD = "rebuild", "rebuild meta"
+        VERIFY = "verify", "verify now"
+        ARCHIVE_BACKUPS = "archive_backups", "archive backups"
+        CLEAN_TEMP = "clean_temp", "clean temp files"
+        BULK_REBUILD = "bulk_rebuild", "rebuild every critical module of the branch"
+        BULK_ARCHIVE = "bulk_archive", "archive every backup of the branch"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+
+    ACTIVE = (State.QUEUED, State.RUNNING)
+
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    host = models.CharField(max_length=255)
+    branch = models.CharField(max_length=128)
+    module = models.CharField(max_length=128, blank=True, default="")  # blank: a branch-wide job
+    target = models.ForeignKey(ModuleState, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    requested_by = models.CharField(max_length=150)
+    requested_from = models.GenericIPAddressField(null=True, blank=True)
+    params = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    progress = models.FloatField(default=0.0)
+    progress_text = models.CharField(max_length=200, blank=True, default="")
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    task_id = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host", "branch", "module"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="one_active_job_per_module",
+            )
+        ]
+        indexes = [models.Index(fields=["host", "status"]), models.Index(fields=["created_at"])]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.branch}/{self.module or '*'} ({self.status})"
+
+    @property
+    def active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    def get_absolute_url(self) -> str:
+        return reverse("opsdash:job_detail", args=[self.pk])
+
+    def api_url(self) -> str:
+        return reverse("opsdash:api_job_detail", args=[self.pk])

@@ -93,6 +93,13 @@ OPSDASH_TEMP_GRACE_SECONDS = env_int("OPSDASH_TEMP_GRACE_SECONDS", 3600)
 # How often the overview refreshes its table (seconds; 0 turns the refresh off).
 OPSDASH_REFRESH_SECONDS = env_int("OPSDASH_REFRESH_SECONDS", 30)
 OPSDASH_PAGE_SIZE = env_int("OPSDASH_PAGE_SIZE", 50, minimum=1)
+# Where archived backups go (copied, fsynced and verified before the original is removed).
+OPSDASH_ARCHIVE_ROOT = Path(env_str("OPSDASH_ARCHIVE_ROOT") or VAR_DIR / "archive").expanduser()
+# Run jobs in a thread of the web process (the embedded default: no extra process to start).
+# Off when a separate worker runs this host's queue (`manage.py db_worker --queue-name <host>`).
+OPSDASH_EMBEDDED_WORKER = env_bool("OPSDASH_EMBEDDED_WORKER", not env_str("DATABASE_URL"))
+# A running job whose heartbeat is older than this was interrupted (its worker stopped).
+OPSDASH_JOB_STALE_SECONDS = env_int("OPSDASH_JOB_STALE_SECONDS", 60, minimum=10)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -102,8 +109,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    "django_tasks_db",
     "opsdash",
 ]
+
+# Jobs go through Django's task framework with a database-backed queue, one queue per host.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": []}}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import api, audit, backups, downloads, health, history, modules
+from .views import actions, api, audit, backups, downloads, health, history, modules
 
 app_name = "opsdash"
 
@@ -21,5 +21,10 @@ urlpatterns = [
     path("api/audit", audit.api_audit_list, name="api_audit_list"),
     path("api/modules", api.api_module_list, name="api_module_list"),
     path("api/modules/<str:host>/<str:branch>/<str:module>", api.api_module_detail, name="api_module_detail"),
+    path("modules/<str:host>/<str:branch>/<str:module>/<str:kind>", actions.module_action, name="module_action"),
+    path("branches/<str:host>/<str:branch>/<str:kind>", actions.branch_action, name="branch_action"),
+    path("jobs/<int:pk>/", actions.job_detail, name="job_detail"),
+    path("api/modules/<str:host>/<str:branch>/<str:module>/<str:kind>", actions.api_module_action, name="api_module_action"),
+    path("api/jobs/<int:pk>", actions.api_job_detail, name="api_job_detail"),
     path("healthz", health.healthz, name="healthz"),
 ]

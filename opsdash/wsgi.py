@@ -7,3 +7,7 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opsdash.settings")
 
 application = get_wsgi_application()
+
+from opsdash.services.worker import start_embedded_worker  # noqa: E402 - needs the app registry
+
+start_embedded_worker()

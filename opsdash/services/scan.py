@@ -45,6 +45,9 @@ class ScanReport:
     bytes_read: int = 0
     # (module row, old status or None for a new module, new status) for each status change.
     transitions: list[tuple[ModuleState, str | None, str]] = field(default_factory=list)
+    # How an incident that this pass ends is recorded (an operator's rebuild says who fixed it).
+    ended_how: str = "resolved"
+    ended_by: str = "scan"
 
     @property
     def worst(self) -> str:
@@ -154,6 +157,16 @@ def _scan_module(report: ScanReport, batches: _Batches, host: str, module: Modul
     return state
 
 
+def scan_module(state: ModuleState, now: datetime | None = None, ended_how: str = "resolved", ended_by: str = "scan") -> ModuleState:
+    """Re-check one module of this host at once (after an action) and record what changed; an
+    incident this ends is recorded as ``ended_how`` by ``ended_by``."""
+    store = open_store()
+    now = now or timezone.now()
+    report = ScanReport(root=store.root, ended_how=ended_how, ended_by=ended_by)
+    with _Batches() as batches:
+        return _scan_module(report, batches, state.host, store.module(state.branch, state.module), state, now)
+
+
 def record_pass(report: ScanReport | None, host: str | None = None, error: str = "", now: datetime | None = None) -> None:
     """The scanner heartbeat: one row per host saying when the last pass ran and how it went."""
     ScanHost.objects.update_or_create(
@@ -256,15 +269,15 @@ def _record_incident(report: ScanReport, state: ModuleState, now: datetime, fres
         if changed:
             current.save(update_fields=changed)
     elif current is not None:
-        how = Incident.EndedHow.GONE if state.status == Status.GONE else Incident.EndedHow.RESOLVED
-        _end(current, now, how)
+        how = Incident.EndedHow.GONE if state.status == Status.GONE else report.ended_how
+        _end(current, now, how, report.ended_by)
         report.ended += 1
 
 
-def _end(incident: Incident, now: datetime, how: str) -> None:
+def _end(incident: Incident, now: datetime, how: str, by: str = "scan") -> None:
     incident.ended_at = now
     incident.ended_how = how
-    incident.ended_by = "scan"
+    incident.ended_by = by
     incident.save(update_fields=["ended_at", "ended_how", "ended_by"])
 
 

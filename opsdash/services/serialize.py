@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
+from django.urls import reverse
 
 from ..models import Backup, Incident, ModuleState
 
@@ -64,4 +65,9 @@ def module_full(request: HttpRequest, state: ModuleState) -> dict[str, Any]:
     out["first_seen"] = state.first_seen
     out["backups"] = [backup_dict(request, b) for b in state.backups.all()]
     out["incidents"] = [incident_dict(i) for i in state.incidents.select_related("backup")]
+    # Present for every role: the server decides who may POST.
+    out["actions"] = {
+        kind: request.build_absolute_uri(reverse("opsdash:api_module_action", args=[state.host, state.branch, state.module, kind]))
+        for kind in ("rebuild", "verify", "archive_backups", "clean_temp")
+    }
     return out

@@ -9,12 +9,24 @@ from django.contrib.auth.models import Group, User
 DEMO_USERS = {"manager": "managers", "operator": "operators", "auditor": "auditors"}
 
 
+def ensure_role_groups() -> None:
+    """The role groups and their permissions, as migrations 0002 and 0003 create them (again,
+    where a test database was emptied after the migrations ran)."""
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("opsdash.migrations.0002_groups").create_groups(apps, None)
+    importlib.import_module("opsdash.migrations.0003_roles").grant(apps, None)
+
+
 def ensure_demo_users(password: str | None = None) -> str:
     """Create or reset ``manager``, ``operator`` and ``auditor``, each only in its own group.
 
     All three get ``password`` (a random one when None), which is returned.
     """
     password = password or secrets.token_urlsafe(12)
+    ensure_role_groups()
     for username, group_name in DEMO_USERS.items():
         user, _ = User.objects.get_or_create(username=username)
         user.set_password(password)

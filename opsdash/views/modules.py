@@ -8,9 +8,17 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from . import wants_fragment
-from ..models import ModuleState, ScanHost
+from ..models import Job, ModuleState, ScanHost
 from ..services import queries
 from ..services.files import FilesUnavailable, meta_preview
+
+# (action, button label, confirmation question naming the module)
+ACTION_CHOICES = [
+    ("rebuild", "Rebuild meta", "Back up the meta and rebuild it from the log for"),
+    ("verify", "Verify now", "Check the files again now for"),
+    ("archive_backups", "Archive backups", "Move every backup out of the live folder (copied and verified first) for"),
+    ("clean_temp", "Clean temp files", "Remove the orphan temp files older than the grace period of"),
+]
 
 SORT_LABELS = {
     "status": "worst first",
@@ -60,5 +68,7 @@ def module_detail(request: HttpRequest, host: str, branch: str, module: str) -> 
         "meta_error": meta_error,
         "backups": state.backups.all(),
         "incidents": state.incidents.select_related("backup").prefetch_related("server_recoveries"),
+        "action_choices": ACTION_CHOICES,
+        "active_job": state.jobs.filter(status__in=Job.ACTIVE).first(),
     }
     return render(request, "opsdash/module.html", ctx)

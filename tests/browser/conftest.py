@@ -38,16 +38,8 @@ def demo_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def site(demo_root, tmp_path, settings, live_server, transactional_db):
     """The live server on a fresh copy of the demo root, scanned, with the demo users."""
-    import importlib
-
-    from django.apps import apps
-
     from opsdash.services.scan import record_pass, scan_root
     from opsdash.services.users import ensure_demo_users
-
-    # A transactional test empties every table afterwards, the role groups of the migrations too.
-    importlib.import_module("opsdash.migrations.0002_groups").create_groups(apps, None)
-    importlib.import_module("opsdash.migrations.0003_roles").grant(apps, None)
 
     settings.STORAGES = {
         **settings.STORAGES,
