@@ -68,3 +68,26 @@ def test_a_backup_page_has_no_serious_accessibility_violations(site, page):
     page.locator("table a[href*='/backups/']").first.click()
     expect(page.locator("h1")).to_contain_text("events.")
     assert axe_violations(page) == []
+
+
+def test_an_operator_repairs_a_corrupt_module_and_sees_what_changed(site, page):
+    from opsdash.services.worker import make_worker
+
+    login(page, site, "operator")
+    page.goto(f"{site}/modules/pos-server-1/dar/pos/")
+    expect(page.locator("h1 .badge")).to_have_text("critical")
+    page.get_by_text("Rebuild meta…").click()
+    page.get_by_role("button", name="Yes, rebuild meta dar/pos").click()
+    expect(page.locator("#job-area progress")).to_be_visible()
+    make_worker("pos-server-1", batch=True).run()  # the web process's worker thread, here in the test
+    expect(page.locator("#job-area")).to_contain_text("succeeded", timeout=10_000)
+    expect(page.locator("#job-area")).to_contain_text("old meta backed up as events.meta.json.corrupted.")
+    expect(page.locator("#job-area")).to_contain_text("lastAckId ← prefix")
+    expect(page.locator("h1 .badge")).to_have_text("healthy")  # swapped in when the job ended
+
+
+def test_a_manager_sees_no_action_buttons(site, page):
+    login(page, site, "manager")
+    page.goto(f"{site}/modules/pos-server-1/dar/pos/")
+    expect(page.get_by_role("heading", name="Findings")).to_be_visible()
+    expect(page.get_by_text("Rebuild meta…")).to_have_count(0)
