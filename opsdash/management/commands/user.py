@@ -1,0 +1,45 @@
+"""``manage.py user NAME --role manager|operator|auditor [--password PW]``: create a user with a
+role, or change an existing user's role (a user has exactly one role group)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django.contrib.auth.models import Group, User
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+
+from ...services.users import ensure_role_groups
+
+ROLES = {"manager": "managers", "operator": "operators", "auditor": "auditors"}
+
+
+class Command(BaseCommand):
+    help = "Create a user with a role, or change a user's role (and optionally password)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("username")
+        parser.add_argument("--role", required=True, choices=sorted(ROLES))
+        parser.add_argument("--password", help="new password (default for a new user: a random one, printed)")
+
+    def handle(self, *args: Any, username: str, role: str, password: str | None, **options: Any) -> None:
+        username = username.strip()
+        if not username or len(username) > 150:
+            raise CommandError("user: the name must be 1 to 150 characters")
+        with transaction.atomic():
+            ensure_role_groups()
+            user, created = User.objects.get_or_create(username=username)
+            generated = None
+            if created and not password:
+                generated = password = secrets.token_urlsafe(12)
+            if password:
+                user.set_password(password)
+            user.is_superuser = False
+            user.is_staff = False
+            user.save()
+            user.groups.set([Group.objects.get(name=ROLES[role])])
+        verb = "created" if created else "updated"
+        self.stdout.write(f"{verb} user {username} with role {role} (group {ROLES[role]})")
+        if generated:
+            self.stdout.write(f"password: {generated}")
