@@ -99,6 +99,8 @@ OPSDASH_ARCHIVE_ROOT = Path(env_str("OPSDASH_ARCHIVE_ROOT") or VAR_DIR / "archiv
 # Off when a separate worker runs this host's queue (`manage.py db_worker --queue-name <host>`).
 OPSDASH_EMBEDDED_WORKER = env_bool("OPSDASH_EMBEDDED_WORKER", not env_str("DATABASE_URL"))
 # A running job whose heartbeat is older than this was interrupted (its worker stopped).
+# A host whose scanner has not reported for this long shows its modules as stale, not as current.
+OPSDASH_STALE_SECONDS = env_int("OPSDASH_STALE_SECONDS", 600, minimum=30)
 OPSDASH_JOB_STALE_SECONDS = env_int("OPSDASH_JOB_STALE_SECONDS", 60, minimum=10)
 
 INSTALLED_APPS = [

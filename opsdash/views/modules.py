@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
@@ -37,14 +40,18 @@ def module_list(request: HttpRequest) -> HttpResponse:
     filters = queries.ModuleFilters.from_query(request.GET)
     page = Paginator(queries.modules(filters), settings.OPSDASH_PAGE_SIZE).get_page(request.GET.get("page"))
     heartbeats = {h.host: h for h in ScanHost.objects.all()}
+    stale_before = timezone.now() - timedelta(seconds=settings.OPSDASH_STALE_SECONDS)
     rows = list(page.object_list)
     for row in rows:
         row.heartbeat = heartbeats.get(row.host)
+        row.stale = row.heartbeat is None or row.heartbeat.last_pass_at < stale_before
     ctx = {
         "filters": filters,
         "page": page,
         "rows": rows,
         "counts": queries.status_counts(),
+        "bulk_choices": [("bulk_rebuild", "Rebuild every critical module"), ("bulk_archive", "Archive every backup")],
+        "bulk_host": rows[0].host if rows else settings.OPSDASH_HOST_NAME,
         "branches": queries.branches(),
         "sorts": SORT_LABELS,
         "refresh": settings.OPSDASH_REFRESH_SECONDS,

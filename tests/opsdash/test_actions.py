@@ -172,3 +172,20 @@ def test_the_manager_sees_no_action_buttons(broken, manager_client, operator_cli
     url = reverse("opsdash:module_detail", args=["testhost", "dar", "pos"])
     assert b"Rebuild meta" not in manager_client.get(url).content
     assert b"Rebuild meta" in operator_client.get(url).content
+
+
+def test_the_overview_offers_a_rebuild_on_critical_rows_and_bulk_forms_per_branch(broken, operator_client, manager_client):
+    html = operator_client.get(reverse("opsdash:module_list"), {"branch": "dar"}).content.decode()
+    assert "Yes, rebuild meta dar/pos" in html and "type the branch name to confirm" in html
+    html = manager_client.get(reverse("opsdash:module_list"), {"branch": "dar"}).content.decode()
+    assert "rebuild meta" not in html and "type the branch name" not in html
+
+
+def test_modules_of_a_host_whose_scanner_stopped_show_as_stale(broken, manager_client, settings):
+    from opsdash.models import ScanHost
+    from opsdash.services.scan import record_pass
+
+    record_pass(scan_root())
+    assert ">stale<" not in manager_client.get(reverse("opsdash:module_list")).content.decode()
+    ScanHost.objects.update(last_pass_at=timezone.now() - timedelta(seconds=settings.OPSDASH_STALE_SECONDS + 5))
+    assert ">stale<" in manager_client.get(reverse("opsdash:module_list")).content.decode()
