@@ -198,7 +198,7 @@ def _rebuild_state(state: ModuleState, user: str, progress: Callable, audit: dic
 
 def _verify(job: Job, progress: Callable, audit: dict) -> dict[str, Any]:
     state = scan_module(_state(job), ended_how="resolved", ended_by=f"verify by {job.requested_by}")
-    return {"summary": f"{state.status}: {', '.join(state.code_list) or 'no findings'}", "status": state.status, "findings": state.findings}
+    return {"summary": f"{state.status}: {', '.join(state.codes.split()) or 'no findings'}", "status": state.status, "findings": state.findings}
 
 
 def _archive(job: Job, progress: Callable, audit: dict) -> dict[str, Any]:

@@ -6,6 +6,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from django.core.signals import request_finished
+from django.db import close_old_connections
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -163,11 +165,18 @@ def test_bytes_that_no_longer_match_the_recorded_sum_are_flagged_in_the_manifest
     assert entry.outcome == "mismatch" and entry.params["mismatches"] == [ARCHIVED_NAME]
 
 
+@pytest.mark.django_db(transaction=True)  # closing the response may close the connection: reconnect
 def test_a_download_abandoned_by_the_client_is_audited_as_interrupted(backups, operator_client):
     url = reverse("opsdash:module_backups_download", kwargs={"host": "testhost", "branch": "dar", "module": "pos"})
     response = operator_client.get(url)
     next(iter(response.streaming_content))
-    response.close()
+    # Closing fires request_finished, which would close the test's own database connection
+    # (the test client detaches that handler only while it runs the request).
+    request_finished.disconnect(close_old_connections)
+    try:
+        response.close()
+    finally:
+        request_finished.connect(close_old_connections)
     assert AuditEntry.objects.get().outcome == "interrupted"
 
 

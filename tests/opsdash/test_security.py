@@ -68,3 +68,8 @@ def test_anonymous_visitors_get_nothing(client, name):
     response = client.get(reverse(name))
     assert response.status_code in (302, 401)
     assert b"dar" not in response.content
+
+
+def test_nul_bytes_in_parameters_get_400(manager_client):
+    assert manager_client.get(reverse("opsdash:module_list"), {"q": "a\x00b"}).status_code == 400
+    assert manager_client.get(reverse("opsdash:incident_list"), {"branch": "\x00"}).status_code == 400

@@ -1,0 +1,74 @@
+"""One agent per store host: its own modules, its own queue."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from opsdash.models import Job, ModuleState, ScanHost
+from opsdash.services.jobs import request_job
+
+pytestmark = pytest.mark.django_db(transaction=True)
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def two_hosts(tmp_path, add_events, settings):
+    from eventstore import EventStore
+
+    roots = {}
+    for host in ("host-a", "host-b"):
+        root = tmp_path / host
+        root.mkdir()
+        add_events(EventStore(root, fsync=False).module("dar", "pos"))
+        roots[host] = root
+    settings.OPSDASH_ARCHIVE_ROOT = tmp_path / "archive"
+    return roots
+
+
+def test_each_agent_records_its_own_modules_once(two_hosts, settings):
+    for _ in range(2):
+        for host, root in two_hosts.items():
+            call_command("agent", "--once", "--host", host, "--data-root", str(root), stdout=io.StringIO())
+    assert sorted(ModuleState.objects.values_list("host", "branch", "module")) == [("host-a", "dar", "pos"), ("host-b", "dar", "pos")]
+    assert sorted(ScanHost.objects.values_list("host", flat=True)) == ["host-a", "host-b"]
+
+
+def test_a_job_for_host_b_runs_only_on_host_b(two_hosts, settings):
+    for host, root in two_hosts.items():
+        call_command("agent", "--once", "--host", host, "--data-root", str(root), stdout=io.StringIO())
+    job = request_job("verify", "host-b", "dar", "pos", "operator", None)
+    settings.OPSDASH_DATA_ROOT = two_hosts["host-a"]
+    call_command("agent", "--once", "--host", "host-a", "--data-root", str(two_hosts["host-a"]), stdout=io.StringIO())
+    job.refresh_from_db()
+    assert job.status == "queued"
+    settings.OPSDASH_DATA_ROOT = two_hosts["host-b"]
+    call_command("agent", "--once", "--host", "host-b", "--data-root", str(two_hosts["host-b"]), stdout=io.StringIO())
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+
+
+def test_the_agent_stops_cleanly_on_sigterm(tmp_path, two_hosts):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'agent.sqlite3'}", "DJANGO_SECRET_KEY": "agent-test-secret-key-0123456789abcdefghijklmnop",
+           "OPSDASH_DATA_ROOT": str(two_hosts["host-a"]), "OPSDASH_HOST_NAME": "host-a"}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
+    proc = subprocess.Popen([sys.executable, "manage.py", "agent", "--interval", "0.2"], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 20
+    lines = []
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "modules under" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, "".join(lines) + out
+    assert "agent host-a: stopped" in out
