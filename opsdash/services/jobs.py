@@ -55,7 +55,11 @@ def request_job(kind: str, host: str, branch: str, module: str, user: str, ip: s
             )
     except IntegrityError:
         raise Busy(_busy_message(host, branch, module)) from None
-    result = run_job.using(queue_name=host).enqueue(job.pk)
+    try:
+        result = run_job.using(queue_name=host).enqueue(job.pk)
+    except Exception as exc:  # never leave a queued job that no task will run: it would block the module
+        Job.objects.filter(pk=job.pk).update(status=Job.State.FAILED, error=f"could not be queued: {_one_line(exc)}", finished_at=timezone.now())
+        raise
     Job.objects.filter(pk=job.pk).update(task_id=str(result.id))
     job.task_id = str(result.id)
     return job
