@@ -5,6 +5,7 @@ The helpers below fail loudly on a malformed value instead of silently using a d
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import socket
@@ -99,6 +100,9 @@ OPSDASH_ARCHIVE_ROOT = Path(env_str("OPSDASH_ARCHIVE_ROOT") or VAR_DIR / "archiv
 # Off when a separate worker runs this host's queue (`manage.py db_worker --queue-name <host>`).
 OPSDASH_EMBEDDED_WORKER = env_bool("OPSDASH_EMBEDDED_WORKER", not env_str("DATABASE_URL"))
 # A running job whose heartbeat is older than this was interrupted (its worker stopped).
+# /metrics: a bearer token, or scrapes from these addresses/networks (comma-separated).
+OPSDASH_METRICS_TOKEN = env_str("OPSDASH_METRICS_TOKEN") or ""
+OPSDASH_METRICS_ALLOW = [ipaddress.ip_network(n.strip(), strict=False) for n in env_list("OPSDASH_METRICS_ALLOW", ["127.0.0.1", "::1"])]
 # A host whose scanner has not reported for this long shows its modules as stale, not as current.
 OPSDASH_STALE_SECONDS = env_int("OPSDASH_STALE_SECONDS", 600, minimum=30)
 OPSDASH_JOB_STALE_SECONDS = env_int("OPSDASH_JOB_STALE_SECONDS", 60, minimum=10)

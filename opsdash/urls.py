@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import actions, api, audit, backups, downloads, health, history, modules
+from .views import actions, api, audit, metrics, backups, downloads, health, history, modules
 
 app_name = "opsdash"
 
@@ -27,4 +27,5 @@ urlpatterns = [
     path("api/modules/<str:host>/<str:branch>/<str:module>/<str:kind>", actions.api_module_action, name="api_module_action"),
     path("api/jobs/<int:pk>", actions.api_job_detail, name="api_job_detail"),
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
 ]
