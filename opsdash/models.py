@@ -345,3 +345,36 @@ class Job(models.Model):
 
     def api_url(self) -> str:
         return reverse("opsdash:api_job_detail", args=[self.pk])
+
+
+class Alert(models.Model):
+    """One alert per status change of a module (not per scan): an outbox for the receivers."""
+
+    class Event(models.TextChoices):
+        PROBLEM = "problem", "turned warning or critical"
+        RECOVERED = "recovered", "recovered"
+        GONE = "gone", "disappeared"
+
+    module = models.ForeignKey(ModuleState, on_delete=models.CASCADE, related_name="alerts")
+    event = models.CharField(max_length=16, choices=Event.choices)
+    status = models.CharField(max_length=16)
+    previous_status = models.CharField(max_length=16, blank=True, default="")
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+
+class AlertDelivery(models.Model):
+    """One alert to one receiver, retried with backoff until delivered or out of attempts."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    receiver = models.CharField(max_length=300)  # "webhook" or "email:<address>"
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["delivered_at", "next_attempt_at"])]

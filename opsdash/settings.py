@@ -103,6 +103,24 @@ OPSDASH_EMBEDDED_WORKER = env_bool("OPSDASH_EMBEDDED_WORKER", not env_str("DATAB
 # /metrics: a bearer token, or scrapes from these addresses/networks (comma-separated).
 OPSDASH_METRICS_TOKEN = env_str("OPSDASH_METRICS_TOKEN") or ""
 OPSDASH_METRICS_ALLOW = [ipaddress.ip_network(n.strip(), strict=False) for n in env_list("OPSDASH_METRICS_ALLOW", ["127.0.0.1", "::1"])]
+# Alerts on status changes: a webhook (JSON POST, optional HMAC-SHA256 signature) and emails.
+OPSDASH_ALERT_WEBHOOK_URL = env_str("OPSDASH_ALERT_WEBHOOK_URL") or ""
+OPSDASH_ALERT_WEBHOOK_SECRET = env_str("OPSDASH_ALERT_WEBHOOK_SECRET") or ""
+OPSDASH_ALERT_EMAILS = env_list("OPSDASH_ALERT_EMAILS", [])
+OPSDASH_ALERT_MAX_ATTEMPTS = env_int("OPSDASH_ALERT_MAX_ATTEMPTS", 8, minimum=1)
+# The dashboard's address as people reach it, for links in alerts (e.g. https://opsdash.example.com).
+OPSDASH_PUBLIC_URL = env_str("OPSDASH_PUBLIC_URL") or ""
+_email_backend = env_str("OPSDASH_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+_smtp_options = {
+    "host": env_str("EMAIL_HOST", "localhost"),
+    "port": env_int("EMAIL_PORT", 25),
+    "username": env_str("EMAIL_HOST_USER", ""),
+    "password": env_str("EMAIL_HOST_PASSWORD", ""),
+    "use_tls": env_bool("EMAIL_USE_TLS", False),
+    "timeout": 10,
+}
+MAILERS = {"default": {"BACKEND": _email_backend, "OPTIONS": _smtp_options if _email_backend.endswith(".smtp.EmailBackend") else {}}}
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "opsdash@localhost")
 # A host whose scanner has not reported for this long shows its modules as stale, not as current.
 OPSDASH_STALE_SECONDS = env_int("OPSDASH_STALE_SECONDS", 600, minimum=30)
 OPSDASH_JOB_STALE_SECONDS = env_int("OPSDASH_JOB_STALE_SECONDS", 60, minimum=10)

@@ -164,7 +164,11 @@ def scan_module(state: ModuleState, now: datetime | None = None, ended_how: str 
     now = now or timezone.now()
     report = ScanReport(root=store.root, ended_how=ended_how, ended_by=ended_by)
     with _Batches() as batches:
-        return _scan_module(report, batches, state.host, store.module(state.branch, state.module), state, now)
+        state = _scan_module(report, batches, state.host, store.module(state.branch, state.module), state, now)
+    from .alerts import queue_transitions  # the next scan pass delivers them
+
+    queue_transitions(report.transitions, now)
+    return state
 
 
 def record_pass(report: ScanReport | None, host: str | None = None, error: str = "", now: datetime | None = None) -> None:

@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from eventstore.errors import EventStoreError
 
+from ...services.alerts import after_pass
 from ...services.jobs import fail_stale_jobs
 from ...services.scan import record_pass, scan_root
 from ...services.worker import make_worker
@@ -63,4 +64,5 @@ class Command(BaseCommand):
             self.stderr.write(f"agent {host}: {exc}")
             return
         record_pass(report, host=host)
+        after_pass(report.transitions)
         self.stdout.write(f"agent {host}: {report.summary()}")

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from eventstore.errors import EventStoreError
 
+from ...services.alerts import after_pass
 from ...services.scan import EXIT_ROOT_UNUSABLE, record_pass, scan_root
 
 
@@ -41,5 +42,6 @@ class Command(BaseCommand):
             self.stderr.write(f"scan: {exc}")
             return EXIT_ROOT_UNUSABLE
         record_pass(report)
+        after_pass(report.transitions)
         self.stdout.write(report.summary())
         return report.exit_code
