@@ -378,3 +378,13 @@ class AlertDelivery(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["delivered_at", "next_attempt_at"])]
+
+
+class BackupBlob(models.Model):
+    """The bytes of an archived backup, kept in the database so that every host can serve them
+    (backups are small; the archive folder stays on the store host as the first copy)."""
+
+    backup = models.OneToOneField(Backup, on_delete=models.CASCADE, related_name="blob")
+    data = models.BinaryField()
+    sha256 = models.CharField(max_length=64)
+    stored_at = models.DateTimeField(auto_now_add=True)

@@ -96,6 +96,8 @@ OPSDASH_REFRESH_SECONDS = env_int("OPSDASH_REFRESH_SECONDS", 30)
 OPSDASH_PAGE_SIZE = env_int("OPSDASH_PAGE_SIZE", 50, minimum=1)
 # Where archived backups go (copied, fsynced and verified before the original is removed).
 OPSDASH_ARCHIVE_ROOT = Path(env_str("OPSDASH_ARCHIVE_ROOT") or VAR_DIR / "archive").expanduser()
+# Archived backups up to this size are also kept in the database, so any host can serve them.
+OPSDASH_BLOB_MAX_BYTES = env_int("OPSDASH_BLOB_MAX_BYTES", 64 * 1024 * 1024)
 # Run jobs in a thread of the web process (the embedded default: no extra process to start).
 # Off when a separate worker runs this host's queue (`manage.py db_worker --queue-name <host>`).
 OPSDASH_EMBEDDED_WORKER = env_bool("OPSDASH_EMBEDDED_WORKER", not env_str("DATABASE_URL"))

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from eventstore.errors import EventStoreError
 
-from ..models import AuditEntry, Backup, Incident, Job, ModuleState, Status
+from ..models import AuditEntry, Backup, BackupBlob, Incident, Job, ModuleState, Status
 from .files import FilesUnavailable, live_module
 from .scan import scan_module
 
@@ -217,8 +217,21 @@ def _archive_state(state: ModuleState, user: str) -> list[dict[str, Any]]:
     now = timezone.now()
     for item in archived:
         Backup.objects.filter(module=state, name=item.name).update(state=Backup.State.ARCHIVED, last_changed=now)
+        _store_blob(state, item)
     scan_module(state, ended_how="archived", ended_by=user)
     return [item.to_dict() for item in archived]
+
+
+def _store_blob(state: ModuleState, item) -> None:
+    """Keep the archived bytes in the database too, verified, so every host can serve them."""
+    backup = Backup.objects.filter(module=state, name=item.name).first()
+    if backup is None or item.size > settings.OPSDASH_BLOB_MAX_BYTES:
+        return
+    with open(item.path, "rb") as f:
+        data = f.read()
+    if hashlib.sha256(data).hexdigest() != item.sha256:
+        raise EventStoreError(f"archived copy of {item.name} changed after it was verified")
+    BackupBlob.objects.update_or_create(backup=backup, defaults={"data": data, "sha256": item.sha256})
 
 
 def _clean_temp(job: Job, progress: Callable, audit: dict) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 
 from django.contrib.auth.decorators import permission_required
@@ -29,7 +30,7 @@ def backup_download(request: HttpRequest, pk: int) -> FileResponse:
     except FilesUnavailable as exc:
         record_download(request, "backup_download", "failed", **where, params=params, detail=str(exc))
         raise Http404(str(exc)) from None
-    params["bytes"] = os.fstat(fh.fileno()).st_size
+    params["bytes"] = fh.getbuffer().nbytes if isinstance(fh, io.BytesIO) else os.fstat(fh.fileno()).st_size
     record_download(request, "backup_download", "ok", **where, params=params)
     filename = safe_filename(state.branch, state.module, backup.name)
     return FileResponse(fh, as_attachment=True, filename=filename, content_type="application/octet-stream")

@@ -189,3 +189,18 @@ def test_modules_of_a_host_whose_scanner_stopped_show_as_stale(broken, manager_c
     assert ">stale<" not in manager_client.get(reverse("opsdash:module_list")).content.decode()
     ScanHost.objects.update(last_pass_at=timezone.now() - timedelta(seconds=settings.OPSDASH_STALE_SECONDS + 5))
     assert ">stale<" in manager_client.get(reverse("opsdash:module_list")).content.decode()
+
+
+def test_an_archived_backup_downloads_from_any_host(broken, operator_client, settings):
+    operator_client.post(_url("rebuild"))
+    _run_queue()
+    name = Job.objects.get().result["backup"]
+    data = (broken.live_dir / name).read_bytes()
+    operator_client.post(_url("archive_backups"))
+    _run_queue()
+    backup = Backup.objects.get(name=name)
+    assert bytes(backup.blob.data) == data
+    settings.OPSDASH_HOST_NAME = "the-web-host"  # the web UI on another machine
+    settings.OPSDASH_ARCHIVE_ROOT = "/nonexistent"
+    download = operator_client.get(backup.download_url())
+    assert download.status_code == 200 and b"".join(download.streaming_content) == data
