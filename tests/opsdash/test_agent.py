@@ -72,3 +72,47 @@ def test_the_agent_stops_cleanly_on_sigterm(tmp_path, two_hosts):
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, "".join(lines) + out
     assert "agent host-a: stopped" in out
+
+
+@pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="several agent processes share PostgreSQL")
+def test_two_agent_processes_share_one_postgresql(two_hosts, tmp_path, settings, manager_client):
+    from django.db import connection
+    from django.urls import reverse
+
+    from eventstore import EventStore
+
+    b = EventStore(two_hosts["host-b"]).module("dar", "pos")
+    b.meta_path.write_text("{ broken")
+    db = connection.settings_dict
+    url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    procs = {}
+    for host, root in two_hosts.items():
+        env = {**os.environ, "DATABASE_URL": url, "OPSDASH_HOST_NAME": host, "OPSDASH_DATA_ROOT": str(root),
+               "OPSDASH_ARCHIVE_ROOT": str(tmp_path / "archive" / host)}
+        procs[host] = subprocess.Popen([sys.executable, "manage.py", "agent", "--interval", "0.3"], cwd=REPO, env=env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while ScanHost.objects.count() < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        assert sorted(ModuleState.objects.values_list("host", flat=True)) == ["host-a", "host-b"]
+        settings.OPSDASH_HOST_NAME = "web"  # the UI runs elsewhere
+        job = request_job("rebuild", "host-b", "dar", "pos", "operator", None)
+        while time.time() < deadline:
+            job.refresh_from_db()
+            if not job.active:
+                break
+            time.sleep(0.2)
+        assert job.status == "succeeded", job.error
+        assert list(two_hosts["host-b"].glob("dar/modules/pos/live/events.meta.json.corrupted.*.bak"))  # ran on B
+        assert not list(two_hosts["host-a"].glob("dar/modules/pos/live/*.bak"))
+        procs["host-a"].send_signal(signal.SIGTERM)
+        procs["host-a"].wait(timeout=30)
+        settings.OPSDASH_STALE_SECONDS = 2
+        time.sleep(2.5)
+        rows = manager_client.get(reverse("opsdash:module_list")).context["rows"]
+        assert {r.host: r.stale for r in rows} == {"host-a": True, "host-b": False}
+    finally:
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=30)
