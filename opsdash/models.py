@@ -388,3 +388,15 @@ class BackupBlob(models.Model):
     data = models.BinaryField()
     sha256 = models.CharField(max_length=64)
     stored_at = models.DateTimeField(auto_now_add=True)
+
+
+class LoginFailure(models.Model):
+    """A failed login, for throttling by address and by user name (kept in the database so
+    that every web process and host counts the same attempts)."""
+
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    username = models.CharField(max_length=150)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["ip", "at"]), models.Index(fields=["username", "at"])]

@@ -123,6 +123,10 @@ _smtp_options = {
 }
 MAILERS = {"default": {"BACKEND": _email_backend, "OPTIONS": _smtp_options if _email_backend.endswith(".smtp.EmailBackend") else {}}}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "opsdash@localhost")
+# Login throttling: this many failed logins from one address (or for one user name) within the
+# window, and further attempts get 429 until the window has passed.
+OPSDASH_LOGIN_MAX_FAILURES = env_int("OPSDASH_LOGIN_MAX_FAILURES", 10, minimum=1)
+OPSDASH_LOGIN_WINDOW_SECONDS = env_int("OPSDASH_LOGIN_WINDOW_SECONDS", 900, minimum=1)
 # A host whose scanner has not reported for this long shows its modules as stale, not as current.
 OPSDASH_STALE_SECONDS = env_int("OPSDASH_STALE_SECONDS", 600, minimum=30)
 OPSDASH_JOB_STALE_SECONDS = env_int("OPSDASH_JOB_STALE_SECONDS", 60, minimum=10)

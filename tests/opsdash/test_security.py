@@ -73,3 +73,15 @@ def test_anonymous_visitors_get_nothing(client, name):
 def test_nul_bytes_in_parameters_get_400(manager_client):
     assert manager_client.get(reverse("opsdash:module_list"), {"q": "a\x00b"}).status_code == 400
     assert manager_client.get(reverse("opsdash:incident_list"), {"branch": "\x00"}).status_code == 400
+
+
+def test_login_brute_force_is_throttled(client, demo_users, settings):
+    settings.OPSDASH_LOGIN_MAX_FAILURES = 3
+    url = reverse("login")
+    for i in range(3):
+        assert client.post(url, {"username": "manager", "password": f"wrong-{i}"}).status_code == 200
+    blocked = client.post(url, {"username": "manager", "password": "demo-password-for-tests"})
+    assert blocked.status_code == 429 and b"Too many failed logins" in blocked.content
+    assert "_auth_user_id" not in client.session  # even the right password is not checked while blocked
+    other = client.post(url, {"username": "operator", "password": "demo-password-for-tests"}, REMOTE_ADDR="10.0.0.9")
+    assert other.status_code == 302  # another address and user name are not affected
