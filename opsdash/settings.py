@@ -56,6 +56,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_networks(name: str, default: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated addresses or CIDR networks; "none" for an empty list."""
+    items = env_list(name, default)
+    if [i.lower() for i in items] == ["none"]:
+        return []
+    try:
+        return [ipaddress.ip_network(item, strict=False) for item in items]
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be comma-separated addresses or networks (or none): {exc}") from None
+
+
 def _persisted_secret_key(path: Path) -> str:
     """The embedded default's key: generated once, kept in var/secret_key (mode 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +115,8 @@ OPSDASH_EMBEDDED_WORKER = env_bool("OPSDASH_EMBEDDED_WORKER", not env_str("DATAB
 # A running job whose heartbeat is older than this was interrupted (its worker stopped).
 # /metrics: a bearer token, or scrapes from these addresses/networks (comma-separated).
 OPSDASH_METRICS_TOKEN = env_str("OPSDASH_METRICS_TOKEN") or ""
-OPSDASH_METRICS_ALLOW = [ipaddress.ip_network(n.strip(), strict=False) for n in env_list("OPSDASH_METRICS_ALLOW", ["127.0.0.1", "::1"])]
+# "none": the token only. A request that came through a reverse proxy needs the token anyway.
+OPSDASH_METRICS_ALLOW = env_networks("OPSDASH_METRICS_ALLOW", ["127.0.0.1", "::1"])
 # Alerts on status changes: a webhook (JSON POST, optional HMAC-SHA256 signature) and emails.
 OPSDASH_ALERT_WEBHOOK_URL = env_str("OPSDASH_ALERT_WEBHOOK_URL") or ""
 OPSDASH_ALERT_WEBHOOK_SECRET = env_str("OPSDASH_ALERT_WEBHOOK_SECRET") or ""

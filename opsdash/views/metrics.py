@@ -13,8 +13,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from ..services.metrics import DashboardCollector
 
+# A reverse proxy on this machine makes every client look like 127.0.0.1: a request that went
+# through one is allowed by its token only, never by its address.
+_PROXY_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
+
 
 def _allowed_address(request: HttpRequest) -> bool:
+    if any(h in request.META for h in _PROXY_HEADERS):
+        return False
     try:
         client = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
     except ValueError:
@@ -29,7 +35,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if header:
         if not token or not hmac.compare_digest(header.encode(), f"Bearer {token}".encode()):
-            return HttpResponse("wrong metrics token\n", status=401, content_type="text/plain")
+            response = HttpResponse("wrong metrics token\n", status=401, content_type="text/plain")
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
     elif not _allowed_address(request):
         return HttpResponse("metrics: send the bearer token or scrape from an allowed address\n", status=403, content_type="text/plain")
     registry = CollectorRegistry(auto_describe=False)
