@@ -10,6 +10,7 @@ import os
 import secrets
 import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -67,6 +68,14 @@ def env_networks(name: str, default: list[str]) -> list[ipaddress.IPv4Network | 
         raise ImproperlyConfigured(f"{name} must be comma-separated addresses or networks (or none): {exc}") from None
 
 
+def env_http_url(name: str) -> str:
+    """An http(s) URL or "" (unset); anything else (file:, ftp:, a typo) is refused."""
+    value = env_str(name) or ""
+    if value and urlsplit(value).scheme not in ("http", "https"):
+        raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
 def _persisted_secret_key(path: Path) -> str:
     """The embedded default's key: generated once, kept in var/secret_key (mode 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,12 +127,12 @@ OPSDASH_METRICS_TOKEN = env_str("OPSDASH_METRICS_TOKEN") or ""
 # "none": the token only. A request that came through a reverse proxy needs the token anyway.
 OPSDASH_METRICS_ALLOW = env_networks("OPSDASH_METRICS_ALLOW", ["127.0.0.1", "::1"])
 # Alerts on status changes: a webhook (JSON POST, optional HMAC-SHA256 signature) and emails.
-OPSDASH_ALERT_WEBHOOK_URL = env_str("OPSDASH_ALERT_WEBHOOK_URL") or ""
+OPSDASH_ALERT_WEBHOOK_URL = env_http_url("OPSDASH_ALERT_WEBHOOK_URL")
 OPSDASH_ALERT_WEBHOOK_SECRET = env_str("OPSDASH_ALERT_WEBHOOK_SECRET") or ""
 OPSDASH_ALERT_EMAILS = env_list("OPSDASH_ALERT_EMAILS", [])
 OPSDASH_ALERT_MAX_ATTEMPTS = env_int("OPSDASH_ALERT_MAX_ATTEMPTS", 8, minimum=1)
 # The dashboard's address as people reach it, for links in alerts (e.g. https://opsdash.example.com).
-OPSDASH_PUBLIC_URL = env_str("OPSDASH_PUBLIC_URL") or ""
+OPSDASH_PUBLIC_URL = env_http_url("OPSDASH_PUBLIC_URL")
 _email_backend = env_str("OPSDASH_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 _smtp_options = {
     "host": env_str("EMAIL_HOST", "localhost"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
 import urllib.request
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,13 +18,29 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.core.mail import send_mail
+from django.db import transaction
 from django.utils import timezone
 
 from ..models import Alert, AlertDelivery, ModuleState, Status
 
 log = logging.getLogger(__name__)
 PROBLEMS = (Status.WARNING, Status.CRITICAL)
-TIMEOUT_SECONDS = 5
+TIMEOUT_SECONDS = 5  # per HTTP call of the webhook (the SMTP timeout is in settings.MAILERS)
+# A delivery being sent is not due for anyone else this long (longer than any send may take).
+CLAIM_LEASE = timedelta(minutes=2)
+# The longest a pass spends starting deliveries; the rest waits for the next pass.
+DELIVERY_BUDGET_SECONDS = 30.0
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """urllib would follow a 301/302 with a GET and no body, and call that delivered: a redirect
+    is a failure to fix in OPSDASH_ALERT_WEBHOOK_URL instead."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
 
 
 def receivers() -> list[str]:
@@ -50,8 +67,9 @@ def queue_transitions(transitions: list[tuple[ModuleState, str | None, str]], no
         event = _event(old, new)
         if event is None:
             continue
-        alert = Alert.objects.create(module=state, event=event, status=new, previous_status=old or "", payload=_payload(state, event, old, new, now), created_at=now)
-        AlertDelivery.objects.bulk_create([AlertDelivery(alert=alert, receiver=r, next_attempt_at=now) for r in targets])
+        with transaction.atomic():  # an alert is never left without its deliveries
+            alert = Alert.objects.create(module=state, event=event, status=new, previous_status=old or "", payload=_payload(state, event, old, new, now), created_at=now)
+            AlertDelivery.objects.bulk_create([AlertDelivery(alert=alert, receiver=r, next_attempt_at=now) for r in targets])
         made += 1
     return made
 
@@ -70,27 +88,51 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
-def deliver_due(now: datetime | None = None) -> tuple[int, int]:
-    """Try every due delivery once; returns (delivered, failed). Never raises."""
+def deliver_due(now: datetime | None = None, budget_seconds: float = DELIVERY_BUDGET_SECONDS) -> tuple[int, int]:
+    """Try each due delivery once; returns (delivered, failed). Never raises.
+
+    Bounded, so that the scanner is never held up: a kind of receiver (the webhook, the mail
+    server) that fails is not tried again in the same call, and no delivery starts after
+    ``budget_seconds``; what is left stays due for the next pass. Each delivery is claimed with a
+    conditional UPDATE first, so scanners on several hosts sharing the database never send the
+    same alert twice.
+    """
     now = now or timezone.now()
+    deadline = time.monotonic() + budget_seconds
     done = failed = 0
+    broken: set[str] = set()
     due = AlertDelivery.objects.filter(delivered_at__isnull=True, next_attempt_at__lte=now, attempts__lt=settings.OPSDASH_ALERT_MAX_ATTEMPTS)
     for delivery in due.select_related("alert").order_by("next_attempt_at", "id")[:200]:
+        kind = delivery.receiver.split(":", 1)[0]
+        if kind in broken or time.monotonic() > deadline or not _claim(delivery, now):
+            continue
+        delivery.attempts += 1
         try:
             _send(delivery)
         except Exception as exc:  # any receiver failure is recorded and retried, never raised
-            delivery.attempts += 1
-            delivery.last_error = str(exc)[:1000] or type(exc).__name__
+            broken.add(kind)
+            delivery.last_error = f"{type(exc).__name__}: {exc}"[:1000]
             delivery.next_attempt_at = now + backoff(delivery.attempts)
             delivery.save(update_fields=["attempts", "last_error", "next_attempt_at"])
             failed += 1
-            log.warning("alert delivery %s to %s failed: %s", delivery.pk, delivery.receiver, delivery.last_error)
+            last = delivery.attempts >= settings.OPSDASH_ALERT_MAX_ATTEMPTS
+            log.log(logging.ERROR if last else logging.WARNING, "alert delivery %s to %s failed (attempt %s%s): %s",
+                    delivery.pk, delivery.receiver, delivery.attempts, ", giving up" if last else "", delivery.last_error)
         else:
-            delivery.attempts += 1
             delivery.delivered_at = now
             delivery.save(update_fields=["attempts", "delivered_at"])
             done += 1
     return done, failed
+
+
+def _claim(delivery: AlertDelivery, now: datetime) -> bool:
+    """Take a due delivery for this process: push its next attempt past the send's timeout, but
+    only if nobody else did since it was read. A process that dies mid-send leaves it due again
+    after the lease."""
+    claimed = AlertDelivery.objects.filter(pk=delivery.pk, delivered_at__isnull=True, next_attempt_at=delivery.next_attempt_at).update(
+        next_attempt_at=now + CLAIM_LEASE
+    )
+    return claimed == 1
 
 
 def _send(delivery: AlertDelivery) -> None:
@@ -101,7 +143,7 @@ def _send(delivery: AlertDelivery) -> None:
         if settings.OPSDASH_ALERT_WEBHOOK_SECRET:
             signature = hmac.new(settings.OPSDASH_ALERT_WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
             request.add_header("X-Opsdash-Signature", f"sha256={signature}")
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310 - URL from settings
+        with _opener.open(request, timeout=TIMEOUT_SECONDS) as response:
             if not 200 <= response.status < 300:
                 raise OSError(f"webhook answered {response.status}")
         return
@@ -114,9 +156,13 @@ def _send(delivery: AlertDelivery) -> None:
 
 
 def after_pass(transitions: list[tuple[ModuleState, str | None, str]]) -> None:
-    """What the scanner calls after each pass: queue, then deliver what is due. Never raises."""
+    """What the scanner calls after each pass, with or without transitions: queue them, then
+    deliver what is due (new alerts and retries). Never raises."""
     try:
         queue_transitions(transitions)
+    except Exception:
+        log.exception("alerts could not be queued; the scan goes on")
+    try:
         deliver_due()
     except Exception:
-        log.exception("alerts could not be queued or delivered; the scan goes on")
+        log.exception("alerts could not be delivered; the scan goes on")
