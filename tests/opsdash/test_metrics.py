@@ -168,3 +168,17 @@ def test_a_request_through_a_proxy_needs_the_token(scanned, client, settings):
     for header in ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP"):
         assert client.get(URL, REMOTE_ADDR="127.0.0.1", **{header: "203.0.113.9"}).status_code == 403
     assert _samples(client, REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9", HTTP_AUTHORIZATION="Bearer s3cret")
+
+
+def test_allowed_networks_setting(monkeypatch):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from opsdash.settings import env_networks
+
+    monkeypatch.setenv("OPSDASH_METRICS_ALLOW", "10.0.0.0/8, 192.0.2.7,fd00::/8")
+    assert [str(n) for n in env_networks("OPSDASH_METRICS_ALLOW", [])] == ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]
+    monkeypatch.setenv("OPSDASH_METRICS_ALLOW", "none")
+    assert env_networks("OPSDASH_METRICS_ALLOW", ["127.0.0.1"]) == []
+    monkeypatch.setenv("OPSDASH_METRICS_ALLOW", "10.0.0.x")
+    with pytest.raises(ImproperlyConfigured):
+        env_networks("OPSDASH_METRICS_ALLOW", [])
