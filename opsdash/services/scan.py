@@ -7,6 +7,7 @@ or DELETE (the scanner heartbeat, :func:`record_pass`, is a separate, explicit w
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -167,7 +168,10 @@ def scan_module(state: ModuleState, now: datetime | None = None, ended_how: str 
         state = _scan_module(report, batches, state.host, store.module(state.branch, state.module), state, now)
     from .alerts import queue_transitions  # the next scan pass delivers them
 
-    queue_transitions(report.transitions, now)
+    try:
+        queue_transitions(report.transitions, now)
+    except Exception:  # an alert problem never fails the action that changed the module
+        logging.getLogger(__name__).exception("alerts for %s could not be queued", state)
     return state
 
 

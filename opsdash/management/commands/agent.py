@@ -61,6 +61,7 @@ class Command(BaseCommand):
             report = scan_root(data_root, host=host)
         except EventStoreError as exc:
             record_pass(None, host=host, error=str(exc))
+            after_pass([])  # due retries still go out
             self.stderr.write(f"agent {host}: {exc}")
             return
         record_pass(report, host=host)

@@ -39,6 +39,7 @@ class Command(BaseCommand):
             report = scan_root(data_root)
         except EventStoreError as exc:
             record_pass(None, error=str(exc))
+            after_pass([])  # due retries still go out
             self.stderr.write(f"scan: {exc}")
             return EXIT_ROOT_UNUSABLE
         record_pass(report)
