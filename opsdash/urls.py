@@ -21,10 +21,17 @@ urlpatterns = [
     path("api/audit", audit.api_audit_list, name="api_audit_list"),
     path("api/modules", api.api_module_list, name="api_module_list"),
     path("api/modules/<str:host>/<str:branch>/<str:module>", api.api_module_detail, name="api_module_detail"),
-    path("modules/<str:host>/<str:branch>/<str:module>/<str:kind>", actions.module_action, name="module_action"),
-    path("branches/<str:host>/<str:branch>/<str:kind>", actions.branch_action, name="branch_action"),
+    *[
+        path(f"modules/<str:host>/<str:branch>/<str:module>/{kind}", actions.module_action, {"kind": kind}, name=f"module_{kind}")
+        for kind in actions.MODULE_KINDS
+    ],
+    path("branches/<str:host>/<str:branch>/bulk_rebuild", actions.branch_action, {"kind": "bulk_rebuild"}, name="branch_rebuild_critical"),
+    path("branches/<str:host>/<str:branch>/bulk_archive", actions.branch_action, {"kind": "bulk_archive"}, name="branch_archive_backups"),
     path("jobs/<int:pk>/", actions.job_detail, name="job_detail"),
-    path("api/modules/<str:host>/<str:branch>/<str:module>/<str:kind>", actions.api_module_action, name="api_module_action"),
+    *[
+        path(f"api/modules/<str:host>/<str:branch>/<str:module>/{kind}", actions.api_module_action, {"kind": kind}, name=f"api_module_{kind}")
+        for kind in actions.MODULE_KINDS
+    ],
     path("api/jobs/<int:pk>", actions.api_job_detail, name="api_job_detail"),
     path("healthz", health.healthz, name="healthz"),
     path("metrics", metrics.metrics, name="metrics"),

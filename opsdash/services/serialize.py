@@ -67,7 +67,7 @@ def module_full(request: HttpRequest, state: ModuleState) -> dict[str, Any]:
     out["incidents"] = [incident_dict(i) for i in state.incidents.select_related("backup")]
     # Present for every role: the server decides who may POST.
     out["actions"] = {
-        kind: request.build_absolute_uri(reverse("opsdash:api_module_action", args=[state.host, state.branch, state.module, kind]))
+        kind: request.build_absolute_uri(reverse(f"opsdash:api_module_{kind}", kwargs=state.key))
         for kind in ("rebuild", "verify", "archive_backups", "clean_temp")
     }
     return out

@@ -7,14 +7,18 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from ..models import Job, ModuleState
 from ..services.audit import client_ip
-from ..services.jobs import BRANCH_KINDS, MODULE_KINDS, Busy, fail_stale_jobs, request_job
+from ..services.jobs import Busy, fail_stale_jobs, request_job
 from .api import api_login_required, json_response
 
 PERMISSION = "opsdash.run_actions"
+# The URL names are opsdash:module_<kind> and opsdash:api_module_<kind>.
+MODULE_KINDS = ("rebuild", "verify", "archive_backups", "clean_temp")
 
 
 def _check(request: HttpRequest) -> None:
@@ -22,36 +26,28 @@ def _check(request: HttpRequest) -> None:
         raise PermissionDenied("only operators run actions")
 
 
-def _job_fragment(request: HttpRequest, job: Job, status: int = 200) -> HttpResponse:
-    return render(request, "opsdash/job.html#job", {"job": job}, status=status)
-
-
 @require_POST
 def module_action(request: HttpRequest, host: str, branch: str, module: str, kind: str) -> HttpResponse:
     _check(request)
-    if kind not in MODULE_KINDS:
-        raise Http404("no such action")
     state = get_object_or_404(ModuleState, host=host, branch=branch, module=module)
     try:
         job = request_job(kind, host, branch, module, request.user.get_username(), client_ip(request))
     except Busy as exc:
-        if request.htmx:
+        if request.htmx:  # base.html's htmx config swaps a 409 in like a success
             return render(request, "opsdash/job.html#busy", {"message": str(exc)}, status=409)
         messages.error(request, f"{state.branch}/{state.module}: {exc}")
         return redirect(state.get_absolute_url())
     if request.htmx:
-        return _job_fragment(request, job, status=202)
-    return redirect(job.get_absolute_url())
+        return render(request, "opsdash/job.html#job", {"job": job}, status=202)
+    return redirect(f"{state.get_absolute_url()}?job={job.pk}#job-area")
 
 
 @require_POST
 def branch_action(request: HttpRequest, host: str, branch: str, kind: str) -> HttpResponse:
     _check(request)
-    if kind not in BRANCH_KINDS:
-        raise Http404("no such action")
     if not ModuleState.objects.filter(host=host, branch=branch).exists():
         raise Http404("no such branch")
-    back = reverse("opsdash:module_list") + f"?branch={branch}"
+    back = reverse("opsdash:module_list") + "?" + urlencode({"branch": branch})
     if request.POST.get("confirm", "").strip() != branch:
         messages.error(request, f"Type the branch name “{branch}” to confirm; nothing was done.")
         return redirect(back)
@@ -64,9 +60,10 @@ def branch_action(request: HttpRequest, host: str, branch: str, kind: str) -> Ht
 
 
 @require_GET
+@vary_on_headers("HX-Request")
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     fail_stale_jobs()
-    job = get_object_or_404(Job, pk=pk)
+    job = get_object_or_404(Job.objects.select_related("target"), pk=pk)
     template = "opsdash/job.html#job" if request.htmx else "opsdash/job.html"
     return render(request, template, {"job": job})
 
@@ -75,13 +72,15 @@ def job_json(request: HttpRequest, job: Job) -> dict:
     out = {
         "id": job.pk, "url": request.build_absolute_uri(job.api_url()), "page": request.build_absolute_uri(job.get_absolute_url()),
         "kind": job.kind, "host": job.host, "branch": job.branch, "module": job.module, "status": job.status,
-        "progress": round(job.progress, 4), "requested_by": job.requested_by,
+        "progress": round(job.progress, 4), "progress_text": job.progress_text, "requested_by": job.requested_by,
         "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
     }
     if job.status == Job.State.SUCCEEDED:
         out["result"] = job.result
     elif job.status == Job.State.FAILED:
         out["error"] = job.error
+        if job.result:  # a bulk job keeps what it did before a module failed
+            out["result"] = job.result
     return out
 
 
@@ -90,8 +89,6 @@ def job_json(request: HttpRequest, job: Job) -> dict:
 def api_module_action(request: HttpRequest, host: str, branch: str, module: str, kind: str) -> HttpResponse:
     if not request.user.has_perm(PERMISSION):
         return json_response({"error": "only operators run actions"}, status=403)
-    if kind not in MODULE_KINDS:
-        return json_response({"error": "no such action"}, status=404)
     if not ModuleState.objects.filter(host=host, branch=branch, module=module).exists():
         return json_response({"error": "no such module"}, status=404)
     try:

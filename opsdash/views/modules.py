@@ -7,6 +7,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
@@ -50,7 +51,7 @@ def module_list(request: HttpRequest) -> HttpResponse:
         "page": page,
         "rows": rows,
         "counts": queries.status_counts(),
-        "bulk_choices": [("bulk_rebuild", "Rebuild every critical module"), ("bulk_archive", "Archive every backup")],
+        "bulk_choices": [("opsdash:branch_rebuild_critical", "Rebuild every critical module"), ("opsdash:branch_archive_backups", "Archive every backup")],
         "bulk_host": rows[0].host if rows else settings.OPSDASH_HOST_NAME,
         "branches": queries.branches(),
         "sorts": SORT_LABELS,
@@ -59,6 +60,13 @@ def module_list(request: HttpRequest) -> HttpResponse:
     }
     template = "opsdash/overview.html#results" if wants_fragment(request) else "opsdash/overview.html"
     return render(request, template, ctx)
+
+
+def _shown_job(request: HttpRequest, state: ModuleState) -> Job | None:
+    """The job a plain form post redirected here with (?job=), else the module's active job."""
+    pk = request.GET.get("job", "")
+    job = state.jobs.filter(pk=int(pk)).first() if pk.isdigit() else None
+    return job or state.jobs.filter(status__in=Job.ACTIVE).first()
 
 
 @require_GET
@@ -75,7 +83,7 @@ def module_detail(request: HttpRequest, host: str, branch: str, module: str) -> 
         "meta_error": meta_error,
         "backups": state.backups.all(),
         "incidents": state.incidents.select_related("backup").prefetch_related("server_recoveries"),
-        "action_choices": ACTION_CHOICES,
-        "active_job": state.jobs.filter(status__in=Job.ACTIVE).first(),
+        "actions": [(label, question, reverse(f"opsdash:module_{kind}", kwargs=state.key)) for kind, label, question in ACTION_CHOICES],
+        "shown_job": _shown_job(request, state),
     }
     return render(request, "opsdash/module.html", ctx)

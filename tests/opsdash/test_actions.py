@@ -41,7 +41,7 @@ def _run_queue() -> None:
 
 
 def _url(kind: str, api: bool = False) -> str:
-    return reverse("opsdash:api_module_action" if api else "opsdash:module_action", args=["testhost", "dar", "pos", kind])
+    return reverse(f"opsdash:api_module_{kind}" if api else f"opsdash:module_{kind}", args=["testhost", "dar", "pos"])
 
 
 def _files(module) -> dict[str, bytes]:
@@ -151,7 +151,7 @@ def test_a_failed_action_is_a_failed_job_with_one_line(broken, operator_client):
 
 
 def test_bulk_actions_need_the_branch_name_typed(broken, operator_client):
-    url = reverse("opsdash:branch_action", args=["testhost", "dar", "bulk_rebuild"])
+    url = reverse("opsdash:branch_rebuild_critical", args=["testhost", "dar"])
     operator_client.post(url, {"confirm": "not-dar"})
     assert not Job.objects.exists()
     operator_client.post(url, {"confirm": "dar"})
