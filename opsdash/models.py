@@ -109,6 +109,7 @@ class Incident(models.Model):
         STORE_SERVER = "recovered by the store server", "recovered by the store server"
         GONE = "module disappeared", "module disappeared"
         REBUILT = "rebuilt", "rebuilt"
+        ARCHIVED = "archived", "backups archived"
 
     module = models.ForeignKey(ModuleState, on_delete=models.CASCADE, related_name="incidents")
     opened_at = models.DateTimeField()
@@ -163,6 +164,8 @@ class Backup(models.Model):
     parses = models.BooleanField(default=False)
     error = models.TextField(blank=True, default="")
     state = models.CharField(max_length=16, choices=State.choices, default=State.LIVE)
+    # Where an archive job put the verified copy (state "archived"); blank before that.
+    archive_path = models.CharField(max_length=1000, blank=True, default="")
     first_seen = models.DateTimeField()
     last_changed = models.DateTimeField()
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from eventstore.errors import EventStoreError
@@ -31,30 +32,63 @@ BRANCH_KINDS = (Job.Kind.BULK_REBUILD, Job.Kind.BULK_ARCHIVE)
 
 
 class Busy(Exception):
-    """Another action is queued or running on this module (or branch); the message says which."""
+    """Another action is queued or running on this module (or its branch); the message says which."""
 
 
-def _busy_message(host: str, branch: str, module: str) -> str:
-    other = Job.objects.filter(host=host, branch=branch, module=module, status__in=Job.ACTIVE).first()
+class PartlyFailed(Exception):
+    """A bulk job in which some modules failed: the job fails, and keeps what was done."""
+
+    def __init__(self, message: str, result: dict[str, Any]):
+        super().__init__(message)
+        self.result = result
+
+
+def _conflicts(host: str, branch: str, module: str):
+    """Active jobs that forbid a new one: on the same module or the branch as a whole (a bulk job);
+    for a bulk job, any active job of the branch."""
+    active = Job.objects.filter(host=host, branch=branch, status__in=Job.ACTIVE)
+    return active.filter(module__in=[module, ""]) if module else active
+
+
+def _busy_message(other: Job | None) -> str:
     if other is None:
         return "another action on this module has just started"
-    started = timezone.localtime(other.started_at or other.created_at)
-    return f"a {other.get_kind_display()} requested by {other.requested_by} at {started:%H:%M:%S} is still {other.status}"
+    verb = "started" if other.status == Job.State.RUNNING else "requested"
+    at = timezone.localtime(other.started_at or other.created_at)
+    scope = f" on {other.branch}/{other.module}" if other.module else f" on the whole branch {other.branch}"
+    return f"a {other.get_kind_display()}{scope} {verb} by {other.requested_by} at {at:%Y-%m-%d %H:%M:%S} is still {other.status}"
+
+
+def _create(kind: str, host: str, branch: str, module: str, user: str, ip: str | None, params: dict) -> Job:
+    with transaction.atomic():
+        # Lock the module rows the job covers: a module job and a bulk job of its branch requested
+        # at the same moment are serialised (PostgreSQL; SQLite's IMMEDIATE transactions serialise anyway).
+        rows = ModuleState.objects.select_for_update().filter(host=host, branch=branch)
+        locked = list(rows.filter(module=module) if module else rows)
+        other = _conflicts(host, branch, module).first()
+        if other is not None:
+            raise Busy(_busy_message(other))
+        try:
+            with transaction.atomic():
+                return Job.objects.create(
+                    kind=kind, host=host, branch=branch, module=module, target=locked[0] if module and locked else None,
+                    requested_by=user, requested_from=ip, params=params,
+                )
+        except IntegrityError:  # the unique constraint: another request won the race
+            raise Busy(_busy_message(_conflicts(host, branch, module).first())) from None
 
 
 def request_job(kind: str, host: str, branch: str, module: str, user: str, ip: str | None, params: dict | None = None) -> Job:
-    """Create the job and queue it on the host's queue. Raises Busy if one is already active."""
+    """Create the job and queue it on the host's queue. Raises Busy if another one is active on
+    the module (or, for a module job, a bulk job on its branch; for a bulk job, any job of the branch)."""
     from ..tasks import run_job
 
-    target = ModuleState.objects.filter(host=host, branch=branch, module=module).first() if module else None
     try:
-        with transaction.atomic():
-            job = Job.objects.create(
-                kind=kind, host=host, branch=branch, module=module, target=target,
-                requested_by=user, requested_from=ip, params=params or {},
-            )
-    except IntegrityError:
-        raise Busy(_busy_message(host, branch, module)) from None
+        job = _create(kind, host, branch, module, user, ip, params or {})
+    except Busy:
+        if not fail_stale_jobs(host):
+            raise
+        job = _create(kind, host, branch, module, user, ip, params or {})  # a stale job held the module
     try:
         result = run_job.using(queue_name=host).enqueue(job.pk)
     except Exception as exc:  # never leave a queued job that no task will run: it would block the module
@@ -71,7 +105,37 @@ def fail_stale_jobs(host: str | None = None) -> int:
     qs = Job.objects.filter(status=Job.State.RUNNING, heartbeat__lt=cutoff)
     if host:
         qs = qs.filter(host=host)
-    return qs.update(status=Job.State.FAILED, error="interrupted: the worker stopped", finished_at=timezone.now())
+    return qs.update(status=Job.State.FAILED, error=INTERRUPTED, finished_at=timezone.now())
+
+
+INTERRUPTED = "interrupted: the worker stopped"
+
+
+class _Heartbeat:
+    """While a job runs, a thread stamps its heartbeat every quarter of the stale age, so a long
+    step without progress (a big archive copy, a re-check) is never taken for a dead worker."""
+
+    def __init__(self, job_id: int):
+        self.job_id = job_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"opsdash-job-{job_id}-heartbeat", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _beat(self) -> None:
+        try:
+            while not self.stop.wait(settings.OPSDASH_JOB_STALE_SECONDS / 4):
+                Job.objects.filter(pk=self.job_id, status=Job.State.RUNNING).update(heartbeat=timezone.now())
+        except Exception:  # a missed heartbeat at worst shows the job as interrupted; never fail the job
+            log.exception("heartbeat of job %s", self.job_id)
+        finally:
+            connection.close()
 
 
 class _Progress:
@@ -94,21 +158,25 @@ class _Progress:
 
 def execute(job_id: int) -> dict[str, Any]:
     """Run one job (in the worker). Never raises for a failed action: the job records it."""
-    job = Job.objects.get(pk=job_id)
-    if job.status != Job.State.QUEUED:
-        return {"skipped": job.status}
     now = timezone.now()
-    Job.objects.filter(pk=job.pk).update(status=Job.State.RUNNING, started_at=now, heartbeat=now)
+    # Claimed by a conditional update: a task delivered twice still runs the action once.
+    claimed = Job.objects.filter(pk=job_id, status=Job.State.QUEUED).update(status=Job.State.RUNNING, started_at=now, heartbeat=now)
+    job = Job.objects.get(pk=job_id)
+    if not claimed:
+        return {"skipped": job.status}
     progress = _Progress(job)
     audit = {"before": "", "after": ""}
-    try:
-        result = RUNNERS[job.kind](job, progress, audit)
-    except (EventStoreError, FilesUnavailable, OSError) as exc:
-        return _finish(job, Job.State.FAILED, error=_one_line(exc), audit=audit)
-    except Exception as exc:  # a bug: still a failed job with a clear line, and a log with the traceback
-        log.exception("job %s failed", job.pk)
-        return _finish(job, Job.State.FAILED, error=f"unexpected error: {_one_line(exc)}", audit=audit)
-    return _finish(job, Job.State.SUCCEEDED, result=result, audit=audit)
+    with _Heartbeat(job.pk):
+        try:
+            result = RUNNERS[job.kind](job, progress, audit)
+        except PartlyFailed as exc:
+            return _finish(job, Job.State.FAILED, result=exc.result, error=_one_line(exc), audit=audit)
+        except (EventStoreError, FilesUnavailable, OSError) as exc:
+            return _finish(job, Job.State.FAILED, error=_one_line(exc), audit=audit)
+        except Exception as exc:  # a bug: still a failed job with a clear line, and a log with the traceback
+            log.exception("job %s failed", job.pk)
+            return _finish(job, Job.State.FAILED, error=f"unexpected error: {_one_line(exc)}", audit=audit)
+        return _finish(job, Job.State.SUCCEEDED, result=result, audit=audit)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -118,30 +186,30 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _finish(job: Job, status: str, result: Any = None, error: str = "", audit: dict | None = None) -> dict[str, Any]:
+    progress = Job.objects.filter(pk=job.pk).values_list("progress", flat=True).first() or 0.0
     Job.objects.filter(pk=job.pk).update(
         status=status, result=result, error=error, finished_at=timezone.now(),
-        progress=1.0 if status == Job.State.SUCCEEDED else job.progress, heartbeat=timezone.now(),
+        progress=1.0 if status == Job.State.SUCCEEDED else progress, heartbeat=timezone.now(),
     )
-    AuditEntry.objects.create(
-        actor=job.requested_by, ip=job.requested_from, action=job.kind, host=job.host, branch=job.branch,
-        module=job.module, params={**job.params, "job": job.pk}, outcome="ok" if status == Job.State.SUCCEEDED else "failed",
-        detail=error or _summary(job.kind, result), meta_sha256_before=(audit or {}).get("before") or "",
-        meta_sha256_after=(audit or {}).get("after") or "",
-    )
+    params = {**job.params, "job": job.pk}
+    if isinstance(result, dict) and (files := [f["name"] for f in result.get("archived", []) + result.get("removed", [])]):
+        params["files"] = files
+    _audit(job, job.kind, job.module, status, error or _summary(result), params, audit or {})
     return {"status": status, "error": error}
 
 
-def _summary(kind: str, result: Any) -> str:
+def _audit(job: Job, action: str, module: str, status: str, detail: str, params: dict, audit: dict) -> None:
+    AuditEntry.objects.create(
+        actor=job.requested_by, ip=job.requested_from, action=action, host=job.host, branch=job.branch, module=module,
+        params=params, outcome="ok" if status == Job.State.SUCCEEDED else "failed", detail=detail,
+        meta_sha256_before=audit.get("before") or "", meta_sha256_after=audit.get("after") or "",
+    )
+
+
+def _summary(result: Any) -> str:
     if not isinstance(result, dict):
         return ""
     return str(result.get("summary", ""))[:500]
-
-
-def _sha256_of_meta(module) -> str:
-    try:
-        return hashlib.sha256(module.meta_path.read_bytes()).hexdigest()
-    except OSError:
-        return ""
 
 
 def meta_diff(old: dict | None, new: dict) -> list[dict[str, Any]]:
@@ -177,14 +245,13 @@ def _state(job: Job) -> ModuleState:
 
 
 def _rebuild(job: Job, progress: Callable, audit: dict) -> dict[str, Any]:
-    state = _state(job)
-    return _rebuild_state(state, job.requested_by, progress, audit)
+    return _rebuild_state(_state(job), job.requested_by, progress, audit)
 
 
 def _rebuild_state(state: ModuleState, user: str, progress: Callable, audit: dict) -> dict[str, Any]:
     module = live_module(state)
-    audit["before"] = _sha256_of_meta(module)
-    report = module.rebuild(progress=lambda done, total: progress(done, total, f"{done:,} of {total:,} bytes of the log read"))
+    report = module.rebuild(progress=lambda done, total: progress(done, total, f"{_mb(done)} of {_mb(total)} of the log read"))
+    audit["before"] = report.meta_sha256_before or ""
     audit["after"] = report.meta_sha256_after or ""
     state = scan_module(state, ended_how=Incident.EndedHow.REBUILT, ended_by=user)
     return {
@@ -200,8 +267,12 @@ def _rebuild_state(state: ModuleState, user: str, progress: Callable, audit: dic
     }
 
 
+def _mb(n: int) -> str:
+    return f"{n / 1_000_000:,.1f} MB"
+
+
 def _verify(job: Job, progress: Callable, audit: dict) -> dict[str, Any]:
-    state = scan_module(_state(job), ended_how="resolved", ended_by=f"verify by {job.requested_by}")
+    state = scan_module(_state(job), ended_how=Incident.EndedHow.RESOLVED, ended_by=f"verify by {job.requested_by}")
     return {"summary": f"{state.status}: {', '.join(state.codes.split()) or 'no findings'}", "status": state.status, "findings": state.findings}
 
 
@@ -216,9 +287,9 @@ def _archive_state(state: ModuleState, user: str) -> list[dict[str, Any]]:
     archived = module.archive_backups(settings.OPSDASH_ARCHIVE_ROOT)
     now = timezone.now()
     for item in archived:
-        Backup.objects.filter(module=state, name=item.name).update(state=Backup.State.ARCHIVED, last_changed=now)
+        Backup.objects.filter(module=state, name=item.name).update(state=Backup.State.ARCHIVED, archive_path=item.path, last_changed=now)
         _store_blob(state, item)
-    scan_module(state, ended_how="archived", ended_by=user)
+    scan_module(state, ended_how=Incident.EndedHow.ARCHIVED, ended_by=user)
     return [item.to_dict() for item in archived]
 
 
@@ -235,41 +306,50 @@ def _store_blob(state: ModuleState, item) -> None:
 
 
 def _clean_temp(job: Job, progress: Callable, audit: dict) -> dict[str, Any]:
-    module = live_module(_state(job))
-    removed = module.clean_temp(settings.OPSDASH_TEMP_GRACE_SECONDS)
-    scan_module(_state(job))
-    return {"summary": f"{len(removed)} orphan temp file(s) removed", "removed": [r.to_dict() for r in removed]}
+    state = _state(job)
+    removed = live_module(state).clean_temp(settings.OPSDASH_TEMP_GRACE_SECONDS)
+    scan_module(state)
+    names = ", ".join(r.name for r in removed)
+    return {"summary": f"{len(removed)} orphan temp file(s) removed" + (f": {names}" if names else ""), "removed": [r.to_dict() for r in removed]}
 
 
-def _branch_modules(job: Job, **filters: Any) -> list[ModuleState]:
-    return list(ModuleState.objects.filter(host=job.host, branch=job.branch, **filters).order_by("module"))
-
-
-def _bulk(job: Job, progress: Callable, each: Callable[[ModuleState], Any], states: list[ModuleState], verb: str) -> dict[str, Any]:
+def _bulk(job: Job, progress: Callable, kind: str, each: Callable[[ModuleState, dict], dict], states: list[ModuleState], verb: str) -> dict[str, Any]:
+    """Run ``each`` on every module, go on past a failure, audit each module as its own action."""
     done, failed = [], []
     for i, state in enumerate(states):
-        progress(i, len(states), f"{i} of {len(states)} modules")
+        progress(i, len(states), f"{i} of {len(states)} modules, now {state.module}")
+        audit: dict[str, str] = {}
         try:
-            outcome = each(state)
+            outcome = each(state, audit)
         except (EventStoreError, FilesUnavailable, OSError) as exc:
             failed.append({"module": state.module, "error": _one_line(exc)})
+            _audit(job, kind, state.module, Job.State.FAILED, _one_line(exc), {"bulk_job": job.pk}, audit)
         else:
-            done.append({"module": state.module, "result": outcome})
-    summary = f"{len(done)} module(s) {verb}, {len(failed)} failed"
+            done.append({"module": state.module, "result": outcome["summary"]})
+            _audit(job, kind, state.module, Job.State.SUCCEEDED, outcome["summary"], {"bulk_job": job.pk}, audit)
+    result = {"summary": f"{len(done)} module(s) {verb}, {len(failed)} failed", "modules": done, "failed": failed}
     if failed:
-        raise EventStoreError(summary + ": " + "; ".join(f"{f['module']}: {f['error']}" for f in failed))
-    return {"summary": summary, "modules": done}
+        raise PartlyFailed(result["summary"] + ": " + "; ".join(f"{f['module']}: {f['error']}" for f in failed), result)
+    return result
 
 
 def _bulk_rebuild(job: Job, progress: Callable, audit: dict) -> dict[str, Any]:
     states = _branch_modules(job, status=Status.CRITICAL)
     noop = lambda *a, **k: None  # noqa: E731 - per-module progress is not shown in a bulk job
-    return _bulk(job, progress, lambda s: _rebuild_state(s, job.requested_by, noop, {})["summary"], states, "rebuilt")
+    return _bulk(job, progress, Job.Kind.REBUILD, lambda s, a: _rebuild_state(s, job.requested_by, noop, a), states, "rebuilt")
 
 
 def _bulk_archive(job: Job, progress: Callable, audit: dict) -> dict[str, Any]:
-    states = _branch_modules(job, backups_count__gt=0)
-    return _bulk(job, progress, lambda s: len(_archive_state(s, job.requested_by)), states, "archived")
+    def each(state: ModuleState, audit: dict) -> dict[str, Any]:
+        done = _archive_state(state, job.requested_by)
+        return {"summary": f"{len(done)} backup(s) archived: {', '.join(d['name'] for d in done)}"}
+
+    states = _branch_modules(job, backups__state=Backup.State.LIVE)
+    return _bulk(job, progress, Job.Kind.ARCHIVE_BACKUPS, each, states, "archived")
+
+
+def _branch_modules(job: Job, **filters: Any) -> list[ModuleState]:
+    return list(ModuleState.objects.filter(host=job.host, branch=job.branch, **filters).distinct().order_by("module"))
 
 
 RUNNERS: dict[str, Callable[[Job, Callable, dict], dict[str, Any]]] = {

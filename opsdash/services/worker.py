@@ -12,9 +12,11 @@ import os
 import threading
 
 from django.conf import settings
+from django.db import connection
 
 log = logging.getLogger(__name__)
 _started: threading.Thread | None = None
+_worker = None
 _lock = threading.Lock()
 
 
@@ -30,7 +32,7 @@ def make_worker(queue: str, batch: bool = False):
 
 def start_embedded_worker() -> threading.Thread | None:
     """Start the worker thread once per process (no signal handlers: it is not the main thread)."""
-    global _started
+    global _started, _worker
     with _lock:
         if _started is not None or not settings.OPSDASH_EMBEDDED_WORKER:
             return _started
@@ -39,10 +41,22 @@ def start_embedded_worker() -> threading.Thread | None:
         failed = fail_stale_jobs(settings.OPSDASH_HOST_NAME)
         if failed:
             log.warning("%d job(s) were running when the worker stopped: marked failed", failed)
-        worker = make_worker(settings.OPSDASH_HOST_NAME)
+        _worker = worker = make_worker(settings.OPSDASH_HOST_NAME)
         _started = threading.Thread(target=_run, args=(worker,), name="opsdash-worker", daemon=True)
         _started.start()
         return _started
+
+
+def stop_embedded_worker(timeout: float | None = None) -> None:
+    """Let the thread finish its current job and stop (a process that exits need not call this:
+    an interrupted job is shown as failed once its heartbeat is old)."""
+    global _started, _worker
+    with _lock:
+        thread, worker, _started, _worker = _started, _worker, None, None
+    if worker is not None:
+        worker.running = False
+    if thread is not None:
+        thread.join(timeout)
 
 
 def _run(worker) -> None:
@@ -50,3 +64,5 @@ def _run(worker) -> None:
         worker.run()
     except Exception:
         log.exception("the embedded worker stopped")
+    finally:
+        connection.close()

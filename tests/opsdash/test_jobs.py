@@ -1,0 +1,202 @@
+"""Jobs: one at a time per module and per branch, progress, heartbeats, stale jobs, the workers."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from opsdash.models import AuditEntry, Job, ModuleState
+from opsdash.services import jobs
+from opsdash.services.jobs import Busy, execute, fail_stale_jobs, request_job
+from opsdash.services.scan import scan_root
+from opsdash.services.worker import make_worker, start_embedded_worker, stop_embedded_worker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _archive(settings, tmp_path):
+    settings.OPSDASH_ARCHIVE_ROOT = tmp_path / "archive"
+
+
+@pytest.fixture
+def branch(store, add_events):
+    """dar/pos and dar/kds, both with a few events, scanned."""
+    for name in ("pos", "kds"):
+        add_events(store.module("dar", name), count=3)
+    scan_root()
+    return store
+
+
+def _run_queue() -> None:
+    make_worker("testhost", batch=True).run()
+
+
+def _running(job: Job, heartbeat_age: float = 0.0) -> Job:
+    Job.objects.filter(pk=job.pk).update(status="running", started_at=timezone.now(), heartbeat=timezone.now() - timedelta(seconds=heartbeat_age))
+    job.refresh_from_db()
+    return job
+
+
+def test_a_second_request_while_the_first_runs_names_the_first(branch):
+    first = _running(request_job("rebuild", "testhost", "dar", "pos", "operator", None))
+    with pytest.raises(Busy) as refused:
+        request_job("rebuild", "testhost", "dar", "pos", "someone-else", None)
+    message = str(refused.value)
+    assert "rebuild meta on dar/pos started by operator at " in message and message.endswith("is still running")
+    assert Job.objects.count() == 1 and first.status == "running"
+    request_job("verify", "testhost", "dar", "kds", "someone-else", None)  # another module is free
+
+
+def test_a_bulk_job_and_the_module_jobs_of_its_branch_exclude_each_other(branch):
+    module_job = request_job("verify", "testhost", "dar", "pos", "operator", None)
+    with pytest.raises(Busy, match="verify now on dar/pos"):
+        request_job("bulk_archive", "testhost", "dar", "", "operator", None)
+    _run_queue()
+    module_job.refresh_from_db()
+    assert module_job.status == "succeeded"
+    bulk = request_job("bulk_rebuild", "testhost", "dar", "", "operator", None)
+    with pytest.raises(Busy, match="on the whole branch dar"):
+        request_job("rebuild", "testhost", "dar", "kds", "operator", None)
+    with pytest.raises(Busy):
+        request_job("bulk_archive", "testhost", "dar", "", "operator", None)
+    request_job("verify", "testhost", "other-branch", "pos", "operator", None)  # another branch is free
+    assert list(Job.objects.filter(status="queued").values_list("pk", flat=True).order_by("pk"))[0] == bulk.pk
+
+
+def test_a_stale_job_is_failed_and_no_longer_blocks_its_module(branch, settings):
+    stale = _running(request_job("rebuild", "testhost", "dar", "pos", "operator", None),
+                     heartbeat_age=settings.OPSDASH_JOB_STALE_SECONDS + 1)
+    fresh = request_job("verify", "testhost", "dar", "pos", "operator", None)
+    stale.refresh_from_db()
+    assert (stale.status, stale.error) == ("failed", "interrupted: the worker stopped") and stale.finished_at
+    assert fresh.status == "queued"
+
+
+def test_a_running_job_with_a_recent_heartbeat_is_left_alone(branch, settings):
+    job = _running(request_job("rebuild", "testhost", "dar", "pos", "operator", None), heartbeat_age=settings.OPSDASH_JOB_STALE_SECONDS - 5)
+    assert fail_stale_jobs() == 0
+    job.refresh_from_db()
+    assert job.status == "running"
+
+
+def test_the_job_page_and_the_api_show_an_interrupted_job_as_failed(branch, settings, operator_client):
+    job = _running(request_job("rebuild", "testhost", "dar", "pos", "operator", None), heartbeat_age=3600)
+    assert operator_client.get(job.api_url()).json()["status"] == "failed"
+    assert b"interrupted: the worker stopped" in operator_client.get(job.get_absolute_url()).content
+
+
+def test_a_long_step_keeps_its_heartbeat_fresh(branch, settings, monkeypatch):
+    settings.OPSDASH_JOB_STALE_SECONDS = 0.4  # a beat every 0.1 s
+    seen = {}
+
+    def slow_verify(job, progress, audit):
+        time.sleep(1.0)  # no progress callback for longer than the stale age
+        seen["failed_meanwhile"] = fail_stale_jobs()
+        return {"summary": "checked"}
+
+    monkeypatch.setitem(jobs.RUNNERS, "verify", slow_verify)
+    job = request_job("verify", "testhost", "dar", "pos", "operator", None)
+    execute(job.pk)
+    job.refresh_from_db()
+    assert seen["failed_meanwhile"] == 0 and job.status == "succeeded"
+
+
+def test_a_task_delivered_twice_runs_the_action_once(branch):
+    job = request_job("verify", "testhost", "dar", "pos", "operator", None)
+    assert execute(job.pk)["status"] == "succeeded"
+    assert execute(job.pk) == {"skipped": "succeeded"}
+    assert AuditEntry.objects.filter(action="verify").count() == 1
+
+
+def test_progress_moves_while_a_multi_megabyte_log_is_read(store, add_events, monkeypatch):
+    module = store.module("dar", "pos")
+    add_events(module, count=1)
+    line = module.log_path.read_bytes()
+    event = line.decode().rstrip("\n")
+    with open(module.log_path, "ab") as fh:  # ~6 MB of Node-shaped lines, written the fast way
+        for i in range(2, 24_000):
+            fh.write(event.replace('"sequence":1', f'"sequence":{i}').replace("ord-0", f"ord-{i}").encode() + b"\n")
+    assert os.path.getsize(module.log_path) > 5_000_000
+    scan_root()
+    recorded: list[float] = []
+
+    class Recording(jobs._Progress):
+        def __init__(self, job):
+            super().__init__(job, every=0)
+
+        def __call__(self, done, total, text=""):
+            super().__call__(done, total, text)
+            recorded.append(Job.objects.get(pk=self.job.pk).progress)
+
+    monkeypatch.setattr(jobs, "_Progress", Recording)
+    job = request_job("rebuild", "testhost", "dar", "pos", "operator", None)
+    _run_queue()
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    assert len(set(recorded)) >= 4 and recorded == sorted(recorded) and recorded[-1] == 1.0
+    assert "MB of" in job.progress_text
+    assert job.result["events_read"] == 23_999
+
+
+def test_progress_writes_are_throttled(branch):
+    job = request_job("rebuild", "testhost", "dar", "pos", "operator", None)
+    progress = jobs._Progress(job)
+    with CaptureQueriesContext(connection) as queries:
+        for done in range(1000):
+            progress(done, 1000)
+    assert len(queries) <= 2
+
+
+def test_a_bulk_job_goes_past_a_failing_module_and_keeps_what_it_did(store, add_events):
+    import shutil
+
+    for name in ("kds", "pos"):
+        module = store.module("dar", name)
+        add_events(module, count=3)
+        module.meta_path.write_text("{ broken")
+    scan_root()
+    assert set(ModuleState.objects.values_list("status", flat=True)) == {"critical"}
+    shutil.rmtree(store.module("dar", "kds").live_dir.parent)  # gone after the scan
+    job = request_job("bulk_rebuild", "testhost", "dar", "", "operator", "10.0.0.7")
+    _run_queue()
+    job.refresh_from_db()
+    assert job.status == "failed" and job.error.startswith("1 module(s) rebuilt, 1 failed: kds: ")
+    assert [m["module"] for m in job.result["modules"]] == ["pos"] and job.result["failed"][0]["module"] == "kds"
+    assert ModuleState.objects.get(module="pos").status == "healthy"
+    per_module = {e.module: e for e in AuditEntry.objects.filter(action="rebuild")}
+    assert per_module["pos"].outcome == "ok" and per_module["pos"].params == {"bulk_job": job.pk}
+    assert per_module["pos"].meta_sha256_before and per_module["pos"].meta_sha256_after
+    assert per_module["kds"].outcome == "failed" and per_module["kds"].ip == "10.0.0.7"
+    whole = AuditEntry.objects.get(action="bulk_rebuild")
+    assert (whole.module, whole.outcome, whole.actor) == ("", "failed", "operator")
+
+
+def test_the_embedded_worker_fails_stale_jobs_at_start_and_runs_the_queue(branch, settings, operator_client):
+    settings.OPSDASH_EMBEDDED_WORKER = True
+    stale = _running(request_job("rebuild", "testhost", "dar", "kds", "operator", None), heartbeat_age=3600)
+    body = operator_client.post(reverse("opsdash:api_module_verify", args=["testhost", "dar", "pos"])).json()
+    thread = start_embedded_worker()
+    try:
+        assert thread is not None and thread.daemon and start_embedded_worker() is thread  # once per process
+        deadline = time.monotonic() + 20
+        while (status := operator_client.get(body["job"]["url"]).json()["status"]) in ("queued", "running"):
+            assert time.monotonic() < deadline, "the embedded worker did not run the job"
+            time.sleep(0.1)
+    finally:
+        stop_embedded_worker(timeout=10)
+    assert status == "succeeded"
+    stale.refresh_from_db()
+    assert stale.status == "failed"
+
+
+def test_the_embedded_worker_is_off_when_a_separate_worker_runs_the_queue(settings):
+    settings.OPSDASH_EMBEDDED_WORKER = False
+    assert start_embedded_worker() is None
