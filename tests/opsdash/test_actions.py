@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import time
 from datetime import timedelta
 
 import orjson
 import pytest
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from opsdash.models import AuditEntry, Backup, Incident, Job, ModuleState
 from opsdash.services.jobs import Busy, fail_stale_jobs, request_job
+from eventstore import layout
+from eventstore.demo import write_demo_root
 from opsdash.services.scan import scan_root
 from opsdash.services.worker import make_worker
 
@@ -44,10 +48,6 @@ def _url(kind: str, api: bool = False) -> str:
     return reverse(f"opsdash:api_module_{kind}" if api else f"opsdash:module_{kind}", args=["testhost", "dar", "pos"])
 
 
-def _files(module) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(module.live_dir.iterdir()) if p.name != "events.lock"}
-
-
 def test_an_operator_rebuilds_a_corrupt_module_in_two_clicks(broken, operator_client):
     ack = orjson.loads(broken.meta_path.read_bytes()[: broken.meta_path.read_bytes().rindex(b"}") - 39])["lastAckId"]
     response = operator_client.post(_url("rebuild"), HTTP_HX_REQUEST="true")
@@ -70,34 +70,6 @@ def test_an_operator_rebuilds_a_corrupt_module_in_two_clicks(broken, operator_cl
     assert entry.meta_sha256_before and entry.meta_sha256_before != entry.meta_sha256_after
     page = operator_client.get(job.get_absolute_url())
     assert b"What the rebuild changed" in page.content or b"equals the old one" in page.content
-
-
-@pytest.mark.parametrize("kind", ["rebuild", "verify", "archive_backups", "clean_temp"])
-def test_managers_and_auditors_get_403_and_nothing_changes(broken, kind, manager_client, auditor_client):
-    before = _files(broken)
-    for client in (manager_client, auditor_client):
-        assert client.post(_url(kind)).status_code == 403
-        assert client.post(_url(kind, api=True)).status_code == 403
-    _run_queue()
-    assert _files(broken) == before and not Job.objects.exists()
-
-
-def test_anonymous_visitors_are_sent_to_login_or_get_401(broken, client):
-    assert client.post(_url("rebuild")).status_code == 302
-    assert client.post(_url("rebuild", api=True)).status_code == 401
-
-
-def test_get_on_an_action_is_405_and_changes_nothing(broken, operator_client):
-    before = _files(broken)
-    assert operator_client.get(_url("rebuild")).status_code == 405
-    assert _files(broken) == before and not Job.objects.exists()
-
-
-def test_a_post_without_csrf_token_is_refused(broken, demo_users):
-    client = Client(enforce_csrf_checks=True)
-    client.login(username="operator", password="demo-password-for-tests")
-    assert client.post(_url("rebuild")).status_code == 403
-    assert not Job.objects.exists()
 
 
 def test_a_second_action_on_the_same_module_waits_for_the_first(broken, operator_client):
@@ -152,8 +124,10 @@ def test_a_failed_action_is_a_failed_job_with_one_line(broken, operator_client):
 
 def test_bulk_actions_need_the_branch_name_typed(broken, operator_client):
     url = reverse("opsdash:branch_rebuild_critical", args=["testhost", "dar"])
-    operator_client.post(url, {"confirm": "not-dar"})
-    assert not Job.objects.exists()
+    before = broken.meta_path.read_bytes()
+    refused = operator_client.post(url, {"confirm": "not-dar"}, follow=True)
+    assert "Type the branch name “dar” to confirm; nothing was done." in refused.content.decode()
+    assert not Job.objects.exists() and broken.meta_path.read_bytes() == before
     operator_client.post(url, {"confirm": "dar"})
     _run_queue()
     job = Job.objects.get()
@@ -166,12 +140,6 @@ def test_a_job_whose_worker_stopped_is_shown_as_failed(broken):
     assert fail_stale_jobs() == 1
     job.refresh_from_db()
     assert job.status == "failed" and "interrupted" in job.error
-
-
-def test_the_manager_sees_no_action_buttons(broken, manager_client, operator_client):
-    url = reverse("opsdash:module_detail", args=["testhost", "dar", "pos"])
-    assert b"Rebuild meta" not in manager_client.get(url).content
-    assert b"Rebuild meta" in operator_client.get(url).content
 
 
 def test_the_overview_offers_a_rebuild_on_critical_rows_and_bulk_forms_per_branch(broken, operator_client, manager_client):
@@ -204,3 +172,110 @@ def test_an_archived_backup_downloads_from_any_host(broken, operator_client, set
     settings.OPSDASH_ARCHIVE_ROOT = "/nonexistent"
     download = operator_client.get(backup.download_url())
     assert download.status_code == 200 and b"".join(download.streaming_content) == data
+
+
+def test_rebuilding_the_corrupt_demo_module_fixes_total_events_and_keeps_last_ack_id(data_root, operator_client):
+    write_demo_root(data_root, events_per_module=40)
+    meta_path = data_root / "dar/modules/pos/live/events.meta.json"
+    text = meta_path.read_text()
+    # The race the Node server loses: the meta behind the log (lost updates) and torn by a longer write.
+    first, end = json.JSONDecoder().raw_decode(text)
+    log_events = first["totalEvents"]
+    first.update(totalEvents=log_events - 3, lastAckId="evt-acked-by-the-pos-client")
+    meta_path.write_text(json.dumps(first, indent=2, ensure_ascii=False) + text[end:])
+    scan_root()
+    assert ModuleState.objects.get(branch="dar", module="pos").status == "critical"
+    operator_client.post(reverse("opsdash:module_rebuild", args=["testhost", "dar", "pos"]))
+    _run_queue()
+    job = Job.objects.get()
+    assert job.status == "succeeded", job.error
+    assert (data_root / "dar/modules/pos/live" / job.result["backup"]).exists()
+    diff = {row["key"]: row for row in job.result["diff"]}
+    assert "lastAckId" not in diff and job.result["sources"]["lastAckId"] == "prefix"
+    assert (diff["totalEvents"]["old"], diff["totalEvents"]["new"]) == (log_events - 3, log_events)
+    assert json.loads(meta_path.read_text())["lastAckId"] == "evt-acked-by-the-pos-client"
+    state = ModuleState.objects.get(branch="dar", module="pos")
+    assert state.status == "healthy"
+    incident = state.incidents.get(source="scan")
+    assert (incident.ended_how, incident.ended_by) == ("rebuilt", "operator")
+    page = operator_client.get(state.get_absolute_url(), {"job": job.pk}).content.decode()
+    assert "What the rebuild changed" in page and "<code>totalEvents</code>" in page
+
+
+def test_a_plain_form_post_lands_on_the_module_page_with_its_job(broken, operator_client):
+    response = operator_client.post(_url("verify"))
+    job = Job.objects.get()
+    assert response.status_code == 302 and response.url == f"/modules/testhost/dar/pos/?job={job.pk}#job-area"
+    page = operator_client.get(response.url).content.decode()
+    assert f'id="job-{job.pk}"' in page and 'hx-trigger="every 1s"' in page and "<progress" in page
+
+
+def test_a_busy_module_answers_htmx_with_a_message_and_the_page_with_an_error(broken, operator_client):
+    operator_client.post(_url("rebuild"))
+    busy = operator_client.post(_url("verify"), headers={"HX-Request": "true"})
+    assert busy.status_code == 409 and "rebuild meta on dar/pos requested by operator" in busy.content.decode()
+    page = operator_client.post(_url("verify"), follow=True).content.decode()
+    assert "is still queued" in page and Job.objects.count() == 1
+
+
+def test_the_job_fragment_swaps_the_module_badge_when_the_job_ends(broken, operator_client):
+    operator_client.post(_url("rebuild"))
+    job = Job.objects.get()
+    polling = operator_client.get(job.get_absolute_url(), headers={"HX-Request": "true"}).content.decode()
+    assert 'hx-trigger="every 1s"' in polling and "hx-swap-oob" not in polling
+    _run_queue()
+    done = operator_client.get(job.get_absolute_url(), headers={"HX-Request": "true"}).content.decode()
+    assert "every 1s" not in done and 'id="module-status" hx-swap-oob="true" class="badge status-healthy"' in done
+
+
+def test_verify_rechecks_the_module_and_records_the_result(broken, operator_client):
+    broken.meta_path.write_text(broken.meta_path.read_text()[: -40])  # fixed by hand: now just the first document
+    operator_client.post(_url("verify"), REMOTE_ADDR="10.1.2.3")
+    _run_queue()
+    job = Job.objects.get()
+    assert job.status == "succeeded" and job.result["status"] == ModuleState.objects.get(module="pos").status != "critical"
+    entry = AuditEntry.objects.get(action="verify")
+    assert (entry.actor, entry.ip, entry.outcome, entry.params) == ("operator", "10.1.2.3", "ok", {"job": job.pk})
+    assert Incident.objects.get(source="scan").ended_by == "verify by operator"
+
+
+def test_clean_temp_removes_only_old_temp_files_and_records_each(broken, operator_client, settings):
+    old = broken.live_dir / layout.temp_name(1_700_000_000_000, "old1")
+    young = broken.live_dir / layout.temp_name(int(time.time() * 1000), "new1")
+    for path in (old, young):
+        path.write_text("{")
+    os.utime(old, (time.time() - settings.OPSDASH_TEMP_GRACE_SECONDS - 60,) * 2)
+    operator_client.post(_url("clean_temp"))
+    _run_queue()
+    job = Job.objects.get()
+    assert job.status == "succeeded" and not old.exists() and young.exists()
+    assert [r["name"] for r in job.result["removed"]] == [old.name]
+    entry = AuditEntry.objects.get(action="clean_temp")
+    assert entry.outcome == "ok" and entry.params["files"] == [old.name] and old.name in entry.detail
+
+
+def test_archiving_records_the_archive_path_and_audits_each_file(broken, operator_client, settings):
+    name = layout.meta_backup_name(1_700_000_000_000)
+    (broken.live_dir / name).write_text("{}")
+    scan_root()
+    operator_client.post(_url("archive_backups"))
+    _run_queue()
+    backup = Backup.objects.get(name=name)
+    assert backup.state == "archived" and backup.archive_path == str(settings.OPSDASH_ARCHIVE_ROOT / "dar" / "pos" / name)
+    assert (settings.OPSDASH_ARCHIVE_ROOT / "dar" / "pos" / name).read_text() == "{}"
+    entry = AuditEntry.objects.get(action="archive_backups")
+    assert entry.outcome == "ok" and entry.params["files"] == [name]
+
+
+def test_bulk_archive_moves_every_backup_of_the_branch(broken, store, operator_client, settings):
+    other = store.module("dar", "kds")
+    other.append_event({"table": "t", "record": {"id": "1"}})
+    for module in (broken, other):
+        (module.live_dir / layout.meta_backup_name(1_700_000_000_000)).write_text("{}")
+    scan_root()
+    operator_client.post(reverse("opsdash:branch_archive_backups", args=["testhost", "dar"]), {"confirm": "dar"})
+    _run_queue()
+    job = Job.objects.get()
+    assert job.status == "succeeded" and "2 module(s) archived, 0 failed" == job.result["summary"]
+    assert set(Backup.objects.values_list("state", flat=True)) == {"archived"}
+    assert sorted(AuditEntry.objects.filter(action="archive_backups").values_list("module", flat=True)) == ["kds", "pos"]

@@ -1,14 +1,125 @@
+"""Roles: the user command, each role's permissions, and every mutating endpoint against every role."""
+
 from __future__ import annotations
 
 import io
+import os
+import time
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
 
-pytestmark = pytest.mark.django_db
+from eventstore import layout
+from opsdash.models import Job
+from opsdash.services.scan import scan_root
+from opsdash.services.worker import make_worker
+
+from .conftest import PASSWORD
+
+MODULE = ["testhost", "dar", "pos"]
+BRANCH = ["testhost", "dar"]
+# (URL name, arguments, form data): every endpoint that changes files.
+MUTATING = [
+    *[(f"opsdash:module_{kind}", MODULE, {}) for kind in ("rebuild", "verify", "archive_backups", "clean_temp")],
+    *[(f"opsdash:api_module_{kind}", MODULE, {}) for kind in ("rebuild", "verify", "archive_backups", "clean_temp")],
+    ("opsdash:branch_rebuild_critical", BRANCH, {"confirm": "dar"}),
+    ("opsdash:branch_archive_backups", BRANCH, {"confirm": "dar"}),
+]
+ENDPOINTS = pytest.mark.parametrize("name, args, data", MUTATING, ids=[m[0].split(":")[1] for m in MUTATING])
 
 
+@pytest.fixture
+def target(store, add_events, settings, tmp_path) -> Path:
+    """dar/pos with something for every action to change: a corrupt meta, a backup, an old temp file."""
+    settings.OPSDASH_ARCHIVE_ROOT = tmp_path / "archive"
+    module = store.module("dar", "pos")
+    add_events(module, count=4)
+    text = module.meta_path.read_text()
+    (module.live_dir / layout.meta_backup_name(1_700_000_000_000)).write_text(text + "\n}\n}")
+    temp = module.live_dir / layout.temp_name(1_700_000_000_000, "k3x9")
+    temp.write_text(text[:20])
+    os.utime(temp, (time.time() - 7200, time.time() - 7200))
+    module.meta_path.write_text(text + text[-30:])
+    scan_root()
+    return store.root
+
+
+def _tree(*roots: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for root in roots if root.exists() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _unchanged_after(client: Client, name: str, args: list[str], data: dict, root: Path, archive: Path) -> int:
+    before = _tree(root, archive)
+    status = client.post(reverse(name, args=args), data).status_code
+    make_worker("testhost", batch=True).run()
+    assert _tree(root, archive) == before and not Job.objects.exists()
+    return status
+
+
+@pytest.mark.django_db(transaction=True)
+@ENDPOINTS
+def test_managers_and_auditors_get_403_and_no_file_changes(target, settings, name, args, data, manager_client, auditor_client):
+    for client in (manager_client, auditor_client):
+        assert _unchanged_after(client, name, args, data, target, settings.OPSDASH_ARCHIVE_ROOT) == 403
+
+
+@pytest.mark.django_db(transaction=True)
+@ENDPOINTS
+def test_anonymous_callers_go_to_the_login_page_or_get_401(target, settings, name, args, data, client):
+    status = _unchanged_after(client, name, args, data, target, settings.OPSDASH_ARCHIVE_ROOT)
+    if ":api_" in name:
+        assert status == 401
+    else:
+        response = client.post(reverse(name, args=args), data)
+        assert status == 302 and response.url.startswith(reverse("login"))
+
+
+@pytest.mark.django_db
+@ENDPOINTS
+def test_get_on_a_post_only_url_is_405(target, name, args, data, operator_client):
+    assert operator_client.get(reverse(name, args=args), data).status_code == 405
+    assert not Job.objects.exists()
+
+
+@pytest.mark.django_db
+@ENDPOINTS
+def test_a_post_without_a_csrf_token_is_403(target, name, args, data, demo_users):
+    client = Client(enforce_csrf_checks=True)
+    assert client.login(username="operator", password=PASSWORD)
+    assert client.post(reverse(name, args=args), data).status_code == 403
+    assert not Job.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_api_accepts_the_session_with_the_csrf_header(target, demo_users):
+    client = Client(enforce_csrf_checks=True)
+    assert client.login(username="operator", password=PASSWORD)
+    client.get(reverse("opsdash:module_list"))  # sets the CSRF cookie, as a browser session would
+    token = client.cookies["csrftoken"].value
+    response = client.post(reverse("opsdash:api_module_verify", args=MODULE), headers={"X-CSRFToken": token})
+    assert response.status_code == 202 and response.json()["job"]["status"] == "queued"
+
+
+@pytest.mark.django_db
+def test_operators_see_the_action_buttons_and_managers_and_auditors_do_not(target, operator_client, manager_client, auditor_client):
+    page = reverse("opsdash:module_detail", args=MODULE)
+    overview = reverse("opsdash:module_list") + "?branch=dar"
+    forms = [f'action="{reverse(n, args=a)}"' for n, a, _ in MUTATING if ":api_" not in n]
+    html = operator_client.get(page).content.decode() + operator_client.get(overview).content.decode()
+    assert all(form in html for form in forms)
+    for client in (manager_client, auditor_client):
+        html = client.get(page).content.decode() + client.get(overview).content.decode()
+        assert not any(form in html for form in forms) and "Rebuild meta" not in html
+    # the JSON lists the action URLs for every role; the server decides who may POST
+    assert set(manager_client.get(reverse("opsdash:api_module_detail", args=MODULE)).json()["actions"]) == {
+        "rebuild", "verify", "archive_backups", "clean_temp"}
+
+
+@pytest.mark.django_db
 def test_the_user_command_creates_a_user_with_a_role_and_changes_it():
     out = io.StringIO()
     call_command("user", "layla", "--role", "operator", stdout=out)
@@ -21,6 +132,7 @@ def test_the_user_command_creates_a_user_with_a_role_and_changes_it():
     assert user.has_perm("opsdash.view_audit") and not user.has_perm("opsdash.run_actions")
 
 
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     "role, perms",
     [("manager", set()), ("operator", {"run_actions", "download_backups"}), ("auditor", {"view_audit", "download_backups"})],
