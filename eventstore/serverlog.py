@@ -29,6 +29,7 @@ _SYSLOG = re.compile(
     r"^(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(?P<day>\d{1,2}) (?P<time>\d{2}:\d{2}:\d{2})(?P<frac>\.\d{1,9})?"
 )
 _MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1)}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _PATH_RE = re.compile(r"(?:^|/)(?P<branch>[^/]+)/modules/(?P<module>[^/]+)/live/[^/]+$")
 
 
@@ -84,7 +85,7 @@ def parse_time(prefix: str, year: int) -> datetime | None:
             frac = (m.group("frac") or ".0")[1:7].ljust(6, "0")
             hh, mm, ss = (int(x) for x in m.group("time").split(":"))
             return datetime(year, _MONTHS[m.group("mon")], int(m.group("day")), hh, mm, ss, int(frac), tzinfo=UTC)
-    except ValueError:
+    except (ValueError, OverflowError):  # no such date, or out of range in UTC (year 1 at +05:00)
         return None
     return None
 
@@ -111,6 +112,8 @@ def parse(lines: Iterable[str | bytes], year: int | None = None) -> Iterator[Rec
         pos = text.find(TAG)
         if pos < 0:
             continue
+        if not isinstance(raw, bytes):  # lone surrogates (text read with surrogateescape) cannot be hashed
+            text = _SURROGATE.sub("\ufffd", text)
         prefix, message = text[:pos], text[pos + len(TAG) :].strip()
         starts = message.startswith("CORRUPTED FILE DETECTED") or message.startswith("JSON parse error:")
         if starts and current is not None:
