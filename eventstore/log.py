@@ -94,8 +94,27 @@ def _as_js_string(v: Any) -> str:
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     if isinstance(v, (dict, list)):
-        return "[object Object]" if isinstance(v, dict) else ",".join(_as_js_string(x) for x in v)
+        return "[object Object]" if isinstance(v, dict) else _join_js(v)
     return str(v)
+
+
+def _join_js(items: list[Any]) -> str:
+    """``String(array)``: the elements joined with "," (nested arrays flattened, an empty one
+    as ""). Without recursion: a line may nest arrays 1,000 deep (orjson reads up to 1024)."""
+    tokens: list[str] = []
+    stack = [iter(items)]
+    while stack:
+        for x in stack[-1]:
+            if isinstance(x, list):
+                if x:
+                    stack.append(iter(x))
+                    break
+                tokens.append("")
+            else:
+                tokens.append(_as_js_string(x))
+        else:
+            stack.pop()
+    return ",".join(tokens)
 
 
 def _keys_from(source: Any) -> dict[str, str]:
