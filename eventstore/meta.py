@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any
 
 import orjson
@@ -220,26 +222,115 @@ def merge_deep(target: Any, source: Any) -> Any:
     modified.
     """
     if not isinstance(target, dict) or not isinstance(source, dict):
-        return copy.deepcopy(source)
+        return copy_json(source)
     out = dict(target)
     for key, value in source.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merge_deep(out[key], value)
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = copy_json(value)
     return out
+
+
+def copy_json(value: Any) -> Any:
+    """``copy.deepcopy`` of a JSON value without recursion: a parsed meta or log line may nest
+    ~1,000 levels, more than Python's recursion limit allows deepcopy (two frames a level).
+    Shared and circular references are kept as deepcopy keeps them."""
+    if type(value) is not dict and type(value) is not list:
+        return value if value is None or isinstance(value, (str, int, float)) else copy.deepcopy(value)
+    memo: dict[int, Any] = {}
+    root = memo[id(value)] = {} if type(value) is dict else []
+    stack = [(value, root)]
+    while stack:
+        src, dst = stack.pop()
+        for key, v in src.items() if type(src) is dict else enumerate(src):
+            if type(v) is dict or type(v) is list:
+                if id(v) not in memo:
+                    memo[id(v)] = {} if type(v) is dict else []
+                    stack.append((v, memo[id(v)]))
+                v = memo[id(v)]
+            elif not (v is None or isinstance(v, (str, int, float))):
+                v = copy.deepcopy(v)
+            if type(dst) is dict:
+                dst[key] = v
+            else:
+                dst.append(v)
+    return root
 
 
 def dumps(value: dict[str, Any]) -> bytes:
     """Serialise like ``JSON.stringify(meta, null, 2)``: 2-space indent, UTF-8, no final newline."""
     try:
         return orjson.dumps(value, option=orjson.OPT_INDENT_2)
-    except TypeError:  # integers beyond 64 bits or lone surrogates: the slower encoder handles them
-        text = json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)
+    except TypeError:  # integers beyond 64 bits, lone surrogates, nesting deeper than 255
         try:
-            return text.encode("utf-8")
+            return _encode(value, encode_basestring).encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate ("\ud800" parses): escape it, as JSON.stringify does
-            return json.dumps(value, indent=2, ensure_ascii=True, allow_nan=False).encode("ascii")
+            return _encode(value, encode_basestring_ascii).encode("ascii")
+
+
+_END = object()
+
+
+def _encode(value: Any, string) -> str:
+    """What ``json.dumps(value, indent=2)`` writes, without recursion (any nesting depth), and
+    NaN and infinities as ``null`` (as JSON.stringify and orjson write them). Raises TypeError
+    for a value that is not JSON, ValueError for a circular reference."""
+
+    def scalar(v: Any) -> str:
+        if v is None:
+            return "null"
+        if v is True:
+            return "true"
+        if v is False:
+            return "false"
+        if isinstance(v, str):
+            return string(v)
+        if isinstance(v, int):
+            return int.__repr__(v)
+        if isinstance(v, float):
+            return float.__repr__(v) if math.isfinite(v) else "null"
+        raise TypeError(f"Object of type {type(v).__name__} is not JSON serializable")
+
+    out: list[str] = []
+    stack: list[list[Any]] = []  # [items iterator, is an object, indent level, items written, container]
+    open_ids: set[int] = set()
+
+    def start(v: Any, level: int) -> None:
+        if isinstance(v, (dict, list, tuple)):
+            if not v:
+                out.append("{}" if isinstance(v, dict) else "[]")
+                return
+            if id(v) in open_ids:
+                raise ValueError("Circular reference detected")
+            open_ids.add(id(v))
+            is_obj = isinstance(v, dict)
+            out.append("{" if is_obj else "[")
+            stack.append([iter(v.items()) if is_obj else iter(v), is_obj, level + 1, 0, v])
+        else:
+            out.append(scalar(v))
+
+    start(value, 0)
+    while stack:
+        frame = stack[-1]
+        item = next(frame[0], _END)
+        level = frame[2]
+        if item is _END:
+            stack.pop()
+            open_ids.discard(id(frame[4]))
+            out.append("\n" + "  " * (level - 1) + ("}" if frame[1] else "]"))
+            continue
+        out.append(("\n" if frame[3] == 0 else ",\n") + "  " * level)
+        frame[3] += 1
+        if frame[1]:
+            key, item = item
+            if not isinstance(key, str):
+                if key is not None and not isinstance(key, (int, float)):
+                    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+                key = scalar(key)
+            out.append(string(key) + ": ")
+        start(item, level)
+    return "".join(out)
 
 
 def salvage_prefix(data: bytes) -> dict[str, Any] | None:
@@ -254,7 +345,7 @@ def salvage_prefix(data: bytes) -> dict[str, Any] | None:
     text = decode_text(data)
     start = len(text) - len(text.lstrip())
     try:
-        value, _end = json.JSONDecoder().raw_decode(text, start)
+        value, _end = json.JSONDecoder(parse_constant=_reject_constant).raw_decode(text, start)
         return value if isinstance(value, dict) else None
     except (ValueError, RecursionError):
         pass

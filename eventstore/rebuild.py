@@ -121,7 +121,7 @@ def build_meta(
             label = "log"
             for source, value in candidates:
                 if isinstance(value.get(key), dict):
-                    cursors = copy.deepcopy(value[key])
+                    cursors = metamod.copy_json(value[key])
                     if set(cursors) - set(summary.table_cursors):
                         label = f"log+{source}"
                     break
@@ -131,7 +131,7 @@ def build_meta(
         else:
             for source, value in candidates:
                 if key in value and _usable(key, value[key]):
-                    new[key] = copy.deepcopy(value[key])
+                    new[key] = metamod.copy_json(value[key])
                     sources[key] = source
                     break
             else:
@@ -140,7 +140,7 @@ def build_meta(
     for source, value in candidates:
         for key, v in value.items():
             if key not in metamod.KNOWN_KEYS and key not in new:
-                new[key] = copy.deepcopy(v)
+                new[key] = metamod.copy_json(v)
                 sources[key] = source
     return new, sources
 

@@ -3,7 +3,6 @@ check, rebuild, backups). Read-modify-writes hold the module's cross-process loc
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import os
@@ -381,7 +380,7 @@ class Module:
         if not self.exists():
             raise EventStoreError(f"{self.branch}/{self.name}: no such module")
         with self._lock.hold():
-            return copy.deepcopy(self._current_meta(write=True))
+            return metamod.copy_json(self._current_meta(write=True))
 
     def update_meta(self, patch: dict[str, Any]) -> dict[str, Any]:
         """Deep-merge ``patch`` into the meta like Node's mergeDeep and write it; return it.
@@ -400,7 +399,7 @@ class Module:
             if metamod.total_events(merged) is None:
                 raise EventStoreError("patch would make totalEvents invalid")
             self._write_meta(merged)
-            return copy.deepcopy(merged)
+            return metamod.copy_json(merged)
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None, retries: int = 3) -> RebuildReport:
         """Rebuild the meta from the log, keeping everything the log cannot give.

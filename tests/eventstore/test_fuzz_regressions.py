@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventstore import EventStore, serverlog
 from eventstore import log as logmod
+from eventstore import meta as metamod
 
 P = serverlog.TAG + " "
 
@@ -54,3 +57,54 @@ def test_a_record_id_nested_1000_deep_does_not_make_the_log_reader_or_check_rais
     summary = logmod.summarize(module.log_path)
     assert summary.events == 1 and summary.table_cursors["order_line"]["id"] == "k"
     assert module.check().status == "warning"  # meta_missing only
+
+
+def test_a_meta_with_infinity_and_a_huge_integer_or_a_lone_surrogate_is_written_back():
+    # JSON.parse reads 1e400 as Infinity and JSON.stringify writes it as null; orjson refuses
+    # the huge integer and the lone surrogate, and the fallback refused the infinity.
+    for extra, expected in ((b'"b": 99999999999999999999', 99999999999999999999), (b'"b": "\\ud800"', "\ud800")):
+        value, err = metamod.parse(b'{"totalEvents": 3, "lastClientTableIds": {"a": 1e400, ' + extra + b"}}")
+        assert err is None
+        again, err = metamod.parse(metamod.dumps(metamod.with_defaults(value)))
+        assert err is None and again["lastClientTableIds"] == {"a": None, "b": expected}
+
+
+def test_salvage_never_returns_nan_which_is_not_json():
+    assert metamod.salvage_prefix(b'{"a": NaN, "b": 99999999999999999999}xx') is None
+    assert metamod.salvage_prefix(b'{\n  "a": 1,\n  "b": NaN,\n  "c": 2\n}xx') == {"a": 1}
+
+
+DEEP = 600  # json.loads reads it; orjson.dumps stops at 255, deepcopy at ~480 (two frames a level)
+
+
+def test_a_meta_nested_600_deep_is_loaded_updated_and_rebuilt(tmp_path):
+    module = EventStore(tmp_path, fsync=False).module("dar", "pos")
+    module.live_dir.mkdir(parents=True)
+    deep = b"[" * DEEP + b"1" + b"]" * DEEP
+    module.meta_path.write_bytes(b'{"totalEvents": 0, "lastClientTableIds": {"x": ' + deep + b"}}")
+    assert module.load_meta()["lastClientTableIds"]["x"] == json.loads(deep)
+    assert module.update_meta({"lastAckId": "evt-1"})["lastAckId"] == "evt-1"
+    module.meta_path.write_bytes(module.meta_path.read_bytes() + b"}garbage")
+    report = module.rebuild()
+    assert report.new_meta["lastClientTableIds"]["x"] == json.loads(deep) and report.new_meta["lastAckId"] == "evt-1"
+    assert metamod.parse(module.meta_path.read_bytes())[1] is None
+
+
+def test_a_log_whose_last_event_id_nests_900_deep_rebuilds_a_valid_meta(tmp_path):
+    module = EventStore(tmp_path, fsync=False).module("dar", "pos")
+    module.live_dir.mkdir(parents=True)
+    deep = b"[" * 900 + b'"x"' + b"]" * 900
+    module.log_path.write_bytes(b'{"id":' + deep + b',"sequence":1,"table":"t","record":{"id":' + deep + b"}}\n")
+    module.rebuild()
+    value, err = metamod.parse(module.meta_path.read_bytes())
+    assert err is None and value["lastEventId"] == json.loads(deep) and value["tableCursors"]["t"]["id"] == "x"
+    assert module.load_meta()["totalEvents"] == 1
+
+
+def test_copy_json_is_a_deepcopy():
+    shared = [1, {"a": [2]}]
+    value = {"a": shared, "b": shared, "c": (1, [2]), "d": None}
+    value["self"] = value
+    out = metamod.copy_json(value)
+    assert out["a"] is out["b"] and out["a"] is not shared and out["a"] == shared and out["self"] is out
+    assert out["c"] == (1, [2]) and out["c"][1] is not value["c"][1]
