@@ -34,7 +34,9 @@ def module_action(request: HttpRequest, host: str, branch: str, module: str, kin
         job = request_job(kind, host, branch, module, request.user.get_username(), client_ip(request))
     except Busy as exc:
         if request.htmx:  # base.html's htmx config swaps a 409 in like a success
-            return render(request, "opsdash/job.html#busy", {"message": str(exc)}, status=409)
+            # The job in the way stays in view (the swap replaces the job area it was shown in).
+            other = Job.objects.filter(host=host, branch=branch, module__in=[module, ""], status__in=Job.ACTIVE).first()
+            return render(request, "opsdash/job.html#busy", {"message": str(exc), "job": other}, status=409)
         messages.error(request, f"{state.branch}/{state.module}: {exc}")
         return redirect(state.get_absolute_url())
     if request.htmx:
