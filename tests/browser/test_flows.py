@@ -557,3 +557,23 @@ def test_history_timeline_recoveries_job_backup_and_audit_pages_are_clean(site, 
     expect(page.locator("#backup-preview pre")).to_be_visible()
     check("module page with a backup preview")
     assert problems == {}
+
+
+def test_a_second_action_on_a_busy_module_says_why_and_keeps_the_first_in_view(site, page, errors):
+    login(page, site, "operator")
+    page.goto(module_url(site, "dar", "pos"))
+    panel = page.get_by_role("region", name="Actions")
+    panel.get_by_text("Verify now…").click()
+    panel.get_by_role("button", name="Yes, verify now dar/pos").click()
+    job = page.locator("#job-area")
+    expect(job.locator(".job-status")).to_have_text("queued")
+
+    panel.get_by_text("Rebuild meta…").click()
+    panel.get_by_role("button", name="Yes, rebuild meta dar/pos").click()
+    expect(job.get_by_role("alert")).to_contain_text("operator")  # who holds the module
+    # The verification still shows, and still follows its job to the end.
+    expect(job.locator(".job-status")).to_have_text("queued")
+    run_jobs()
+    expect(job.locator(".job-status")).to_have_text("succeeded")
+    expect(page.locator("h1 .badge")).to_have_text(re.compile("critical"))  # verified, not repaired
+    assert [e for e in errors if "status of 409 (Conflict)" not in e] == []  # the refused request itself
