@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+import re
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+import orjson
 
 SEVERITIES = ("info", "warning", "critical")
 STATUSES = ("healthy", "warning", "critical")
@@ -41,8 +45,30 @@ class Finding:
     def to_dict(self) -> dict[str, Any]:
         out = {"code": self.code, "severity": self.severity, "message": self.message}
         for key, value in self.detail.items():
-            out.setdefault(key, value)
+            out.setdefault(key, plain(value))
         return out
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+PLAIN_TEXT_LIMIT = 200
+
+
+def plain(value: Any) -> Any:
+    """``value`` if any JSON encoder takes it (orjson too: integers within 64 bits, no lone
+    surrogates, nesting up to 255 levels), else a text that shows it. Details and stats carry
+    values read from damaged files; storing a finding must not fail on them."""
+    try:
+        orjson.dumps(value)
+        return value
+    except TypeError:
+        pass
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    try:
+        text = json.dumps(value, ensure_ascii=True, default=repr)
+    except (ValueError, RecursionError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= PLAIN_TEXT_LIMIT else text[: PLAIN_TEXT_LIMIT - 3] + "..."
 
 
 def make(code: str, text: str, severity: str | None = None, **detail: Any) -> Finding:
@@ -76,7 +102,7 @@ class ModuleStats:
     temp_files: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self)}  # asdict would recurse into values
 
 
 @dataclass(slots=True)

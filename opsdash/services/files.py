@@ -12,6 +12,7 @@ from typing import IO
 
 import orjson
 from django.conf import settings
+from django.utils.translation import gettext
 
 from eventstore import FilePreview, Module, layout
 from eventstore.errors import EventStoreError, InvalidName
@@ -48,7 +49,7 @@ class PreviewView:
 def live_module(state: ModuleState) -> Module:
     """The eventstore Module behind a row; FilesUnavailable if this host cannot read it."""
     if state.host != settings.OPSDASH_HOST_NAME:
-        raise FilesUnavailable(f"the files are on host {state.host}; this dashboard runs on {settings.OPSDASH_HOST_NAME}")
+        raise FilesUnavailable(gettext("the files are on host %(host)s; this dashboard runs on %(here)s") % {"host": state.host, "here": settings.OPSDASH_HOST_NAME})
     try:
         return open_store().module(state.branch, state.module)
     except EventStoreError as exc:
@@ -84,21 +85,21 @@ def meta_preview(state: ModuleState) -> PreviewView:
     try:
         return _view(module.preview_meta())
     except FileNotFoundError:
-        raise FilesUnavailable("there is no events.meta.json") from None
+        raise FilesUnavailable(gettext("there is no events.meta.json")) from None
     except OSError as exc:
-        raise FilesUnavailable(f"events.meta.json cannot be read: {exc.strerror or exc}") from None
+        raise FilesUnavailable(gettext("events.meta.json cannot be read: %(error)s") % {"error": exc.strerror or exc}) from None
 
 
 def backup_preview(backup: Backup) -> PreviewView:
     if backup.state != Backup.State.LIVE:
-        raise FilesUnavailable(f"the backup is {backup.state}, not in the live folder")
+        raise FilesUnavailable(gettext("the backup is %(state)s, not in the live folder") % {"state": backup.get_state_display()})
     module = live_module(backup.module)
     try:
         return _view(module.preview_backup(backup.name))
     except (FileNotFoundError, EventStoreError):
-        raise FilesUnavailable(f"{backup.name} is no longer in the live folder") from None
+        raise FilesUnavailable(gettext("%(name)s is no longer in the live folder") % {"name": backup.name}) from None
     except OSError as exc:
-        raise FilesUnavailable(f"{backup.name} cannot be read: {exc.strerror or exc}") from None
+        raise FilesUnavailable(gettext("%(name)s cannot be read: %(error)s") % {"name": backup.name, "error": exc.strerror or exc}) from None
 
 
 def archived_backup_path(backup: Backup) -> Path:
@@ -136,13 +137,13 @@ def open_backup(backup: Backup) -> IO[bytes]:
         except OSError as exc:
             raise FilesUnavailable(f"{backup.name} cannot be read from the archive: {exc.strerror or exc}") from None
     if backup.state != Backup.State.LIVE:
-        raise FilesUnavailable(f"the backup is {backup.state}, not in the live folder")
+        raise FilesUnavailable(gettext("the backup is %(state)s, not in the live folder") % {"state": backup.get_state_display()})
     module = live_module(backup.module)
     try:
         return module.open_backup(backup.name)
     except InvalidName as exc:
         raise FilesUnavailable(str(exc)) from None
     except (FileNotFoundError, EventStoreError):
-        raise FilesUnavailable(f"{backup.name} is no longer in the live folder") from None
+        raise FilesUnavailable(gettext("%(name)s is no longer in the live folder") % {"name": backup.name}) from None
     except OSError as exc:
-        raise FilesUnavailable(f"{backup.name} cannot be read: {exc.strerror or exc}") from None
+        raise FilesUnavailable(gettext("%(name)s cannot be read: %(error)s") % {"name": backup.name, "error": exc.strerror or exc}) from None

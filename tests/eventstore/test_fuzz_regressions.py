@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventstore import EventStore, serverlog
+from eventstore import EventStore, health, serverlog
 from eventstore import log as logmod
 from eventstore import meta as metamod
 
@@ -108,3 +109,19 @@ def test_copy_json_is_a_deepcopy():
     out = metamod.copy_json(value)
     assert out["a"] is out["b"] and out["a"] is not shared and out["a"] == shared and out["self"] is out
     assert out["c"] == (1, [2]) and out["c"][1] is not value["c"][1]
+
+
+def test_a_health_of_odd_values_is_plain_json_for_orjson(tmp_path):
+    # orjson (what the dashboard stores findings and stats with) refuses integers beyond 64
+    # bits, lone surrogates and nesting deeper than 255: such values become text.
+    module = EventStore(tmp_path, fsync=False).module("dar", "pos")
+    module.live_dir.mkdir(parents=True)
+    module.meta_path.write_bytes(b'{"branchId": "\\ud800", "totalEvents": -1000000000000000000000, "lastEventId": 1e400}')
+    deep = b"[" * 300 + b"]" * 300
+    module.log_path.write_bytes(b'{"id":' + deep + b',"sequence":1,"createdAt":' + deep + b"}\n")
+    h = module.check()
+    out = orjson.loads(orjson.dumps(h.to_dict()))
+    assert out["stats"]["log_last_event_id"] == "[" * 197 + "..." and out["stats"]["log_events"] == 1
+    invalid = [f for f in out["findings"] if f["code"] == "meta_invalid"]
+    assert {f["value"] for f in invalid if "value" in f} == {"-1000000000000000000000", "\ufffd"}
+    assert health.plain("ok") == "ok" and health.plain(10**20) == "100000000000000000000" and health.plain([1]) == [1]
