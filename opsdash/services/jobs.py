@@ -327,6 +327,7 @@ def _bulk(job: Job, progress: Callable, kind: str, each: Callable[[ModuleState, 
         else:
             done.append({"module": state.module, "result": outcome["summary"]})
             _audit(job, kind, state.module, Job.State.SUCCEEDED, outcome["summary"], {"bulk_job": job.pk}, audit)
+    progress(len(states), len(states), f"{len(states)} of {len(states)} modules")  # not "now <the last one>" once done
     result = {"summary": f"{len(done)} module(s) {verb}, {len(failed)} failed", "modules": done, "failed": failed}
     if failed:
         raise PartlyFailed(result["summary"] + ": " + "; ".join(f"{f['module']}: {f['error']}" for f in failed), result)
