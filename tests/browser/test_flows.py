@@ -577,3 +577,27 @@ def test_a_second_action_on_a_busy_module_says_why_and_keeps_the_first_in_view(s
     expect(job.locator(".job-status")).to_have_text("succeeded")
     expect(page.locator("h1 .badge")).to_have_text(re.compile("critical"))  # verified, not repaired
     assert [e for e in errors if "status of 409 (Conflict)" not in e] == []  # the refused request itself
+
+
+def test_an_operator_repairs_a_whole_branch_only_after_typing_its_name(site, page, errors):
+    login(page, site, "operator")
+    page.get_by_role("combobox", name="Branch").select_option("heliopolis")
+    page.get_by_role("button", name="Apply").click()
+    bulk = page.get_by_role("region", name="Whole branch heliopolis")
+    confirm = bulk.get_by_role("textbox", name=re.compile(r"^Rebuild every critical module: type the branch name"))
+    confirm.fill("helio")
+    bulk.get_by_role("button", name="Rebuild every critical module").click()
+    expect(page.get_by_role("status")).to_contain_text("Type the branch name “heliopolis” to confirm; nothing was done.")
+    expect(page).to_have_url(re.compile(r"/\?branch=heliopolis$"))
+
+    confirm.fill("heliopolis")
+    bulk.get_by_role("button", name="Rebuild every critical module").click()
+    expect(page).to_have_url(re.compile(r"/jobs/\d+/$"))
+    expect(page.locator(".job-status")).to_have_text("queued")
+    run_jobs()
+    expect(page.locator(".job-status")).to_have_text("succeeded")
+    job = page.locator(".job")
+    expect(job.get_by_role("progressbar", name="Progress")).to_have_attribute("value", "1.000")
+    expect(job).not_to_contain_text("now kds")  # no "in progress" words on a finished job
+    expect(job.get_by_role("listitem")).to_have_text([re.compile(r"^kds: rebuilt from \d+ events")])
+    assert errors == []
