@@ -8,14 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 from django.urls import reverse
 
 
 class Status(models.TextChoices):
-    HEALTHY = "healthy", "healthy"
-    WARNING = "warning", "warning"
-    CRITICAL = "critical", "critical"
-    GONE = "gone", "gone"
+    HEALTHY = "healthy", _("healthy")
+    WARNING = "warning", _("warning")
+    CRITICAL = "critical", _("critical")
+    GONE = "gone", _("gone")
 
 
 # Sort order "worst first" and the exit code of `manage.py scan` both follow this rank.
@@ -101,15 +102,15 @@ class Incident(models.Model):
     """A span of time during which a module was warning or critical."""
 
     class Source(models.TextChoices):
-        SCAN = "scan", "seen by the scan"
-        STORE_SERVER = "store-server", "backup left by the store server"
+        SCAN = "scan", _("seen by the scan")
+        STORE_SERVER = "store-server", _("backup left by the store server")
 
     class EndedHow(models.TextChoices):
-        RESOLVED = "resolved", "resolved"
-        STORE_SERVER = "recovered by the store server", "recovered by the store server"
-        GONE = "module disappeared", "module disappeared"
-        REBUILT = "rebuilt", "rebuilt"
-        ARCHIVED = "archived", "backups archived"
+        RESOLVED = "resolved", _("resolved")
+        STORE_SERVER = "recovered by the store server", _("recovered by the store server")
+        GONE = "module disappeared", _("module disappeared")
+        REBUILT = "rebuilt", _("rebuilt")
+        ARCHIVED = "archived", _("backups archived")
 
     module = models.ForeignKey(ModuleState, on_delete=models.CASCADE, related_name="incidents")
     opened_at = models.DateTimeField()
@@ -139,6 +140,11 @@ class Incident(models.Model):
         return self.ended_at is None
 
     @property
+    def ended_how_display(self) -> str:
+        """How the incident ended, in the page's language (free text recorded before is kept)."""
+        return str(dict(self.EndedHow.choices).get(self.ended_how, self.ended_how))
+
+    @property
     def code_list(self) -> list[str]:
         return self.codes.split()
 
@@ -151,9 +157,9 @@ class Backup(models.Model):
     """A backup file in a module's live folder (later also in the archive store)."""
 
     class State(models.TextChoices):
-        LIVE = "live", "live"
-        MISSING = "missing", "missing"
-        ARCHIVED = "archived", "archived"
+        LIVE = "live", _("live")
+        MISSING = "missing", _("missing")
+        ARCHIVED = "archived", _("archived")
 
     module = models.ForeignKey(ModuleState, on_delete=models.CASCADE, related_name="backups")
     name = models.CharField(max_length=255)
@@ -245,9 +251,9 @@ class ServerRecovery(models.Model):
     """
 
     class Outcome(models.TextChoices):
-        RECOVERED = "recovered", "recovered"
-        FAILED = "failed", "failed"
-        INCOMPLETE = "incomplete", "incomplete"
+        RECOVERED = "recovered", _("recovered")
+        FAILED = "failed", _("failed")
+        INCOMPLETE = "incomplete", _("incomplete")
 
     fingerprint = models.CharField(max_length=64, unique=True)
     at = models.DateTimeField(null=True, blank=True)
@@ -291,18 +297,18 @@ class Job(models.Model):
     """
 
     class Kind(models.TextChoices):
-        REBUILD = "rebuild", "rebuild meta"
-        VERIFY = "verify", "verify now"
-        ARCHIVE_BACKUPS = "archive_backups", "archive backups"
-        CLEAN_TEMP = "clean_temp", "clean temp files"
-        BULK_REBUILD = "bulk_rebuild", "rebuild every critical module of the branch"
-        BULK_ARCHIVE = "bulk_archive", "archive every backup of the branch"
+        REBUILD = "rebuild", _("rebuild meta")
+        VERIFY = "verify", _("verify now")
+        ARCHIVE_BACKUPS = "archive_backups", _("archive backups")
+        CLEAN_TEMP = "clean_temp", _("clean temp files")
+        BULK_REBUILD = "bulk_rebuild", _("rebuild every critical module of the branch")
+        BULK_ARCHIVE = "bulk_archive", _("archive every backup of the branch")
 
     class State(models.TextChoices):
-        QUEUED = "queued", "queued"
-        RUNNING = "running", "running"
-        SUCCEEDED = "succeeded", "succeeded"
-        FAILED = "failed", "failed"
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("running")
+        SUCCEEDED = "succeeded", _("succeeded")
+        FAILED = "failed", _("failed")
 
     ACTIVE = (State.QUEUED, State.RUNNING)
 
@@ -354,9 +360,9 @@ class Alert(models.Model):
     """One alert per status change of a module (not per scan): an outbox for the receivers."""
 
     class Event(models.TextChoices):
-        PROBLEM = "problem", "turned warning or critical"
-        RECOVERED = "recovered", "recovered"
-        GONE = "gone", "disappeared"
+        PROBLEM = "problem", _("turned warning or critical")
+        RECOVERED = "recovered", _("recovered")
+        GONE = "gone", _("disappeared")
 
     module = models.ForeignKey(ModuleState, on_delete=models.CASCADE, related_name="alerts")
     event = models.CharField(max_length=16, choices=Event.choices)

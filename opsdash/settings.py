@@ -172,6 +172,8 @@ MIDDLEWARE = [
     "opsdash.middleware.RejectNulBytesMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language: the switcher's cookie, else the browser's Accept-Language, else English.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -223,7 +225,16 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "opsdash:module_list"
 LOGOUT_REDIRECT_URL = "login"
 
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("ar", "العربية")]
+# Compiled catalogues (.mo) are committed: setup needs no gettext. Edit locale/*/LC_MESSAGES/django.po,
+# then `manage.py compilemessages` (needs gettext) and commit both.
+LOCALE_PATHS = [BASE_DIR / "locale"]
+# Date formats per language (ISO-like in English, Arabic month names in Arabic).
+FORMAT_MODULE_PATH = ["opsdash.formats"]
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 TIME_ZONE = env_str("OPSDASH_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
@@ -240,6 +251,7 @@ STORAGES = {
 _https = env_bool("DJANGO_HTTPS", False)
 SESSION_COOKIE_SECURE = _https
 CSRF_COOKIE_SECURE = _https
+LANGUAGE_COOKIE_SECURE = _https
 SECURE_SSL_REDIRECT = _https
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # probes often speak plain HTTP on the inside
 SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0)

@@ -17,7 +17,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.translation import gettext
 
 from eventstore.errors import EventStoreError
 
@@ -52,11 +53,17 @@ def _conflicts(host: str, branch: str, module: str):
 
 def _busy_message(other: Job | None) -> str:
     if other is None:
-        return "another action on this module has just started"
-    verb = "started" if other.status == Job.State.RUNNING else "requested"
-    at = timezone.localtime(other.started_at or other.created_at)
-    scope = f" on {other.branch}/{other.module}" if other.module else f" on the whole branch {other.branch}"
-    return f"a {other.get_kind_display()}{scope} {verb} by {other.requested_by} at {at:%Y-%m-%d %H:%M:%S} is still {other.status}"
+        return gettext("another action on this module has just started")
+    at = formats.date_format(timezone.localtime(other.started_at or other.created_at), "DATETIME_FORMAT")
+    values = {"kind": other.get_kind_display(), "branch": other.branch, "module": other.module, "user": other.requested_by,
+              "at": at, "status": other.get_status_display()}
+    if other.module:
+        if other.status == Job.State.RUNNING:
+            return gettext("a %(kind)s on %(branch)s/%(module)s started by %(user)s at %(at)s is still %(status)s") % values
+        return gettext("a %(kind)s on %(branch)s/%(module)s requested by %(user)s at %(at)s is still %(status)s") % values
+    if other.status == Job.State.RUNNING:
+        return gettext("a %(kind)s on the whole branch %(branch)s started by %(user)s at %(at)s is still %(status)s") % values
+    return gettext("a %(kind)s on the whole branch %(branch)s requested by %(user)s at %(at)s is still %(status)s") % values
 
 
 def _create(kind: str, host: str, branch: str, module: str, user: str, ip: str | None, params: dict) -> Job:

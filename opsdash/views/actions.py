@@ -8,6 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -51,7 +52,7 @@ def branch_action(request: HttpRequest, host: str, branch: str, kind: str) -> Ht
         raise Http404("no such branch")
     back = reverse("opsdash:module_list") + "?" + urlencode({"branch": branch})
     if request.POST.get("confirm", "").strip() != branch:
-        messages.error(request, f"Type the branch name “{branch}” to confirm; nothing was done.")
+        messages.error(request, gettext("Type the branch name “%(branch)s” to confirm; nothing was done.") % {"branch": branch})
         return redirect(back)
     try:
         job = request_job(kind, host, branch, "", request.user.get_username(), client_ip(request))

@@ -8,6 +8,8 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
@@ -16,22 +18,23 @@ from ..models import Job, ModuleState, ScanHost
 from ..services import queries
 from ..services.files import FilesUnavailable, meta_preview
 
-# (action, button label, confirmation question naming the module)
+# (action, button label, confirmation question naming the module, confirming button)
 ACTION_CHOICES = [
-    ("rebuild", "Rebuild meta", "Back up the meta and rebuild it from the log for"),
-    ("verify", "Verify now", "Check the files again now for"),
-    ("archive_backups", "Archive backups", "Move every backup out of the live folder (copied and verified first) for"),
-    ("clean_temp", "Clean temp files", "Remove the orphan temp files older than the grace period of"),
+    ("rebuild", _("Rebuild meta"), _("Back up the meta and rebuild it from the log for {module}?"), _("Yes, rebuild meta {module}")),
+    ("verify", _("Verify now"), _("Check the files again now for {module}?"), _("Yes, verify now {module}")),
+    ("archive_backups", _("Archive backups"), _("Move every backup out of the live folder (copied and verified first) for {module}?"),
+     _("Yes, archive backups {module}")),
+    ("clean_temp", _("Clean temp files"), _("Remove the orphan temp files older than the grace period of {module}?"), _("Yes, clean temp files {module}")),
 ]
 
 SORT_LABELS = {
-    "status": "worst first",
-    "branch": "branch",
-    "module": "module",
-    "events": "most events",
-    "last_event": "latest event",
-    "backups": "most backups",
-    "changed": "recently changed",
+    "status": _("worst first"),
+    "branch": _("branch"),
+    "module": _("module"),
+    "events": _("most events"),
+    "last_event": _("latest event"),
+    "backups": _("most backups"),
+    "changed": _("recently changed"),
 }
 
 
@@ -51,7 +54,7 @@ def module_list(request: HttpRequest) -> HttpResponse:
         "page": page,
         "rows": rows,
         "counts": queries.status_counts(),
-        "bulk_choices": [("opsdash:branch_rebuild_critical", "Rebuild every critical module"), ("opsdash:branch_archive_backups", "Archive every backup")],
+        "bulk_choices": [("opsdash:branch_rebuild_critical", _("Rebuild every critical module")), ("opsdash:branch_archive_backups", _("Archive every backup"))],
         "bulk_host": rows[0].host if rows else settings.OPSDASH_HOST_NAME,
         "branches": queries.branches(),
         "sorts": SORT_LABELS,
@@ -83,7 +86,11 @@ def module_detail(request: HttpRequest, host: str, branch: str, module: str) -> 
         "meta_error": meta_error,
         "backups": state.backups.all(),
         "incidents": state.incidents.select_related("backup").prefetch_related("server_recoveries"),
-        "actions": [(label, question, reverse(f"opsdash:module_{kind}", kwargs=state.key)) for kind, label, question in ACTION_CHOICES],
+        "actions": [
+            (label, format_html(str(question), module=format_html("<strong>{}/{}</strong>", state.branch, state.module)),
+             str(button).format(module=f"{state.branch}/{state.module}"), reverse(f"opsdash:module_{kind}", kwargs=state.key))
+            for kind, label, question, button in ACTION_CHOICES
+        ],
         "shown_job": _shown_job(request, state),
     }
     return render(request, "opsdash/module.html", ctx)

@@ -81,7 +81,7 @@ def test_an_operator_repairs_a_corrupt_module_and_sees_what_changed(site, page):
     expect(page.locator("#job-area progress")).to_be_visible()
     make_worker("pos-server-1", batch=True).run()  # the web process's worker thread, here in the test
     expect(page.locator("#job-area")).to_contain_text("succeeded", timeout=10_000)
-    expect(page.locator("#job-area")).to_contain_text("old meta backed up as events.meta.json.corrupted.")
+    expect(page.locator("#job-area")).to_contain_text("the old meta is backed up as events.meta.json.corrupted.")
     expect(page.locator("#job-area")).to_contain_text("lastAckId ← prefix")
     expect(page.locator("h1 .badge")).to_have_text("healthy")  # swapped in when the job ended
 
