@@ -64,43 +64,26 @@ def archive_folder_for(module: Module, archive_root: Path) -> Path:
 def archive_one(module: Module, name: str, archive_root: Path) -> ArchivedBackup:
     """Copy, fsync, verify sha256, and only then remove the original (caller holds the lock).
 
-    A crash at any point leaves the original in place, or a verified copy in the archive (and
-    maybe the original too: the next run finds the identical copy and finishes the move).
+    The copy is written to ``.<name>.partial`` in the archive folder, fsynced, and hard-linked
+    to ``<name>``: a file under the backup's own name is always a whole copy. A crash at any
+    point leaves the original in place, or a verified copy in the archive (and maybe the
+    original too: the next run finds the identical copy and finishes the move); a partial copy
+    left by a crash is replaced by the next run.
     """
     source = module._backup_path(name)
     dest_dir = archive_folder_for(module, archive_root)
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / name
-    src_sha, src_size = _sha256_of(source)
-    reused = False
+    partial = dest_dir / f".{name}.partial"
     try:
-        out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
-    except FileExistsError:
-        have_sha, _ = _sha256_of(dest)
-        if have_sha != src_sha:
-            raise ArchiveError(f"{dest} already exists with other content; original kept in place") from None
-        reused = True
-    else:
-        try:
-            try:
-                fd = open_nofollow(source)
-                try:
-                    while chunk := os.read(fd, 1 << 20):
-                        view = memoryview(chunk)
-                        while view:
-                            view = view[os.write(out, view) :]
-                finally:
-                    os.close(fd)
-                os.fsync(out)
-            finally:
-                os.close(out)
-            fsync_dir(dest_dir)
-        except BaseException:
-            try:
-                os.unlink(dest)
-            except FileNotFoundError:
-                pass
-            raise
+        os.unlink(partial)  # left by an interrupted run of ours: never a finished copy
+    except FileNotFoundError:
+        pass
+    src_sha, src_size = _sha256_of(source)
+    have_sha = _copy_in(source, partial, dest)  # None: our copy took the name
+    reused = have_sha is not None
+    if reused and have_sha != src_sha:
+        raise ArchiveError(f"{dest} already exists with other content; original kept in place")
     copy_sha, copy_size = _sha256_of(dest)
     if copy_sha != src_sha or copy_size != src_size:
         if not reused:
@@ -109,6 +92,34 @@ def archive_one(module: Module, name: str, archive_root: Path) -> ArchivedBackup
     os.unlink(source)
     fsync_dir(module.live_dir)
     return ArchivedBackup(name, str(dest), src_size, src_sha, reused)
+
+
+def _copy_in(source: Path, partial: Path, dest: Path) -> str | None:
+    """Copy ``source`` to ``dest`` through ``partial`` (fsynced, then hard-linked). Returns
+    None, or the sha256 of the file that already has the name ``dest`` (then nothing is linked:
+    an earlier run's copy, to compare)."""
+    out = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+    try:
+        try:
+            fd = open_nofollow(source)
+            try:
+                while chunk := os.read(fd, 1 << 20):
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(out, view) :]
+            finally:
+                os.close(fd)
+            os.fsync(out)
+        finally:
+            os.close(out)
+        try:
+            os.link(partial, dest)
+        except FileExistsError:
+            return _sha256_of(dest)[0]
+    finally:
+        os.unlink(partial)
+    fsync_dir(dest.parent)
+    return None
 
 
 def orphan_temps(module: Module, grace: float, now: float | None = None) -> list[tuple[str, float]]:

@@ -61,6 +61,33 @@ def _copy_owner_and_mode(fd: int, like: os.stat_result | None) -> None:
             pass
 
 
+def _write_temp(folder: Path, prefix: str, data: bytes, *, durable: bool, like: os.stat_result | None = None) -> Path:
+    """A new file ``folder/<prefix>.tmp.<ms>.<base36>`` holding all of ``data``, fsynced if
+    ``durable``, with the mode and owner of ``like``. On failure it is removed again."""
+    while True:
+        tmp = folder / f"{prefix}.tmp.{now_ms()}.{_random_token()}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            continue
+        break
+    try:
+        try:
+            _copy_owner_and_mode(fd, like)
+            _write_all(fd, data)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return tmp
+
+
 def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` atomically and (if ``durable``) durably.
 
@@ -78,24 +105,9 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
         old = None
     if old is not None and stat.S_ISLNK(old.st_mode):
         raise OSError(errno.ELOOP, "refusing to replace a symlink", str(path))
-    prefix = path.name
-    while True:
-        tmp_name = f"{prefix}.tmp.{now_ms()}.{_random_token()}"
-        tmp = folder / tmp_name
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except FileExistsError:
-            continue
-        break
+    tmp = _write_temp(folder, path.name, data, durable=durable, like=old)
     renamed = False
     try:
-        try:
-            _copy_owner_and_mode(fd, old)
-            _write_all(fd, data)
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
         os.replace(tmp, path)
         renamed = True
         if durable:
@@ -120,34 +132,26 @@ def create_exclusive(folder: Path, name_for, data: bytes, *, durable: bool = Tru
     """Create a new file ``folder/name_for(ms)`` holding ``data``; never overwrites anything.
 
     ``name_for`` maps epoch milliseconds to a file name; if the name is taken the next
-    millisecond is tried. The file is opened with ``O_EXCL``, written, fsynced, and the folder
-    fsynced, so a backup exists durably before the caller goes on to touch the original.
-    On failure the partly written file is removed (it was never a complete backup).
+    millisecond is tried. The data is written to a temp file (``events.meta.json.tmp.<ms>.<base36>``,
+    a name ``clean_temp`` knows) and fsynced, then hard-linked to the new name and the folder
+    fsynced, so a backup exists durably before the caller goes on to touch the original, and a
+    file with a backup's name is always a whole copy, even after a crash or a failed cleanup.
     """
-    ms = now_ms()
-    while True:
-        path = folder / name_for(ms)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except FileExistsError:
-            ms += 1
-            continue
-        break
+    tmp = _write_temp(folder, layout.META_NAME, data, durable=durable)
     try:
-        try:
-            _write_all(fd, data)
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        if durable:
-            fsync_dir(folder)
-    except BaseException:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        raise
+        ms = now_ms()
+        while True:
+            path = folder / name_for(ms)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                ms += 1
+                continue
+            break
+    finally:
+        os.unlink(tmp)
+    if durable:
+        fsync_dir(folder)
     return path
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import time
 from collections.abc import Callable
@@ -79,8 +80,14 @@ def _parseable_backups(module: Module, exclude: str | None) -> list[tuple[str, d
     for name in names:
         try:
             data, size = read_capped(module.live_dir / name, metamod.MAX_META_BYTES + 1)
-        except OSError:
-            continue
+        except (FileNotFoundError, IsADirectoryError):
+            continue  # archived meanwhile, or not a file
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                continue  # a symlink: never followed
+            # Any other error (EIO, EACCES) stops the rebuild: skipping the backup would
+            # silently lose what only it holds (lastAckId, client cursors) in the new meta.
+            raise
         if size > metamod.MAX_META_BYTES:
             continue
         value, err = metamod.parse(data)

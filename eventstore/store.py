@@ -491,6 +491,14 @@ class Module:
         return removed
 
     def _link_unique(self, base: str) -> Path:
+        log = os.stat(self.log_path, follow_symlinks=False)
+        if log.st_nlink > 1:
+            # An earlier rotate linked the log into history and failed before its unlink:
+            # finish that move rather than leave the day's events in two history files.
+            with os.scandir(self.history_dir) as it:
+                for entry in sorted(it, key=lambda e: e.name):
+                    if entry.is_file(follow_symlinks=False) and os.path.samestat(entry.stat(follow_symlinks=False), log):
+                        return Path(entry.path)
         stem = base[: -len(".log")]
         for n in range(10_000):
             target = self.history_dir / (base if n == 0 else f"{stem}-{n}.log")
@@ -517,9 +525,16 @@ class Module:
         fd = open_nofollow(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
+            written = 0
+            try:
+                while view:
+                    n = os.write(fd, view)
+                    written += n
+                    view = view[n:]
+            except BaseException:
+                if written:
+                    _cut_partial_append(fd, written)
+                raise
             if self.store.fsync:
                 os.fsync(fd)
         finally:
@@ -617,6 +632,20 @@ class Module:
         changed = total != meta["totalEvents"] or bool(newer)
         meta["totalEvents"] = total
         return changed
+
+
+def _cut_partial_append(fd: int, written: int) -> None:
+    """After a write that failed part way (a full disk takes what fits, then ENOSPC), cut the
+    part of the line that was written, so the log does not end in a torn line that the next
+    writer (the Node server too, which does not repair) would glue its event onto. Only when
+    nothing was appended after it; best effort: if it fails, the torn tail stays for the next
+    writer's repair (saved in a ``events.log.torn.<ms>.bak``)."""
+    try:
+        end = os.lseek(fd, 0, os.SEEK_CUR)  # O_APPEND: just past the bytes we wrote
+        if os.fstat(fd).st_size == end:
+            os.ftruncate(fd, end - written)
+    except OSError:
+        pass
 
 
 def _preview(path: Path, limit: int) -> FilePreview:
