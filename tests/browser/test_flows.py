@@ -418,9 +418,19 @@ def test_keyboard_only_log_in_open_a_module_and_rebuild_it(site, page, errors):
 
     page.keyboard.press("Space")  # on "Yes, rebuild meta dar/pos"
     expect(page.locator("#job-area .job-status")).to_have_text("queued")
+
+    # The job area is replaced every second while the job runs: focus on its link must survive that.
+    link = tab_to(page, lambda f: re.fullmatch(r"job \d+", f["text"]) is not None)
+    with page.expect_response(lambda r: re.search(r"/jobs/\d+/$", r.url) is not None):
+        pass  # one poll
+    page.wait_for_function("() => !document.querySelector('.htmx-settling, .htmx-swapping')")
+    assert focused(page) == link
     run_jobs()
     expect(page.locator("#job-area .job-status")).to_have_text("succeeded")
-    expect(page.locator("h1 .badge")).to_have_text("healthy")
+    expect(page.locator("h1 .badge")).to_have_text(re.compile("healthy"))
+    assert focused(page) == link
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/jobs/\d+/$"))
     assert errors == []
 
 
