@@ -616,3 +616,44 @@ def test_an_operator_repairs_a_whole_branch_only_after_typing_its_name(site, pag
     expect(job).not_to_contain_text("now kds")  # no "in progress" words on a finished job
     expect(job.get_by_role("listitem")).to_have_text([re.compile(r"^kds: rebuilt from \d+ events")])
     assert errors == []
+
+
+def test_the_overview_refresh_never_takes_away_what_the_operator_is_doing(site, page, settings, errors):
+    settings.OPSDASH_REFRESH_SECONDS = 1
+    login(page, site, "operator")
+    page.goto(f"{site}/?branch=dar")
+
+    def refreshed(within: float) -> bool:
+        try:
+            with page.expect_request(lambda r: r.url.endswith("/?branch=dar") and r.headers.get("hx-request") == "true",
+                                     timeout=within * 1000):
+                pass
+        except Exception:  # Playwright's TimeoutError
+            return False
+        return True
+
+    assert refreshed(3)  # the table keeps itself current
+
+    # An open confirmation stays open, and the refresh waits for it.
+    row = page.get_by_role("row").filter(has_text="meta_corrupt")
+    row.get_by_text("Rebuild…").click()
+    yes = row.get_by_role("button", name="Yes, rebuild meta dar/pos")
+    expect(yes).to_be_visible()
+    assert not refreshed(2.5)
+    expect(yes).to_be_visible()
+    row.get_by_text("Rebuild…").click()  # closed again
+    expect(yes).to_be_hidden()
+
+    # Half-typed confirmation of a whole-branch action, with focus in it.
+    field = page.get_by_role("textbox", name=re.compile(r"^Archive every backup: type the branch name"))
+    field.click()
+    page.keyboard.type("da")
+    assert not refreshed(2.5)
+    expect(field).to_have_value("da")
+    expect(field).to_be_focused()
+
+    # Done with it: the refresh resumes.
+    field.fill("")
+    page.get_by_role("heading", level=1).click()
+    assert refreshed(3)
+    assert errors == []
