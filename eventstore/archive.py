@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import layout
 from .errors import EventStoreError
-from .fileio import fsync_dir, open_nofollow
+from .fileio import fsync_dir, make_dirs, open_nofollow
 
 if TYPE_CHECKING:
     from .store import Module
@@ -72,7 +72,7 @@ def archive_one(module: Module, name: str, archive_root: Path) -> ArchivedBackup
     """
     source = module._backup_path(name)
     dest_dir = archive_folder_for(module, archive_root)
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(dest_dir)  # a new archive folder is fsynced into its parent before the copy
     dest = dest_dir / name
     partial = dest_dir / f".{name}.partial"
     try:

@@ -36,6 +36,28 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def make_dirs(path: Path, *, durable: bool = True) -> None:
+    """``mkdir -p path``; with ``durable``, fsync the parent of every folder it creates.
+
+    A file fsynced in a new folder is not safe until the folder's own entry is: after a power
+    loss the folder (with the file) may be gone. So each folder created here is made durable in
+    its parent before the caller writes into it. Folders that already exist are left alone.
+    """
+    missing = []
+    p = Path(path)
+    while not os.path.isdir(p) and p.parent != p:
+        missing.append(p)
+        p = p.parent
+    for p in reversed(missing):
+        try:
+            os.mkdir(p)
+        except FileExistsError:
+            if not os.path.isdir(p):
+                raise
+        if durable:
+            fsync_dir(p.parent)
+
+
 def _random_token() -> str:
     n = secrets.randbits(52)
     out = []

@@ -22,7 +22,7 @@ from . import meta as metamod
 from .archive import ArchivedBackup, RemovedTemp, archive_one, orphan_temps
 from .checks import check_module
 from .errors import CorruptEntry, EventStoreError, InvalidName, RootError
-from .fileio import ModuleLock, Stamp, atomic_write, create_exclusive, fsync_dir, open_nofollow, read_capped
+from .fileio import ModuleLock, Stamp, atomic_write, create_exclusive, fsync_dir, make_dirs, open_nofollow, read_capped
 from .health import Health
 from .rebuild import RebuildReport, fresh_meta, iso_now, rebuild_locked
 from .rebuild import today as utc_today
@@ -424,8 +424,9 @@ class Module:
         """The daily rotation: when the meta's ``currentDay`` is not ``today`` (UTC date by
         default), move events.log to ``history/events/<currentDay>-<lastEventAt>.log`` (Node's
         naming; never overwriting: a taken name gets ``-1``, ``-2`` ...) and restart the meta at
-        totalEvents 0 with ``lastClosedDate`` = the old day. Locked; the move is a hard link then
-        an unlink, both folders fsynced. Returns the history file, or None when nothing moved.
+        totalEvents 0 with ``lastClosedDate`` = the old day. Locked; the move is a hard link (the
+        history folder fsynced) then an unlink (the live folder fsynced), so a power loss never
+        keeps the unlink without the link. Returns the history file, or None when nothing moved.
         """
         day = today or utc_today()
         self._ensure_dir()
@@ -439,11 +440,12 @@ class Module:
                 old_day = meta.get("currentDay") if isinstance(meta.get("currentDay"), str) else day
                 stamp = meta.get("lastEventAt") if isinstance(meta.get("lastEventAt"), str) else iso_now()
                 base = layout.rotated_log_name(old_day, stamp)
-                self.history_dir.mkdir(parents=True, exist_ok=True)
+                make_dirs(self.history_dir, durable=self.store.fsync)
                 moved = self._link_unique(base)
+                if self.store.fsync:
+                    fsync_dir(self.history_dir)  # the history name is durable before the live one goes
                 os.unlink(self.log_path)
                 if self.store.fsync:
-                    fsync_dir(self.history_dir)
                     fsync_dir(self.live_dir)
             meta.update(
                 totalEvents=0,
@@ -513,7 +515,7 @@ class Module:
 
     def _ensure_dir(self) -> None:
         if not self.live_dir.is_dir():
-            self.live_dir.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.live_dir, durable=self.store.fsync)  # new folders survive a power loss
 
     def _write_meta(self, meta: dict[str, Any]) -> None:
         self._meta_cache = None
@@ -522,7 +524,12 @@ class Module:
         self._meta_cache = (data, meta)
 
     def _append_bytes(self, data: bytes) -> None:
-        fd = open_nofollow(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            fd = open_nofollow(self.log_path, os.O_WRONLY | os.O_APPEND)
+            created = False
+        except FileNotFoundError:
+            fd = open_nofollow(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            created = True
         try:
             view = memoryview(data)
             written = 0
@@ -539,6 +546,8 @@ class Module:
                 os.fsync(fd)
         finally:
             os.close(fd)
+        if created and self.store.fsync:
+            fsync_dir(self.live_dir)  # a new log's name is durable before the meta counts its events
 
     def _repair_torn_tail(self) -> None:
         """Make the log end at a line boundary: a complete event missing its newline gets it; an
