@@ -3,7 +3,7 @@
 Pure Python (standard library + orjson); never imports Django.
 """
 
-from .errors import ConcurrentModification, CorruptEntry, EventStoreError, InvalidName, RootError, StoreBusy
+from .errors import ConcurrentModification, CorruptEntry, EventStoreError, InvalidName, OutsideRoot, RootError, StoreBusy
 from .health import CODES, SEVERITIES, STATUSES, Finding, Health, ModuleStats
 from .rebuild import RebuildReport
 from .store import BackupInfo, EventStore, FilePreview, Module
@@ -23,6 +23,7 @@ __all__ = [
     "InvalidName",
     "Module",
     "ModuleStats",
+    "OutsideRoot",
     "RebuildReport",
     "RootError",
     "StoreBusy",

@@ -25,3 +25,8 @@ class ConcurrentModification(EventStoreError):
 
 class CorruptEntry(EventStoreError, ValueError):
     """An event passed to ``append_event`` cannot be written (not an object, not JSON-serialisable)."""
+
+
+class OutsideRoot(EventStoreError):
+    """A symlink on the way to a module's folder leads outside the data root: never followed,
+    neither for reading nor for writing (``check()`` reports it as ``unreadable``)."""

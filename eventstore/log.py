@@ -21,6 +21,10 @@ from .fileio import open_nofollow
 
 CHUNK = 1 << 20
 SAMPLE_LIMIT = 100
+# A line longer than this (a run of NUL bytes left by a crash, a runaway writer) is a bad line
+# whose bytes are skipped, not kept: memory and time stay linear in the file whatever it holds.
+MAX_LINE_BYTES = 16 << 20
+LONG_LINE_KEPT = 120  # the start of an overlong line that is kept for its preview
 # Sequence numbers above this are not tracked for duplicates/gaps (the bitmap would be > 16 MiB).
 MAX_TRACKED_SEQUENCE = 1 << 27
 CURSOR_KEYS = ("key", "id", "uuid", "uid")
@@ -48,11 +52,24 @@ def iter_raw_lines(path: Path, start: int = 0, first_lineno: int = 1, progress=N
         pending_offset = start
         lineno = first_lineno
         read = 0
+        long_length = -1  # >= 0 while skipping the rest of a line longer than MAX_LINE_BYTES
         while True:
             chunk = os.read(fd, CHUNK)
             if not chunk:
                 break
             read += len(chunk)
+            if long_length >= 0:
+                nl = chunk.find(b"\n")
+                if nl < 0:
+                    long_length += len(chunk)
+                    if progress is not None:
+                        progress(read)
+                    continue
+                yield RawLine(lineno, pending_offset, pending, True)  # its start only: it does not parse
+                lineno += 1
+                pending_offset += long_length + nl + 1
+                pending, long_length = b"", -1
+                chunk = chunk[nl + 1 :]
             buf = pending + chunk if pending else chunk
             base = pending_offset
             pos = 0
@@ -69,9 +86,11 @@ def iter_raw_lines(path: Path, start: int = 0, first_lineno: int = 1, progress=N
                 pos = nl + 1
             pending = buf[pos:]
             pending_offset = base + pos
+            if len(pending) > MAX_LINE_BYTES:
+                pending, long_length = pending[:LONG_LINE_KEPT], len(pending)
             if progress is not None:
                 progress(read)
-        if pending.strip():
+        if long_length >= 0 or pending.strip():
             yield RawLine(lineno, pending_offset, pending, False)
     finally:
         os.close(fd)
@@ -340,11 +359,26 @@ def scan_range(path: str, start: int, end: int, progress=None) -> LogSummary:
         os.lseek(fd, start, os.SEEK_SET)
         pos = start
         pending = b""
+        long_length = -1  # >= 0 while skipping the rest of a line longer than MAX_LINE_BYTES
         while pos < end:
             chunk = os.read(fd, min(CHUNK, end - pos))
             if not chunk:
                 break
             pos += len(chunk)
+            if long_length >= 0:
+                nl = chunk.find(b"\n")
+                if nl < 0:
+                    long_length += len(chunk)
+                    if progress is not None:
+                        progress(pos - start)
+                    continue
+                long_length += nl
+                lineno += 1
+                nonblank += 1
+                part.add_bad(RawLine(lineno, offset, pending, True), f"line is longer than {MAX_LINE_BYTES} bytes ({long_length} bytes); not read")
+                offset += long_length + 1
+                pending, long_length = b"", -1
+                chunk = chunk[nl + 1 :]
             lines = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
             pending = lines.pop()
             for raw in lines:
@@ -389,8 +423,15 @@ def scan_range(path: str, start: int, end: int, progress=None) -> LogSummary:
                         part.duplicates.append(seq)
                 else:
                     seen[byte] |= bit
+            if len(pending) > MAX_LINE_BYTES:
+                pending, long_length = pending[:LONG_LINE_KEPT], len(pending)
             if progress is not None:
                 progress(pos - start)
+        if long_length >= 0:  # the file ends inside an overlong line: a torn tail that cannot parse
+            lineno += 1
+            nonblank += 1
+            part.torn_tail = {"offset": offset, "length": long_length, "line": lineno, "parses": False}
+            pending = b""
         if pending[-1:] == b"\r":
             pending = pending[:-1]
         if pending and not pending.isspace():

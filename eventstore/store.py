@@ -21,7 +21,7 @@ from . import log as logmod
 from . import meta as metamod
 from .archive import ArchivedBackup, RemovedTemp, archive_one, orphan_temps
 from .checks import check_module
-from .errors import CorruptEntry, EventStoreError, InvalidName, RootError
+from .errors import CorruptEntry, EventStoreError, InvalidName, OutsideRoot, RootError
 from .fileio import ModuleLock, Stamp, atomic_write, create_exclusive, fsync_dir, make_dirs, open_nofollow, read_capped
 from .health import Health
 from .rebuild import RebuildReport, fresh_meta, iso_now, rebuild_locked
@@ -235,6 +235,12 @@ class Module:
                 return True  # nothing there: nothing outside either
         return True
 
+    def _require_contained(self) -> None:
+        """Raise OutsideRoot when a symlinked branch, module or live folder leads outside the
+        data root: every read and write of the module's files goes through here first."""
+        if not self.contained():
+            raise OutsideRoot(f"{self.branch}/{self.name}: its folder is a symlink that leads outside the data root; not followed")
+
     def listing(self) -> Listing:
         """Classify the live folder's files; symlinks are listed apart and never followed."""
         return _classify(self._live)
@@ -253,6 +259,7 @@ class Module:
     def read_events(self) -> Iterator[dict[str, Any]]:
         """Stream the log's events in order, in constant memory. Lines that do not parse as an
         event (and a torn last line that does not) are skipped; ``check()`` reports them."""
+        self._require_contained()
         if not self.log_path.exists():
             return
         for raw in logmod.iter_raw_lines(self.log_path):
@@ -262,7 +269,10 @@ class Module:
 
     def backups(self) -> list[BackupInfo]:
         """Backups in the live folder (meta backups and torn-log fragments), oldest first, each
-        with size, sha256 and whether it parses. Read-only."""
+        with size, sha256 and whether it parses. Read-only. Empty when the folder leads outside
+        the data root (a symlink, not followed)."""
+        if not self.contained():
+            return []
         out = []
         for name in self.listing().backups:
             try:
@@ -300,6 +310,7 @@ class Module:
         layout.check_name(name, "backup name")
         if not layout.backup_kind(name):
             raise InvalidName(f"{name!r} is not a backup file name")
+        self._require_contained()
         return self.live_dir / name
 
     def open_backup(self, name: str) -> IO[bytes]:
@@ -308,7 +319,9 @@ class Module:
         return os.fdopen(fd, "rb")
 
     def preview_meta(self, limit: int = PREVIEW_LIMIT) -> FilePreview:
-        """The start of the meta, and where it stops being valid JSON. Raises FileNotFoundError."""
+        """The start of the meta, and where it stops being valid JSON. Raises FileNotFoundError
+        (or OutsideRoot)."""
+        self._require_contained()
         return _preview(self.meta_path, limit)
 
     def preview_backup(self, name: str, limit: int = PREVIEW_LIMIT) -> FilePreview:
@@ -329,6 +342,7 @@ class Module:
         """
         if not isinstance(entry, dict):
             raise CorruptEntry("an event must be a JSON object")
+        self._require_contained()
         self._ensure_dir()
         with self._lock.hold():
             known = self._log_stamp is not None and Stamp.of(self.log_path) == self._log_stamp
@@ -377,6 +391,7 @@ class Module:
         :meth:`rebuild`); a meta that lags the log is rolled forward; a missing one is created.
         Holds the module lock when it writes.
         """
+        self._require_contained()
         if not self.exists():
             raise EventStoreError(f"{self.branch}/{self.name}: no such module")
         with self._lock.hold():
@@ -390,6 +405,7 @@ class Module:
         """
         if not isinstance(patch, dict):
             raise EventStoreError("a meta patch must be a JSON object")
+        self._require_contained()
         self._ensure_dir()
         with self._lock.hold():
             meta = self._current_meta()
@@ -415,6 +431,7 @@ class Module:
         rebuild starts over, and after ``retries`` raises ConcurrentModification having
         overwritten nothing. The new meta is written atomically and durably, under the lock.
         """
+        self._require_contained()
         if not self.exists():
             raise EventStoreError(f"{self.branch}/{self.name}: no such module")
         with self._lock.hold():
@@ -429,6 +446,7 @@ class Module:
         keeps the unlink without the link. Returns the history file, or None when nothing moved.
         """
         day = today or utc_today()
+        self._require_contained()
         self._ensure_dir()
         with self._lock.hold():
             self._repair_torn_tail()
@@ -465,6 +483,7 @@ class Module:
         sha256 against the original, and only then unlink the original and fsync the live
         folder. Any failure raises with the original still in place (never lost). Locked.
         """
+        self._require_contained()
         with self._lock.hold():
             todo = self.listing().backups if names is None else [self._backup_path(n).name for n in names]
             return [archive_one(self, name, Path(archive_root)) for name in todo]
@@ -479,6 +498,7 @@ class Module:
         none of our own writers is mid-write; the grace period covers the Node server's."""
         grace = self.store.temp_grace if grace is None else grace
         removed = []
+        self._require_contained()
         with self._lock.hold():
             for name, age in orphan_temps(self, grace):
                 path = self.live_dir / name
@@ -658,10 +678,13 @@ def _cut_partial_append(fd: int, written: int) -> None:
 
 
 def _preview(path: Path, limit: int) -> FilePreview:
-    data, size = read_capped(path, max(limit, PREVIEW_PARSE_LIMIT))
+    # A file too large to validate is read only as far as it is shown (a page view of a 50 MB
+    # meta reads 64 KiB, not 8 MiB).
+    too_big = os.stat(path, follow_symlinks=False).st_size > PREVIEW_PARSE_LIMIT
+    data, size = read_capped(path, limit if too_big else max(limit, PREVIEW_PARSE_LIMIT))
     shown = data[:limit]
     text = metamod.decode_text(shown)
-    if size > PREVIEW_PARSE_LIMIT:
+    if size > PREVIEW_PARSE_LIMIT or len(data) < size:  # too big, or it grew since the stat
         return FilePreview(text, size, size > limit, None, None)
     value, err = metamod.parse(data)
     if err is None and not isinstance(value, dict):

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.utils.translation import gettext
 
 from eventstore import FilePreview, Module, layout
-from eventstore.errors import EventStoreError, InvalidName
+from eventstore.errors import EventStoreError, InvalidName, OutsideRoot
 from eventstore.fileio import open_nofollow
 
 from ..models import Backup, BackupBlob, ModuleState
@@ -84,6 +84,8 @@ def meta_preview(state: ModuleState) -> PreviewView:
     module = live_module(state)
     try:
         return _view(module.preview_meta())
+    except OutsideRoot as exc:
+        raise FilesUnavailable(str(exc)) from None
     except FileNotFoundError:
         raise FilesUnavailable(gettext("there is no events.meta.json")) from None
     except OSError as exc:
@@ -96,6 +98,8 @@ def backup_preview(backup: Backup) -> PreviewView:
     module = live_module(backup.module)
     try:
         return _view(module.preview_backup(backup.name))
+    except OutsideRoot as exc:
+        raise FilesUnavailable(str(exc)) from None
     except (FileNotFoundError, EventStoreError):
         raise FilesUnavailable(gettext("%(name)s is no longer in the live folder") % {"name": backup.name}) from None
     except OSError as exc:
@@ -116,7 +120,10 @@ def archived_backup_path(backup: Backup) -> Path:
         raise FilesUnavailable(str(exc)) from None
     if not layout.backup_kind(name):
         raise FilesUnavailable(f"{name!r} is not a backup file name")
-    return Path(root).joinpath(*parts, name)
+    path = Path(root).joinpath(*parts, name)
+    if not layout.is_inside(Path(root), path):  # a symlinked branch or module folder in the archive
+        raise FilesUnavailable(f"{name} is behind a symlink that leads outside the archive; not followed")
+    return path
 
 
 def open_backup(backup: Backup) -> IO[bytes]:
@@ -141,7 +148,7 @@ def open_backup(backup: Backup) -> IO[bytes]:
     module = live_module(backup.module)
     try:
         return module.open_backup(backup.name)
-    except InvalidName as exc:
+    except (InvalidName, OutsideRoot) as exc:
         raise FilesUnavailable(str(exc)) from None
     except (FileNotFoundError, EventStoreError):
         raise FilesUnavailable(gettext("%(name)s is no longer in the live folder") % {"name": backup.name}) from None
