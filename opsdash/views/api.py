@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from django.contrib.auth.decorators import login_not_required
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
@@ -15,6 +16,9 @@ from django.views.decorators.http import require_GET
 from ..models import ModuleState
 from ..services import queries
 from ..services.serialize import module_full, module_summary
+
+
+API_PAGE_SIZE = 500
 
 
 def json_response(data: Any, status: int = 200) -> HttpResponse:
@@ -35,8 +39,22 @@ def api_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpR
 @require_GET
 @api_login_required
 def api_module_list(request: HttpRequest) -> HttpResponse:
+    """The overview's filters, ``API_PAGE_SIZE`` modules a page (``?page=N``, ``next`` and
+    ``previous`` are absolute URLs or null): a response stays bounded however many modules."""
     filters = queries.ModuleFilters.from_query(request.GET)
-    return json_response({"modules": [module_summary(request, m) for m in queries.modules(filters)]})
+    page = Paginator(queries.modules(filters), API_PAGE_SIZE).get_page(request.GET.get("page"))
+
+    def link(number: int) -> str:
+        return request.build_absolute_uri("?" + filters.as_query(page=str(number)))
+
+    return json_response({
+        "modules": [module_summary(request, m) for m in page.object_list],
+        "count": page.paginator.count,
+        "page": page.number,
+        "pages": page.paginator.num_pages,
+        "next": link(page.next_page_number()) if page.has_next() else None,
+        "previous": link(page.previous_page_number()) if page.has_previous() else None,
+    })
 
 
 @require_GET
