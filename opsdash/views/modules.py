@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.shortcuts import get_object_or_404, render
@@ -72,6 +73,31 @@ def _shown_job(request: HttpRequest, state: ModuleState) -> Job | None:
     return job or state.jobs.filter(status__in=Job.ACTIVE).first()
 
 
+# A module's backups and incidents are shown this many to a page (the Node server leaves a new
+# backup per failed recovery: thousands of rows made one page view take seconds).
+MODULE_LIST_ROWS = 100
+
+
+@dataclass(frozen=True)
+class ListPages:
+    page: Page
+    prev: str
+    next: str
+
+
+def _list_pages(request: HttpRequest, qs, param: str, anchor: str) -> ListPages:
+    """One page of a module page's list, ``?<param>=N``; the links keep the other parameters."""
+    page = Paginator(qs, MODULE_LIST_ROWS).get_page(request.GET.get(param))
+
+    def link(number: int) -> str:
+        query = request.GET.copy()
+        query[param] = str(number)
+        return f"?{query.urlencode()}#{anchor}"
+
+    return ListPages(page, link(page.previous_page_number()) if page.has_previous() else "",
+                     link(page.next_page_number()) if page.has_next() else "")
+
+
 @require_GET
 def module_detail(request: HttpRequest, host: str, branch: str, module: str) -> HttpResponse:
     state = get_object_or_404(ModuleState, host=host, branch=branch, module=module)
@@ -79,13 +105,17 @@ def module_detail(request: HttpRequest, host: str, branch: str, module: str) -> 
         meta, meta_error = meta_preview(state), None
     except FilesUnavailable as exc:
         meta, meta_error = None, str(exc)
+    backup_pages = _list_pages(request, state.backups.all(), "backups", "backups-h")
+    incident_pages = _list_pages(request, state.incidents.select_related("backup").prefetch_related("server_recoveries"), "incidents", "incidents-h")
     ctx = {
         "state": state,
         "heartbeat": ScanHost.objects.filter(host=state.host).first(),
         "meta": meta,
         "meta_error": meta_error,
-        "backups": state.backups.all(),
-        "incidents": state.incidents.select_related("backup").prefetch_related("server_recoveries"),
+        "backups": backup_pages.page.object_list,
+        "backup_pages": backup_pages,
+        "incidents": incident_pages.page.object_list,
+        "incident_pages": incident_pages,
         "actions": [
             (label, format_html(str(question), module=format_html("<strong>{}/{}</strong>", state.branch, state.module)),
              str(button).format(module=f"{state.branch}/{state.module}"), reverse(f"opsdash:module_{kind}", kwargs=state.key))
