@@ -12,6 +12,20 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...services.ingest import ingest
 
+# eventstore.serverlog keeps the first 2,000 characters of a line; the rest of a longer one is
+# skipped while reading, so a log with a huge line (a run of NUL bytes, a dumped payload) costs
+# no memory (iterating the file would hold the whole line).
+MAX_LINE_BYTES = 64 * 1024
+
+
+def capped_lines(fh: IO[bytes], limit: int = MAX_LINE_BYTES):
+    """The file's lines, each cut to ``limit`` bytes."""
+    while line := fh.readline(limit):
+        if len(line) == limit and not line.endswith(b"\n"):
+            while (rest := fh.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+        yield line
+
 
 class Command(BaseCommand):
     help = (
@@ -28,7 +42,7 @@ class Command(BaseCommand):
         path, host = options["file"], options["host"] or settings.OPSDASH_HOST_NAME
         try:
             with self._open(path) as lines:
-                report = ingest(lines, source=path, host=host, year=options["year"])
+                report = ingest(capped_lines(lines), source=path, host=host, year=options["year"])
         except (OSError, EOFError) as exc:
             raise CommandError(f"ingest_logs: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
         self.stdout.write(report.summary())
