@@ -17,7 +17,8 @@ class RejectNulBytesMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, vs in request.GET.lists() for v in vs):
             return HttpResponseBadRequest("NUL bytes are not allowed in a request", content_type="text/plain")
-        if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
-            if any("\x00" in v for vs in request.POST.lists() for v in vs[1]):
+        # Forms come url-encoded or, from scripts and the test client, as multipart: both are checked.
+        if request.method == "POST" and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            if any("\x00" in k or any("\x00" in v for v in vs) for k, vs in request.POST.lists()):
                 return HttpResponseBadRequest("NUL bytes are not allowed in a request", content_type="text/plain")
         return self.get_response(request)
