@@ -108,7 +108,7 @@ def parse(lines: Iterable[str | bytes], year: int | None = None) -> Iterator[Rec
     current: Recovery | None = None
     for lineno, raw in enumerate(lines, start=1):
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        text = text.rstrip("\r\n")[:MAX_LINE]
+        text = text.rstrip("\r\n")[:MAX_LINE].replace("\x00", "\ufffd")  # NUL bytes: no text store keeps them
         pos = text.find(TAG)
         if pos < 0:
             continue
