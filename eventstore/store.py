@@ -682,6 +682,12 @@ def _preview(path: Path, limit: int) -> FilePreview:
     # meta reads 64 KiB, not 8 MiB).
     too_big = os.stat(path, follow_symlinks=False).st_size > PREVIEW_PARSE_LIMIT
     data, size = read_capped(path, limit if too_big else max(limit, PREVIEW_PARSE_LIMIT))
+    return preview_data(data, size, limit)
+
+
+def preview_data(data: bytes, size: int, limit: int = PREVIEW_LIMIT) -> FilePreview:
+    """A preview of a file's first bytes ``data`` (at most ``max(limit, PREVIEW_PARSE_LIMIT)``
+    of them are needed) when the whole file is ``size`` bytes: e.g. an archived copy."""
     shown = data[:limit]
     text = metamod.decode_text(shown)
     if size > PREVIEW_PARSE_LIMIT or len(data) < size:  # too big, or it grew since the stat

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.utils.translation import gettext
 
 from eventstore import FilePreview, Module, layout
+from eventstore.store import PREVIEW_LIMIT, PREVIEW_PARSE_LIMIT, preview_data
 from eventstore.errors import EventStoreError, InvalidName, OutsideRoot
 from eventstore.fileio import open_nofollow
 
@@ -93,6 +94,8 @@ def meta_preview(state: ModuleState) -> PreviewView:
 
 
 def backup_preview(backup: Backup) -> PreviewView:
+    if backup.state == Backup.State.ARCHIVED:
+        return _view(_archived_preview(backup))
     if backup.state != Backup.State.LIVE:
         raise FilesUnavailable(gettext("the backup is %(state)s, not in the live folder") % {"state": backup.get_state_display()})
     module = live_module(backup.module)
@@ -104,6 +107,25 @@ def backup_preview(backup: Backup) -> PreviewView:
         raise FilesUnavailable(gettext("%(name)s is no longer in the live folder") % {"name": backup.name}) from None
     except OSError as exc:
         raise FilesUnavailable(gettext("%(name)s cannot be read: %(error)s") % {"name": backup.name, "error": exc.strerror or exc}) from None
+
+
+def _archived_preview(backup: Backup) -> FilePreview:
+    """An archived backup's preview: from the archive on this host (reading only what is shown,
+    as for a live file), else from the database's verified copy."""
+    if backup.module.host == settings.OPSDASH_HOST_NAME:
+        try:
+            fd = open_nofollow(archived_backup_path(backup))
+        except OSError:
+            fd = None  # not in this host's archive (moved, or archived elsewhere): try the database
+        if fd is not None:
+            with os.fdopen(fd, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                data = fh.read(PREVIEW_LIMIT if size > PREVIEW_PARSE_LIMIT else PREVIEW_PARSE_LIMIT + 1)
+            return preview_data(data, size)
+    with open_backup(backup) as fh:  # the database's copy (sha256 checked), or a clear error
+        data = fh.read(PREVIEW_PARSE_LIMIT + 1)
+        size = fh.getbuffer().nbytes if isinstance(fh, io.BytesIO) else os.fstat(fh.fileno()).st_size
+    return preview_data(data, size)
 
 
 def archived_backup_path(backup: Backup) -> Path:
@@ -134,15 +156,15 @@ def open_backup(backup: Backup) -> IO[bytes]:
         if blob is not None:  # kept in the database: any host can serve it
             data = bytes(blob.data)
             if hashlib.sha256(data).hexdigest() != blob.sha256:
-                raise FilesUnavailable(f"the stored copy of {backup.name} does not match its sha256")
+                raise FilesUnavailable(gettext("the stored copy of %(name)s does not match its sha256") % {"name": backup.name})
             return io.BytesIO(data)
         if backup.module.host != settings.OPSDASH_HOST_NAME:
-            raise FilesUnavailable(f"the archive is on host {backup.module.host}; this dashboard runs on {settings.OPSDASH_HOST_NAME}")
+            raise FilesUnavailable(gettext("the archive is on host %(host)s; this dashboard runs on %(here)s") % {"host": backup.module.host, "here": settings.OPSDASH_HOST_NAME})
         path = archived_backup_path(backup)
         try:
             return os.fdopen(open_nofollow(path), "rb")
         except OSError as exc:
-            raise FilesUnavailable(f"{backup.name} cannot be read from the archive: {exc.strerror or exc}") from None
+            raise FilesUnavailable(gettext("%(name)s cannot be read from the archive: %(error)s") % {"name": backup.name, "error": exc.strerror or exc}) from None
     if backup.state != Backup.State.LIVE:
         raise FilesUnavailable(gettext("the backup is %(state)s, not in the live folder") % {"state": backup.get_state_display()})
     module = live_module(backup.module)

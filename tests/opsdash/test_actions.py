@@ -279,3 +279,24 @@ def test_bulk_archive_moves_every_backup_of_the_branch(broken, store, operator_c
     assert job.status == "succeeded" and "2 module(s) archived, 0 failed" == job.result["summary"]
     assert set(Backup.objects.values_list("state", flat=True)) == {"archived"}
     assert sorted(AuditEntry.objects.filter(action="archive_backups").values_list("module", flat=True)) == ["kds", "pos"]
+
+
+def test_an_archived_backup_is_previewed_from_the_archive_or_from_the_database(broken, operator_client, settings):
+    operator_client.post(_url("rebuild"))
+    _run_queue()
+    name = Job.objects.get().result["backup"]
+    operator_client.post(_url("archive_backups"))
+    _run_queue()
+    backup = Backup.objects.get(name=name)
+    assert backup.state == Backup.State.ARCHIVED and not (broken.live_dir / name).exists()
+    page = operator_client.get(backup.get_absolute_url()).content.decode()
+    assert "Not valid JSON" in page and "<mark" in page and "not in the live folder" not in page
+    # The web UI on another host: the database's verified copy.
+    settings.OPSDASH_HOST_NAME = "the-web-host"
+    settings.OPSDASH_ARCHIVE_ROOT = "/nonexistent"
+    page = operator_client.get(backup.get_absolute_url()).content.decode()
+    assert "Not valid JSON" in page and "<mark" in page
+    # Neither copy at hand: a clear sentence, no traceback.
+    backup.blob.delete()
+    response = operator_client.get(backup.get_absolute_url())
+    assert response.status_code == 200 and "the archive is on host" in response.content.decode()
