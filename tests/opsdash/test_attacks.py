@@ -668,6 +668,9 @@ def test_a_symlink_inside_the_archive_is_not_followed(world, settings):
     (world.archive / "dar" / "pos").symlink_to(world.outside.parent / "pos")  # holds a sentinel ARCHIVED_NAME
     response, _ = hit(world.client(OPERATOR), "get", world.archived.download_url(), "opsdash:backup_download")
     assert response.status_code == 404
+    for extra in ({}, {"headers": {"HX-Request": "true"}}):  # its preview (hit() checks for the sentinel)
+        response, _ = hit(world.client(AUDITOR), "get", world.archived.get_absolute_url(), "opsdash:backup_detail", **extra)
+        assert response.status_code == 200
 
 
 @pytest.mark.django_db(transaction=True)
