@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -170,6 +171,29 @@ def is_sequence(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
+_NOT_FULL = re.compile(rb"[^\xff]")
+_NOT_EMPTY = re.compile(rb"[^\x00]")
+
+
+def _next_bit(seen: bytearray, s: int, want: bool, end: int) -> int:
+    """The first sequence >= ``s`` whose bit in ``seen`` is ``want`` (set or not; bits past the
+    bitmap are not set), or ``end + 1`` if there is none up to ``end``."""
+    byte = s >> 3
+    while s <= end:
+        if byte >= len(seen):
+            return s if not want else end + 1
+        v = seen[byte]
+        for b in range(s & 7, 8):
+            if (v >> b) & 1 == want:
+                return min((byte << 3) + b, end + 1)
+        m = (_NOT_EMPTY if want else _NOT_FULL).search(seen, byte + 1)
+        if m is None and want:
+            return end + 1
+        byte = len(seen) if m is None else m.start()
+        s = byte << 3
+    return end + 1
+
+
 @dataclass(slots=True)
 class LogSummary:
     """Everything a check or a rebuild learns from one pass over a log."""
@@ -243,23 +267,16 @@ class LogSummary:
         self.gap_count = 0
         self.gaps = []
         if self.min_sequence and not self.sequence_tracking_limited:
-            seen = self._seen
-            hi = self.max_sequence
+            # In C-speed steps: one stray sequence of 100,000,000 must not cost a bit-by-bit walk.
+            seen, hi = self._seen, self.max_sequence
+            self.gap_count = hi - self.min_sequence + 1 - int.from_bytes(seen, "little").bit_count()
             s = self.min_sequence
-            while s <= hi:
-                byte, bit = divmod(s, 8)
-                if bit == 0 and seen[byte] == 0xFF and s + 8 <= hi + 1:
-                    s += 8
-                    continue
-                if not seen[byte] & (1 << bit):
-                    first = s
-                    while s <= hi and not seen[s >> 3] & (1 << (s & 7)):
-                        s += 1
-                    self.gap_count += s - first
-                    if len(self.gaps) < SAMPLE_LIMIT:
-                        self.gaps.append([first, s - 1])
-                    continue
-                s += 1
+            while len(self.gaps) < SAMPLE_LIMIT:
+                first = _next_bit(seen, s, False, hi)
+                if first > hi:
+                    break
+                s = _next_bit(seen, first, True, hi)
+                self.gaps.append([first, s - 1])
         if not keep_seen:
             self._seen = bytearray()
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import orjson
 from hypothesis import given, settings
@@ -125,3 +126,43 @@ def test_a_health_of_odd_values_is_plain_json_for_orjson(tmp_path):
     invalid = [f for f in out["findings"] if f["code"] == "meta_invalid"]
     assert {f["value"] for f in invalid if "value" in f} == {"-1000000000000000000000", "\ufffd"}
     assert health.plain("ok") == "ok" and health.plain(10**20) == "100000000000000000000" and health.plain([1]) == [1]
+
+
+def _gaps_bit_by_bit(sequences: set[int]) -> tuple[int, list[list[int]]]:
+    lo, hi = min(sequences), max(sequences)
+    count, gaps, s = 0, [], lo
+    while s <= hi:
+        if s not in sequences:
+            first = s
+            while s not in sequences:
+                s += 1
+            count += s - first
+            if len(gaps) < logmod.SAMPLE_LIMIT:
+                gaps.append([first, s - 1])
+        s += 1
+    return count, gaps
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sets(st.integers(1, 3000), min_size=1, max_size=400) | st.sets(st.integers(1, 40), min_size=1))
+def test_gaps_are_the_missing_sequences_between_the_lowest_and_the_highest(sequences):
+    s = logmod.LogSummary()
+    for seq in sorted(sequences, key=lambda x: x * 7919 % 3001):
+        s.add_event({"sequence": seq})
+    s.finish()
+    assert (s.gap_count, s.gaps) == _gaps_bit_by_bit(sequences)
+
+
+def test_one_stray_huge_sequence_does_not_make_a_check_slow(tmp_path):
+    # A sequence of 2**27 (the highest tracked) once took a bit-by-bit walk of 134 million
+    # numbers, a minute and more, on every pass of an incremental check.
+    module = EventStore(tmp_path, fsync=False).module("dar", "pos")
+    module.live_dir.mkdir(parents=True)
+    top = logmod.MAX_TRACKED_SEQUENCE
+    module.log_path.write_bytes(b'{"id":"a","sequence":1}\n{"id":"b","sequence":3}\n{"id":"c","sequence":%d}\n' % top)
+    started = time.monotonic()
+    h = module.check()
+    summary = logmod.summarize(module.log_path)
+    assert time.monotonic() - started < 5
+    assert summary.gap_count == top - 3 and summary.gaps == [[2, 2], [4, top - 1]]
+    assert "log_sequence_gap" in {f.code for f in h.findings}
