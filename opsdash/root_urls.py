@@ -16,3 +16,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("opsdash.urls")),
 ]
+
+handler403 = "opsdash.views.errors.permission_denied"

@@ -42,6 +42,7 @@ OUTCOMES = {
     "failed": _("failed"),
     "interrupted": _("interrupted"),
     "mismatch": _("mismatch"),
+    "refused": _("refused"),
 }
 SEVERITIES = {"info": _("info"), "warning": _("warning"), "critical": _("critical")}
 BACKUP_KINDS = {"meta": _("meta backup"), "log-fragment": _("torn log fragment")}

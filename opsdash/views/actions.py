@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from ..models import Job, ModuleState
-from ..services.audit import client_ip
+from ..services.audit import client_ip, record_refusal
 from ..services.jobs import Busy, fail_stale_jobs, request_job
 from .api import api_login_required, json_response
 
@@ -91,6 +91,7 @@ def job_json(request: HttpRequest, job: Job) -> dict:
 @api_login_required
 def api_module_action(request: HttpRequest, host: str, branch: str, module: str, kind: str) -> HttpResponse:
     if not request.user.has_perm(PERMISSION):
+        record_refusal(request)
         return json_response({"error": "only operators run actions"}, status=403)
     if not ModuleState.objects.filter(host=host, branch=branch, module=module).exists():
         return json_response({"error": "no such module"}, status=404)

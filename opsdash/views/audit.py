@@ -15,6 +15,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from . import wants_fragment
 from ..services import audit_trail
+from ..services.audit import record_refusal
 from .api import api_login_required, json_response
 
 AUDIT_PERMISSION = "opsdash.view_audit"
@@ -40,6 +41,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
 def api_audit_list(request: HttpRequest) -> HttpResponse:
     """``?format=json`` (default) or ``csv``, with the page's filters; streamed, so any size fits."""
     if not request.user.has_perm(AUDIT_PERMISSION):
+        record_refusal(request)
         return json_response({"error": "the audit trail is for auditors"}, status=403)
     fmt = request.GET.get("format", "json")
     if fmt not in EXPORTS:

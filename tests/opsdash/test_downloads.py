@@ -71,7 +71,9 @@ def test_managers_may_not_download_and_see_no_download_links(backups, manager_cl
         assert manager_client.get(url).status_code == 403, url
     page = manager_client.get(backups["live"].module.get_absolute_url()).content.decode()
     assert "/download" not in page and "backups.zip" not in page
-    assert not AuditEntry.objects.exists()
+    # No download happened; each refused attempt is in the trail.
+    assert set(AuditEntry.objects.values_list("outcome", flat=True)) == {"refused"}
+    assert AuditEntry.objects.count() == len(_urls(backups))
 
 
 @pytest.mark.parametrize("role", ["operator_client", "auditor_client"])

@@ -141,3 +141,25 @@ def test_each_role_has_exactly_its_permissions(role, perms):
     call_command("user", f"u-{role}", "--role", role, stdout=io.StringIO())
     user = User.objects.get(username=f"u-{role}")
     assert {p.split(".")[1] for p in user.get_all_permissions()} == perms
+
+
+@pytest.mark.django_db
+def test_a_refused_attempt_is_in_the_audit_trail_with_who_what_and_where(target, manager_client, auditor_client):
+    from opsdash.models import AuditEntry
+
+    url = reverse("opsdash:module_rebuild", args=MODULE)
+    response = manager_client.post(url, REMOTE_ADDR="10.1.2.3")
+    assert response.status_code == 403 and "Not allowed" in response.content.decode()
+    entry = AuditEntry.objects.get()
+    assert (entry.actor, entry.ip, entry.action, entry.host, entry.branch, entry.module, entry.outcome) == (
+        "manager", "10.1.2.3", "module_rebuild", "testhost", "dar", "pos", "refused")
+    assert entry.params == {"method": "POST", "path": url}
+    # The JSON API and the audit export refuse the same way; a page refused too.
+    assert manager_client.post(reverse("opsdash:api_module_rebuild", args=MODULE)).status_code == 403
+    assert manager_client.get(reverse("opsdash:api_audit_list")).status_code == 403
+    assert manager_client.get(reverse("opsdash:audit_list")).status_code == 403
+    actions = list(AuditEntry.objects.filter(outcome="refused").order_by("pk").values_list("actor", "action"))
+    assert actions == [("manager", "module_rebuild"), ("manager", "api_module_rebuild"), ("manager", "api_audit_list"), ("manager", "audit_list")]
+    # Auditors see the attempts, and can filter on them.
+    page = auditor_client.get(reverse("opsdash:audit_list") + "?outcome=refused").content.decode()
+    assert page.count('class="outcome outcome-refused"') == 4
