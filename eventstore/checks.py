@@ -50,6 +50,18 @@ def _fingerprint(path, end: int) -> str:
     return hashlib.sha256(head + b"|" + tail).hexdigest()
 
 
+def _ends_a_line(path, end: int) -> bool:
+    """True if the first ``end`` bytes end with a newline (or are none): a scan may resume there.
+    Not so after a fragment of only whitespace (no torn tail, yet the next line starts before)."""
+    if end == 0:
+        return True
+    fd = open_nofollow(path)
+    try:
+        return os.pread(fd, 1, end - 1) == b"\n"
+    finally:
+        os.close(fd)
+
+
 def check_module(module: Module, now: float | None = None, previous: dict[str, Any] | None = None) -> Health:
     """Diagnose one module without changing any file. Never raises for damaged or unreadable
     files: each problem becomes a finding (``unreadable`` for I/O errors and symlinks).
@@ -200,7 +212,13 @@ def _log_part(module: Module, old: dict[str, Any] | None, now: float) -> tuple[l
         if prev == stamp and (now - stamp[3] / 1e9 > RACY_SECONDS or _fingerprint(path, stamp[2]) == old["fingerprint"]):
             return logmod.LogSummary.from_state(old["summary"], with_seen=False), 0, old
         same_file = prev[:2] == stamp[:2]
-        if same_file and stamp[2] > prev[2] and old["summary"]["torn_tail"] is None and _fingerprint(path, prev[2]) == old["fingerprint"]:
+        if (
+            same_file
+            and stamp[2] > prev[2]
+            and old["summary"]["torn_tail"] is None
+            and _ends_a_line(path, prev[2])
+            and _fingerprint(path, prev[2]) == old["fingerprint"]
+        ):
             previous = logmod.LogSummary.from_state(old["summary"])
             summary = logmod.resume(previous, path, stamp[2])
             new_state = {"stamp": stamp, "fingerprint": _fingerprint(path, stamp[2]), "summary": summary.to_state()}
