@@ -231,8 +231,9 @@ class Module:
             try:
                 if stat.S_ISLNK(os.lstat(path).st_mode):
                     return layout.is_inside(self.store.root, self.live_dir)
-            except OSError:
+            except (FileNotFoundError, NotADirectoryError):
                 return True  # nothing there: nothing outside either
+            # Any other error (EIO, EACCES) propagates: unchecked is not "contained".
         return True
 
     def _require_contained(self) -> None:
