@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.paginator import Paginator
 from django.http import HttpRequest
 from django.urls import reverse
 
 from ..models import Backup, Incident, ModuleState
+
+LIST_ROWS = 100
 
 
 def module_summary(request: HttpRequest, state: ModuleState) -> dict[str, Any]:
@@ -40,6 +43,7 @@ def backup_dict(request: HttpRequest, backup: Backup) -> dict[str, Any]:
         "parses": backup.parses,
         "error": backup.error or None,
         "state": backup.state,
+        "archive_path": backup.archive_path or None,
         "first_seen": backup.first_seen,
         "download": request.build_absolute_uri(backup.download_url()),
     }
@@ -63,8 +67,13 @@ def module_full(request: HttpRequest, state: ModuleState) -> dict[str, Any]:
     out = module_summary(request, state)
     out["stats"] = state.stats
     out["first_seen"] = state.first_seen
-    out["backups"] = [backup_dict(request, b) for b in state.backups.all()]
-    out["incidents"] = [incident_dict(i) for i in state.incidents.select_related("backup")]
+    # Newest first, LIST_ROWS a page (?backups=N, ?incidents=N): bounded however many there are.
+    backups = Paginator(state.backups.order_by("-created_at", "-pk"), LIST_ROWS).get_page(request.GET.get("backups"))
+    incidents = Paginator(state.incidents.select_related("backup"), LIST_ROWS).get_page(request.GET.get("incidents"))
+    out["backups"] = [backup_dict(request, b) for b in backups.object_list]
+    out["backups_page"] = {"page": backups.number, "pages": backups.paginator.num_pages, "count": backups.paginator.count}
+    out["incidents"] = [incident_dict(i) for i in incidents.object_list]
+    out["incidents_page"] = {"page": incidents.number, "pages": incidents.paginator.num_pages, "count": incidents.paginator.count}
     # Present for every role: the server decides who may POST.
     out["actions"] = {
         kind: request.build_absolute_uri(reverse(f"opsdash:api_module_{kind}", kwargs=state.key))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import orjson
 import pytest
 from django.test import Client
@@ -62,3 +64,27 @@ def test_anonymous_api_calls_get_401_json(scanned):
 def test_an_unknown_module_is_404(scanned, manager_client):
     url = reverse("opsdash:api_module_detail", kwargs={"host": "testhost", "branch": "dar", "module": "nope"})
     assert manager_client.get(url).status_code == 404
+
+
+def test_a_module_in_full_pages_its_backups_and_incidents_newest_first(store, add_events, manager_client):
+    from opsdash.models import Backup, ModuleState
+    from opsdash.services.serialize import LIST_ROWS
+
+    pos = store.module("dar", "pos")
+    add_events(pos)
+    scan_root()
+    state = ModuleState.objects.get()
+    Backup.objects.bulk_create([
+        Backup(module=state, name=f"events.meta.json.corrupted.{1_760_000_000_000 + i}.bak", kind="meta", size=1, sha256="0" * 64,
+               created_at=state.first_seen + timedelta(seconds=i), parses=False,
+               state=Backup.State.ARCHIVED, archive_path=f"/srv/archive/dar/pos/{i}.bak", first_seen=state.first_seen,
+               last_changed=state.first_seen)
+        for i in range(LIST_ROWS + 5)
+    ])
+    url = reverse("opsdash:api_module_detail", kwargs={"host": "testhost", "branch": "dar", "module": "pos"})
+    first = orjson.loads(manager_client.get(url).content)
+    assert len(first["backups"]) == LIST_ROWS and first["backups_page"] == {"page": 1, "pages": 2, "count": LIST_ROWS + 5}
+    assert first["backups"][0]["archive_path"] == f"/srv/archive/dar/pos/{LIST_ROWS + 4}.bak"  # the newest
+    second = orjson.loads(manager_client.get(url, {"backups": 2}).content)
+    assert [b["archive_path"] for b in second["backups"]][-1] == "/srv/archive/dar/pos/0.bak"
+    assert first["incidents_page"] == {"page": 1, "pages": 1, "count": 0}
