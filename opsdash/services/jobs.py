@@ -24,7 +24,7 @@ from eventstore.errors import EventStoreError
 
 from ..models import AuditEntry, Backup, BackupBlob, Incident, Job, ModuleState, Status
 from .files import FilesUnavailable, live_module
-from .nul import nul_free
+from .nul import db_safe
 from .scan import scan_module
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _finish(job: Job, status: str, result: Any = None, error: str = "", audit: dict | None = None) -> dict[str, Any]:
     progress = Job.objects.filter(pk=job.pk).values_list("progress", flat=True).first() or 0.0
-    result, error = nul_free(result), nul_free(error)  # text from the files: PostgreSQL refuses NUL
+    result, error = db_safe(result), db_safe(error)  # text from the files: PostgreSQL refuses NUL
     Job.objects.filter(pk=job.pk).update(
         status=status, result=result, error=error, finished_at=timezone.now(),
         progress=1.0 if status == Job.State.SUCCEEDED else progress, heartbeat=timezone.now(),
@@ -210,7 +210,7 @@ def _finish(job: Job, status: str, result: Any = None, error: str = "", audit: d
 def _audit(job: Job, action: str, module: str, status: str, detail: str, params: dict, audit: dict) -> None:
     AuditEntry.objects.create(
         actor=job.requested_by, ip=job.requested_from, action=action, host=job.host, branch=job.branch, module=module,
-        params=nul_free(params), outcome="ok" if status == Job.State.SUCCEEDED else "failed", detail=nul_free(detail),
+        params=db_safe(params), outcome="ok" if status == Job.State.SUCCEEDED else "failed", detail=db_safe(detail),
         meta_sha256_before=audit.get("before") or "", meta_sha256_after=audit.get("after") or "",
     )
 

@@ -26,7 +26,7 @@ from eventstore import EventStore, Health, Module
 from eventstore.errors import RootError
 
 from ..models import STATUS_RANK, Backup, Incident, ModuleState, ScanHost, ServerRecovery, Status, codes_field
-from .nul import nul_free
+from .nul import db_safe
 
 EXIT_CODES = {Status.HEALTHY: 0, Status.WARNING: 1, Status.CRITICAL: 2}
 EXIT_ROOT_UNUSABLE = 3
@@ -138,7 +138,7 @@ def _scan_module(report: ScanReport, batches: _Batches, host: str, module: Modul
     previous = state.scan_state if state is not None else None
     # Incremental: files whose size, mtime and inode are unchanged are not read again.
     health = module.check(now=now.timestamp(), previous=previous)
-    health.state = nul_free(health.state)  # as saved, so that an unchanged module compares equal
+    health.state = db_safe(health.state)  # as saved, so that an unchanged module compares equal
     report.modules += 1
     report.bytes_read += health.bytes_read
     report.counts[health.status] += 1
@@ -194,7 +194,7 @@ def record_pass(report: ScanReport | None, host: str | None = None, error: str =
 def _plain(value: Any) -> Any:
     """JSON round trip, so that tuples from the library compare equal to lists from the database;
     NUL characters replaced (PostgreSQL refuses them)."""
-    return nul_free(orjson.loads(orjson.dumps(value)))
+    return db_safe(orjson.loads(orjson.dumps(value)))
 
 
 def _state_fields(health: Health) -> dict[str, Any]:

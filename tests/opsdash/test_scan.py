@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -198,3 +200,59 @@ def test_it_never_misses_a_change(store, add_events, damage):
         expected = "log_bad_line"
     scan_root()
     assert expected in ModuleState.objects.get().codes
+
+
+def _storable(value) -> bool:
+    """No NUL, no lone surrogate, no Infinity or NaN anywhere in ``value``."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item or any("\ud800" <= c <= "\udfff" for c in item):
+                return False
+        elif isinstance(item, float) and not math.isfinite(item):
+            return False
+    return True
+
+
+def test_values_no_database_can_store_are_made_storable_and_the_rescan_writes_nothing(store, add_events):
+    """A meta with 1e400 and lone surrogates, a log whose ids hold a lone surrogate, NUL and deep
+    nesting: the pass records the module (PostgreSQL's jsonb refuses Infinity, NUL and lone
+    surrogates; this test runs on both databases) and an unchanged module is not written again."""
+    module = store.module("dar", "pos")
+    add_events(module)
+    meta = json.loads(module.meta_path.read_text())
+    meta.update(lastEventId="__BIG__", lastAckId="ack-\udc80-\x00")
+    module.meta_path.write_text(json.dumps(meta).replace('"__BIG__"', "1e400"))
+    deep = "[" * 600 + '"x"' + "]" * 600
+    with module.log_path.open("a") as f:
+        f.write('{"id": "evt-\\ud800-\\u0000", "sequence": 4, "table": "t", "record": {"id": ' + deep + '}}\n')
+    report = scan_root()
+    state = ModuleState.objects.get()
+    assert report.modules == 1 and state.status == "critical" and state.log_events == 3
+    assert {"meta_invalid", "meta_drift", "log_bad_line"} <= {f["code"] for f in state.findings}
+    assert _storable([state.scan_state, state.findings, state.stats])
+    with CaptureQueriesContext(connection) as ctx:
+        scan_root()
+    assert _writes(ctx) == []
+
+
+def test_db_safe_keeps_good_values_and_cleans_bad_ones_at_any_depth():
+    from opsdash.services.nul import db_safe
+
+    good = {"a": [1, 2.5, "é😀", None, {"b": True}]}
+    assert db_safe(good) is good
+    assert db_safe({"k\x00": ["\udc80", float("inf"), float("nan"), "ok"]}) == {"k\ufffd": ["\ufffd", "inf", "nan", "ok"]}
+    deep: list = ["\x00"]
+    for _ in range(5000):
+        deep = [deep]
+    cleaned = db_safe(deep)
+    for _ in range(5000):
+        cleaned = cleaned[0]
+    assert cleaned == ["\ufffd"]
+    assert db_safe("a\x00b") == "a\ufffdb" and db_safe(r"a literal \ud800 text") == r"a literal \ud800 text"
