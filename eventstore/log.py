@@ -596,8 +596,8 @@ class Tail:
 def read_tail(path: Path, window: int = 1 << 16, max_bytes: int = 64 << 20) -> Tail:
     """Read only the end of the log: the torn fragment (if any) and the last complete line.
 
-    Reads a window from the end, more only for lines longer than a window; at most
-    ``max_bytes`` (then ``last_line`` is None and the caller falls back to a full pass).
+    Reads a window from the end, twice as much each time a line is longer than what was read;
+    at most ``max_bytes`` (then ``last_line`` is None and the caller falls back to a full pass).
     """
     fd = open_nofollow(path)
     try:
@@ -605,9 +605,10 @@ def read_tail(path: Path, window: int = 1 << 16, max_bytes: int = 64 << 20) -> T
         pos = size
         buf = b""
         while pos > 0 and len(buf) < max_bytes:
-            step = min(window, pos)
+            step = min(window, pos, max(max_bytes - len(buf), 1))
             pos -= step
             buf = os.pread(fd, step, pos) + buf
+            window *= 2  # geometric: a long unterminated line costs O(its size), not O(size²)
             nl = buf.rfind(b"\n")
             if nl < 0:
                 continue

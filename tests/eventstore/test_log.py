@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import orjson
 import pytest
 
@@ -240,3 +241,19 @@ def test_a_complete_last_event_without_newline_counts_in_the_sequence_checks(tmp
     summary = logmod.summarize(path)
     assert summary.events == 4 and summary.torn_tail["parses"]
     assert summary.duplicate_count == 1 and summary.duplicates == [2]
+
+
+def test_read_tail_grows_its_window_geometrically_over_a_long_unterminated_line(tmp_path, monkeypatch):
+    """A log ending in a long line without a newline (a crash's run of bytes) is read in a few
+    doubling steps, not 64 KiB at a time (each step re-copied everything read so far: a 60 MiB
+    tail took 20 s)."""
+    from eventstore import log as logmod
+
+    path = tmp_path / "events.log"
+    path.write_bytes(b'{"id":"a","sequence":1}\n' + b"x" * (8 << 20))
+    calls = []
+    real = os.pread
+    monkeypatch.setattr(logmod.os, "pread", lambda fd, n, off: calls.append(n) or real(fd, n, off))
+    tail = logmod.read_tail(path)
+    assert tail.last_line == b'{"id":"a","sequence":1}' and len(tail.fragment) == 8 << 20
+    assert len(calls) <= 10 and sum(calls) == path.stat().st_size
