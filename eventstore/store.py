@@ -323,10 +323,10 @@ class Module:
         """The start of the meta, and where it stops being valid JSON. Raises FileNotFoundError
         (or OutsideRoot)."""
         self._require_contained()
-        return _preview(self.meta_path, limit)
+        return preview_file(self.meta_path, limit)
 
     def preview_backup(self, name: str, limit: int = PREVIEW_LIMIT) -> FilePreview:
-        return _preview(self._backup_path(name), limit)
+        return preview_file(self._backup_path(name), limit)
 
     # -- writing (each holds the module lock) ------------------------------------------------
 
@@ -678,7 +678,8 @@ def _cut_partial_append(fd: int, written: int) -> None:
         pass
 
 
-def _preview(path: Path, limit: int) -> FilePreview:
+def preview_file(path: Path, limit: int = PREVIEW_LIMIT) -> FilePreview:
+    """The preview of a file (no symlinks): also of one outside a module, e.g. an archived copy."""
     # A file too large to validate is read only as far as it is shown (a page view of a 50 MB
     # meta reads 64 KiB, not 8 MiB).
     too_big = os.stat(path, follow_symlinks=False).st_size > PREVIEW_PARSE_LIMIT

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.utils.translation import gettext
 
 from eventstore import FilePreview, Module, layout
-from eventstore.store import PREVIEW_LIMIT, PREVIEW_PARSE_LIMIT, preview_data
+from eventstore.store import PREVIEW_PARSE_LIMIT, preview_data, preview_file
 from eventstore.errors import EventStoreError, InvalidName, OutsideRoot
 from eventstore.fileio import open_nofollow
 
@@ -114,14 +114,9 @@ def _archived_preview(backup: Backup) -> FilePreview:
     as for a live file), else from the database's verified copy."""
     if backup.module.host == settings.OPSDASH_HOST_NAME:
         try:
-            fd = open_nofollow(archived_backup_path(backup))
+            return preview_file(archived_backup_path(backup))
         except OSError:
-            fd = None  # not in this host's archive (moved, or archived elsewhere): try the database
-        if fd is not None:
-            with os.fdopen(fd, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                data = fh.read(PREVIEW_LIMIT if size > PREVIEW_PARSE_LIMIT else PREVIEW_PARSE_LIMIT + 1)
-            return preview_data(data, size)
+            pass  # not in this host's archive (moved, or archived elsewhere): try the database
     with open_backup(backup) as fh:  # the database's copy (sha256 checked), or a clear error
         data = fh.read(PREVIEW_PARSE_LIMIT + 1)
         size = fh.getbuffer().nbytes if isinstance(fh, io.BytesIO) else os.fstat(fh.fileno()).st_size

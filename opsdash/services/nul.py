@@ -74,5 +74,3 @@ def db_safe(value: Any) -> Any:
         return _clean(value)
     return _clean(value) if _SUSPECT.search(text) else value
 
-
-nul_free = db_safe  # the older name

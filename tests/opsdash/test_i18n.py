@@ -194,3 +194,12 @@ def test_every_string_in_the_templates_and_the_code_is_in_the_catalogue(tmp_path
     after = set(_po_entries(work / "locale/ar/LC_MESSAGES/django.po"))
     assert after - before == set(), "new strings: run makemessages -l ar, translate them, compilemessages"
     assert before - after == set(), "strings no longer used: run makemessages -l ar --no-obsolete"
+
+
+def test_every_finding_code_is_explained_in_the_pages_words():
+    """The translatable meanings (opsdash_tags.FINDINGS) say what eventstore.CODES says."""
+    from eventstore import CODES
+    from opsdash.templatetags.opsdash_tags import FINDINGS
+
+    with translation.override("en"):
+        assert {code: str(text) for code, text in FINDINGS.items()} == {code: meaning for code, (_sev, meaning) in CODES.items()}
