@@ -43,7 +43,8 @@ class Finding:
             raise ValueError(f"unknown severity {self.severity!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"code": self.code, "severity": self.severity, "message": self.message}
+        # The message may quote a value read from a damaged file ("\ud800" parses as a lone surrogate).
+        out = {"code": self.code, "severity": self.severity, "message": plain(self.message)}
         for key, value in self.detail.items():
             out.setdefault(key, plain(value))
         return out

@@ -180,3 +180,20 @@ def test_an_incremental_check_after_a_whitespace_only_tail_agrees_with_a_fresh_o
             f.write(b'{"id":"b","sequence":2}\nnot json\n')
         again, fresh = module.check(previous=first.state), module.check()
         assert again.to_dict() == fresh.to_dict()
+
+
+def test_a_finding_message_quoting_a_lone_surrogate_is_plain_json(tmp_path):
+    # Found by the mutation fuzzer (seed 3132426674): a meta whose lastEventId holds "\ud800"
+    # (valid JSON, Node reads it) drifts from the log; the meta_drift message quoted the id and
+    # orjson refused the finding.
+    module = EventStore(tmp_path, fsync=False).module("dar", "pos")
+    module.append_event({"table": "order_header", "record": {"id": "o1"}})
+    meta = json.loads(module.meta_path.read_bytes())
+    meta["lastEventId"], meta["totalEvents"] = "evt-\ud80011", 0
+    module.meta_path.write_bytes(json.dumps(meta).encode())
+    h = module.check()
+    [drift] = [f for f in h.findings if f.code == "meta_drift"]
+    assert "\ud800" in drift.message  # the finding itself keeps what was read
+    out = orjson.loads(orjson.dumps(h.to_dict()))
+    [drift] = [f for f in out["findings"] if f["code"] == "meta_drift"]
+    assert "evt-\ufffd11" in drift["message"] and drift["meta_last_event_id"] == "evt-\ufffd11"
