@@ -322,7 +322,10 @@ class Job(models.Model):
     params = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     progress = models.FloatField(default=0.0)
-    progress_text = models.CharField(max_length=200, blank=True, default="")
+    progress_text = models.CharField(max_length=200, blank=True, default="")  # English, for the API and logs
+    # The same progress as data ({"unit": "bytes" | "modules", "done", "total", "now"}): pages word it
+    # in their own language.
+    progress_info = models.JSONField(default=dict, blank=True)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     task_id = models.CharField(max_length=64, blank=True, default="")

@@ -154,13 +154,14 @@ class _Progress:
         self.every = every
         self.last = 0.0
 
-    def __call__(self, done: float, total: float, text: str = "") -> None:
+    def __call__(self, done: float, total: float, text: str = "", info: dict[str, Any] | None = None) -> None:
         now = time.monotonic()
         if now - self.last < self.every and done < total:
             return
         self.last = now
         Job.objects.filter(pk=self.job.pk).update(
-            progress=min(1.0, done / total) if total else 1.0, progress_text=text[:200], heartbeat=timezone.now()
+            progress=min(1.0, done / total) if total else 1.0, progress_text=text[:200],
+            progress_info=db_safe(info or {}), heartbeat=timezone.now(),
         )
 
 
@@ -259,7 +260,8 @@ def _rebuild(job: Job, progress: Callable, audit: dict) -> dict[str, Any]:
 
 def _rebuild_state(state: ModuleState, user: str, progress: Callable, audit: dict) -> dict[str, Any]:
     module = live_module(state)
-    report = module.rebuild(progress=lambda done, total: progress(done, total, f"{_mb(done)} of {_mb(total)} of the log read"))
+    report = module.rebuild(progress=lambda done, total: progress(
+        done, total, f"{_mb(done)} of {_mb(total)} of the log read", {"unit": "bytes", "done": done, "total": total}))
     audit["before"] = report.meta_sha256_before or ""
     audit["after"] = report.meta_sha256_after or ""
     state = scan_module(state, ended_how=Incident.EndedHow.REBUILT, ended_by=user)
@@ -322,11 +324,16 @@ def _clean_temp(job: Job, progress: Callable, audit: dict) -> dict[str, Any]:
     return {"summary": f"{len(removed)} orphan temp file(s) removed" + (f": {names}" if names else ""), "removed": [r.to_dict() for r in removed]}
 
 
+# What a bulk job keeps of each module's outcome besides its English summary.
+BULK_KEYS = ("events_read", "backup", "status", "archived")
+
+
 def _bulk(job: Job, progress: Callable, kind: str, each: Callable[[ModuleState, dict], dict], states: list[ModuleState], verb: str) -> dict[str, Any]:
     """Run ``each`` on every module, go on past a failure, audit each module as its own action."""
     done, failed = [], []
     for i, state in enumerate(states):
-        progress(i, len(states), f"{i} of {len(states)} modules, now {state.module}")
+        progress(i, len(states), f"{i} of {len(states)} modules, now {state.module}",
+                 {"unit": "modules", "done": i, "total": len(states), "now": state.module})
         audit: dict[str, str] = {}
         try:
             outcome = each(state, audit)
@@ -334,9 +341,11 @@ def _bulk(job: Job, progress: Callable, kind: str, each: Callable[[ModuleState, 
             failed.append({"module": state.module, "error": _one_line(exc)})
             _audit(job, kind, state.module, Job.State.FAILED, _one_line(exc), {"bulk_job": job.pk}, audit)
         else:
-            done.append({"module": state.module, "result": outcome["summary"]})
+            # "result" is the English line (API, audit); the rest lets a page word it in its language.
+            done.append({"module": state.module, "result": outcome["summary"], **{k: outcome[k] for k in BULK_KEYS if k in outcome}})
             _audit(job, kind, state.module, Job.State.SUCCEEDED, outcome["summary"], {"bulk_job": job.pk}, audit)
-    progress(len(states), len(states), f"{len(states)} of {len(states)} modules")  # not "now <the last one>" once done
+    progress(len(states), len(states), f"{len(states)} of {len(states)} modules",  # not "now <the last one>" once done
+             {"unit": "modules", "done": len(states), "total": len(states)})
     result = {"summary": f"{len(done)} module(s) {verb}, {len(failed)} failed", "modules": done, "failed": failed}
     if failed:
         raise PartlyFailed(result["summary"] + ": " + "; ".join(f"{f['module']}: {f['error']}" for f in failed), result)
@@ -352,7 +361,7 @@ def _bulk_rebuild(job: Job, progress: Callable, audit: dict) -> dict[str, Any]:
 def _bulk_archive(job: Job, progress: Callable, audit: dict) -> dict[str, Any]:
     def each(state: ModuleState, audit: dict) -> dict[str, Any]:
         done = _archive_state(state, job.requested_by)
-        return {"summary": f"{len(done)} backup(s) archived: {', '.join(d['name'] for d in done)}"}
+        return {"summary": f"{len(done)} backup(s) archived: {', '.join(d['name'] for d in done)}", "archived": [d["name"] for d in done]}
 
     states = _branch_modules(job, backups__state=Backup.State.LIVE)
     return _bulk(job, progress, Job.Kind.ARCHIVE_BACKUPS, each, states, "archived")

@@ -123,3 +123,48 @@ def job_summary(job: Any) -> str:
     if kind in (Job.Kind.BULK_REBUILD, Job.Kind.BULK_ARCHIVE) and "modules" in result:
         return _("%(done)s module(s) done, %(failed)s failed.") % {"done": number(len(result["modules"])), "failed": number(len(result.get("failed") or []))}
     return str(result.get("summary", ""))
+
+
+@register.simple_tag
+def job_progress(job: Any) -> str:
+    """A running job's progress in the page's language, from its recorded progress data."""
+    info = job.progress_info if isinstance(job.progress_info, dict) else {}
+    done, total = info.get("done"), info.get("total")
+    if not isinstance(done, int | float) or not isinstance(total, int | float):
+        return ""
+    if info.get("unit") == "bytes":
+        return _("%(done)s MB of %(total)s MB of the log read") % {
+            # number_format cuts decimals off; round first (8.06 MB is "8.1").
+            "done": number_format(round(done / 1_000_000, 1), 1, force_grouping=True),
+            "total": number_format(round(total / 1_000_000, 1), 1, force_grouping=True),
+        }
+    if info.get("unit") == "modules":
+        values = {"done": number(done), "total": number(total), "module": info.get("now", "")}
+        if info.get("now"):
+            return ngettext("%(done)s of %(total)s module, now %(module)s", "%(done)s of %(total)s modules, now %(module)s", total) % values
+        return ngettext("%(done)s of %(total)s module", "%(done)s of %(total)s modules", total) % values
+    return ""
+
+
+@register.simple_tag
+def bulk_result(job: Any, entry: Any) -> str:
+    """What a bulk job did to one module, in the page's language (its English line otherwise)."""
+    if not isinstance(entry, dict):
+        return ""
+    if job.kind == Job.Kind.BULK_REBUILD and isinstance(entry.get("events_read"), int):
+        n = entry["events_read"]
+        values = {"n": number(n), "backup": entry.get("backup") or ""}
+        if entry.get("backup"):
+            text = ngettext("rebuilt from %(n)s event; the old meta is backed up as %(backup)s",
+                            "rebuilt from %(n)s events; the old meta is backed up as %(backup)s", n) % values
+        else:
+            text = ngettext("rebuilt from %(n)s event; there was no old meta to back up",
+                            "rebuilt from %(n)s events; there was no old meta to back up", n) % values
+        if entry.get("status") in VOCABULARY["status"]:
+            text += " · " + _("status now %(status)s") % {"status": label(entry["status"], "status")}
+        return text
+    if job.kind == Job.Kind.BULK_ARCHIVE and isinstance(entry.get("archived"), list):
+        names = [str(name) for name in entry["archived"]]
+        n = len(names)
+        return ngettext("%(n)s backup archived: %(names)s", "%(n)s backups archived: %(names)s", n) % {"n": number(n), "names": ", ".join(names)}
+    return str(entry.get("result", ""))

@@ -75,7 +75,8 @@ def job_json(request: HttpRequest, job: Job) -> dict:
     out = {
         "id": job.pk, "url": request.build_absolute_uri(job.api_url()), "page": request.build_absolute_uri(job.get_absolute_url()),
         "kind": job.kind, "host": job.host, "branch": job.branch, "module": job.module, "status": job.status,
-        "progress": round(job.progress, 4), "progress_text": job.progress_text, "requested_by": job.requested_by,
+        "progress": round(job.progress, 4), "progress_text": job.progress_text,
+        "progress_info": job.progress_info, "requested_by": job.requested_by,
         "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
     }
     if job.status == Job.State.SUCCEEDED:

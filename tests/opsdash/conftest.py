@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from django.test import Client
+from django.utils import translation
 
 from opsdash.services.users import ensure_demo_users
 
@@ -21,6 +22,10 @@ def _test_settings(settings):
     }
     # A slow password hash per login would cost seconds per test.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    yield
+    # LocaleMiddleware leaves the language of the last request active in the thread: a test that
+    # asked for Arabic must not turn the next test's English messages Arabic.
+    translation.deactivate()
 
 
 @pytest.fixture

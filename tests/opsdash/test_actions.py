@@ -89,6 +89,8 @@ def test_the_api_answers_202_with_a_job_that_can_be_followed(broken, operator_cl
     _run_queue()
     job = operator_client.get(body["job"]["url"]).json()
     assert job["status"] == "succeeded" and job["progress"] == 1.0 and "diff" in job["result"]
+    size = broken.log_path.stat().st_size
+    assert job["progress_info"] == {"unit": "bytes", "done": size, "total": size} and job["progress_text"].endswith("of the log read")
     module_json = operator_client.get(reverse("opsdash:api_module_detail", args=["testhost", "dar", "pos"])).json()
     assert set(module_json["actions"]) == {"rebuild", "verify", "archive_backups", "clean_temp"}
 
@@ -279,6 +281,10 @@ def test_bulk_archive_moves_every_backup_of_the_branch(broken, store, operator_c
     assert job.status == "succeeded" and "2 module(s) archived, 0 failed" == job.result["summary"]
     assert set(Backup.objects.values_list("state", flat=True)) == {"archived"}
     assert sorted(AuditEntry.objects.filter(action="archive_backups").values_list("module", flat=True)) == ["kds", "pos"]
+    name = layout.meta_backup_name(1_700_000_000_000)
+    assert [m["archived"] for m in job.result["modules"]] == [[name], [name]]
+    page = operator_client.get(job.get_absolute_url(), HTTP_ACCEPT_LANGUAGE="ar").content.decode()
+    assert f"<bdi>kds</bdi>: أُرشفت 1 نسخة احتياطية: {name}</li>" in page
 
 
 def test_an_archived_backup_is_previewed_from_the_archive_or_from_the_database(broken, operator_client, settings):

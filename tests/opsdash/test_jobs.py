@@ -10,13 +10,14 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from opsdash.models import AuditEntry, Job, ModuleState
 from opsdash.services import jobs
 from opsdash.services.jobs import Busy, execute, fail_stale_jobs, request_job
 from opsdash.services.scan import scan_root
 from opsdash.services.worker import make_worker, start_embedded_worker, stop_embedded_worker
+from opsdash.templatetags.opsdash_tags import bulk_result, job_progress
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -127,14 +128,17 @@ def test_progress_moves_while_a_multi_megabyte_log_is_read(store, add_events, mo
     assert os.path.getsize(module.log_path) > 5_000_000
     scan_root()
     recorded: list[float] = []
+    shown: list[dict] = []
 
     class Recording(jobs._Progress):
         def __init__(self, job):
             super().__init__(job, every=0)
 
-        def __call__(self, done, total, text=""):
-            super().__call__(done, total, text)
-            recorded.append(Job.objects.get(pk=self.job.pk).progress)
+        def __call__(self, done, total, text="", info=None):
+            super().__call__(done, total, text, info)
+            row = Job.objects.get(pk=self.job.pk)
+            recorded.append(row.progress)
+            shown.append(row.progress_info)
 
     monkeypatch.setattr(jobs, "_Progress", Recording)
     job = request_job("rebuild", "testhost", "dar", "pos", "operator", None)
@@ -144,6 +148,16 @@ def test_progress_moves_while_a_multi_megabyte_log_is_read(store, add_events, mo
     assert len(set(recorded)) >= 4 and recorded == sorted(recorded) and recorded[-1] == 1.0
     assert "MB of" in job.progress_text
     assert job.result["events_read"] == 23_999
+    # The progress as data, which a page words in its own language.
+    assert all(i["unit"] == "bytes" and 0 <= i["done"] <= i["total"] == shown[-1]["total"] for i in shown)
+    assert shown[-1]["done"] == shown[-1]["total"] == os.path.getsize(module.log_path)
+    job.status = "running"
+    total_mb = f"{shown[-1]['total'] / 1e6:.1f}"
+    with translation.override("en"):
+        assert job_progress(job) == f"{total_mb} MB of {total_mb} MB of the log read"
+    with translation.override("ar"):
+        ar_mb = total_mb.replace(".", ",")  # Arabic writes a decimal comma
+        assert job_progress(job) == f"قُرئ {ar_mb} ميغابايت من {ar_mb} ميغابايت من السجل"
 
 
 def test_progress_writes_are_throttled(branch):
@@ -177,6 +191,19 @@ def test_a_bulk_job_goes_past_a_failing_module_and_keeps_what_it_did(store, add_
     assert per_module["kds"].outcome == "failed" and per_module["kds"].ip == "10.0.0.7"
     whole = AuditEntry.objects.get(action="bulk_rebuild")
     assert (whole.module, whole.outcome, whole.actor) == ("", "failed", "operator")
+    # Each module's outcome is kept as data too, and the page words it in its own language.
+    [pos] = job.result["modules"]
+    assert (pos["events_read"], pos["status"]) == (3, "healthy") and pos["backup"].startswith("events.meta.json.")
+    assert job.progress_info == {"unit": "modules", "done": 2, "total": 2}
+    with translation.override("en"):
+        assert bulk_result(job, pos) == f"rebuilt from 3 events; the old meta is backed up as {pos['backup']} · status now healthy"
+        assert job_progress(job) == "2 of 2 modules"
+    with translation.override("ar"):
+        assert bulk_result(job, pos) == f"أُعيد البناء من 3 أحداث؛ حُفظت الميتا القديمة باسم {pos['backup']} · الحالة الآن سليم"
+        assert job_progress(job) == "2 من 2 وحدتين"
+        job.progress_info = {"unit": "modules", "done": 1, "total": 12, "now": "pos"}
+        assert job_progress(job) == "1 من 12 وحدة، الآن pos"
+    assert bulk_result(job, {"module": "x", "result": "an older job's English line"}) == "an older job's English line"
 
 
 def test_the_embedded_worker_fails_stale_jobs_at_start_and_runs_the_queue(branch, settings, operator_client):
