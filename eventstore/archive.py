@@ -98,7 +98,7 @@ def _copy_in(source: Path, partial: Path, dest: Path) -> str | None:
     """Copy ``source`` to ``dest`` through ``partial`` (fsynced, then hard-linked). Returns
     None, or the sha256 of the file that already has the name ``dest`` (then nothing is linked:
     an earlier run's copy, to compare)."""
-    out = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+    out = open_nofollow(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     try:
         try:
             fd = open_nofollow(source)

@@ -89,7 +89,7 @@ def _write_temp(folder: Path, prefix: str, data: bytes, *, durable: bool, like: 
     while True:
         tmp = folder / f"{prefix}.tmp.{now_ms()}.{_random_token()}"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             continue
         break
@@ -177,9 +177,58 @@ def create_exclusive(folder: Path, name_for, data: bytes, *, durable: bool = Tru
     return path
 
 
-def open_nofollow(path: Path, flags: int = os.O_RDONLY) -> int:
-    """``os.open`` that refuses a symlink at the last component (raises OSError ELOOP)."""
-    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+# Roots whose files must resolve inside them (a data root, an archive root): the absolute path as
+# given -> its real path. Filled by confine(); consulted by open_nofollow() on every open.
+_CONFINED: dict[str, str] = {}
+_FD_PATHS = "/proc/self/fd"
+
+
+def confine(root: str | os.PathLike[str]) -> None:
+    """From now on a file that ``open_nofollow`` opens under ``root`` must really lie inside it.
+
+    Checking the folders on the way with lstat before an open leaves a window: a folder swapped
+    for a symlink after the check would be followed. So the check is made again on the open
+    descriptor itself (its path as the kernel resolved it, ``/proc/self/fd/N``), before a byte is
+    read or written: what was opened is what is checked."""
+    absolute = os.path.abspath(root)
+    _CONFINED[absolute] = os.path.realpath(absolute)
+
+
+def _confining_root(path: str) -> str | None:
+    here = os.path.abspath(path)
+    while True:
+        real = _CONFINED.get(here)
+        if real is not None:
+            return real
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+
+
+def open_nofollow(path: Path | str, flags: int = os.O_RDONLY, mode: int = 0o777) -> int:
+    """``os.open`` that refuses a symlink at the last component (raises OSError ELOOP), and,
+    under a root given to :func:`confine`, a file that a symlinked folder on the way leads
+    outside of it (OSError ELOOP too; a file it just created there is removed again)."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    real_root = _confining_root(os.fspath(path)) if _CONFINED else None
+    if real_root is None:
+        return fd
+    try:
+        opened = os.readlink(f"{_FD_PATHS}/{fd}")
+    except OSError:  # no /proc (not Linux): the lstat walk before the open is the check
+        return fd
+    if opened.endswith(" (deleted)") and not os.path.lexists(opened):
+        opened = opened[: -len(" (deleted)")]
+    if opened == real_root or opened.startswith(real_root.rstrip(os.sep) + os.sep):
+        return fd
+    os.close(fd)
+    if flags & os.O_CREAT and flags & os.O_EXCL:
+        try:  # ours: created a moment ago through the symlink
+            os.unlink(opened)
+        except OSError:
+            pass
+    raise OSError(errno.ELOOP, "a symlink on the way leads outside the data root; not followed", os.fspath(path))
 
 
 def read_capped(path: Path, limit: int) -> tuple[bytes, int]:
@@ -234,7 +283,13 @@ class ModuleLock:
 
     @contextmanager
     def hold(self) -> Iterator[None]:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            fd = open_nofollow(self.path, os.O_RDWR)
+        except FileNotFoundError:  # the first lock of the module: created exclusively, so that
+            try:  # open_nofollow removes it again if the folder turns out to lead outside the root
+                fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:  # another process created it meanwhile
+                fd = open_nofollow(self.path, os.O_RDWR)
         try:
             if self.timeout is None:
                 fcntl.flock(fd, fcntl.LOCK_EX)

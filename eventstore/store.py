@@ -22,7 +22,7 @@ from . import meta as metamod
 from .archive import ArchivedBackup, RemovedTemp, archive_one, orphan_temps
 from .checks import check_module
 from .errors import CorruptEntry, EventStoreError, InvalidName, OutsideRoot, RootError
-from .fileio import ModuleLock, Stamp, atomic_write, create_exclusive, fsync_dir, make_dirs, open_nofollow, read_capped
+from .fileio import ModuleLock, Stamp, atomic_write, confine, create_exclusive, fsync_dir, make_dirs, open_nofollow, read_capped
 from .health import Health
 from .rebuild import RebuildReport, fresh_meta, iso_now, rebuild_locked
 from .rebuild import today as utc_today
@@ -95,6 +95,7 @@ class EventStore:
         if not os.access(self.root, os.R_OK | os.X_OK):
             raise RootError(f"data root {self.root} cannot be read: permission denied")
         self._root = os.fspath(self.root)
+        confine(self.root)  # every open under the root is checked on its descriptor (fileio.confine)
 
     def module(self, branch: str, module: str) -> Module:
         """The module ``branch``/``module`` (it may not exist yet). Raises InvalidName."""
@@ -485,6 +486,7 @@ class Module:
         folder. Any failure raises with the original still in place (never lost). Locked.
         """
         self._require_contained()
+        confine(archive_root)
         with self._lock.hold():
             todo = self.listing().backups if names is None else [self._backup_path(n).name for n in names]
             return [archive_one(self, name, Path(archive_root)) for name in todo]

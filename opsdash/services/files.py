@@ -17,7 +17,7 @@ from django.utils.translation import gettext
 from eventstore import FilePreview, Module, layout
 from eventstore.store import PREVIEW_PARSE_LIMIT, preview_data, preview_file
 from eventstore.errors import EventStoreError, InvalidName, OutsideRoot
-from eventstore.fileio import open_nofollow
+from eventstore.fileio import confine, open_nofollow
 
 from ..models import Backup, BackupBlob, ModuleState
 from .scan import open_store
@@ -138,6 +138,7 @@ def archived_backup_path(backup: Backup) -> Path:
     if not layout.backup_kind(name):
         raise FilesUnavailable(f"{name!r} is not a backup file name")
     path = Path(root).joinpath(*parts, name)
+    confine(root)  # the open itself is checked too (a folder swapped for a symlink after this check)
     if not layout.is_inside(Path(root), path):  # a symlinked branch or module folder in the archive
         raise FilesUnavailable(f"{name} is behind a symlink that leads outside the archive; not followed")
     return path
