@@ -8,6 +8,7 @@ number) are kept.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import zlib
@@ -29,6 +30,47 @@ LONG_LINE_KEPT = 120  # the start of an overlong line that is kept for its previ
 # Sequence numbers above this are not tracked for duplicates/gaps (the bitmap would be > 16 MiB).
 MAX_TRACKED_SEQUENCE = 1 << 27
 CURSOR_KEYS = ("key", "id", "uuid", "uid")
+
+# Node reads the log as UTF-8 text (an invalid byte becomes U+FFFD), trims each line with
+# String.prototype.trim() (which strips these: ECMAScript's WhiteSpace and LineTerminator, the
+# BOM among them), skips the empty ones and JSON.parse()s the rest. bytes.strip() knows only the
+# ASCII ones, and orjson is stricter than JSON.parse (no lone "\ud800" escape, no 1e400, no
+# invalid UTF-8 in a string), so a line orjson refuses is tried again the way Node reads it.
+JS_WHITESPACE = (
+    "\t\n\x0b\x0c\r \xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+_ASCII_WHITESPACE = b" \t\n\r\x0b\x0c"
+
+
+def is_blank(line: bytes) -> bool:
+    """True if Node skips the line: nothing is left once it is trimmed."""
+    stripped = line.strip(_ASCII_WHITESPACE)
+    if not stripped:
+        return True
+    if stripped[0] < 0x80 and stripped[-1] < 0x80:  # the common case: "{...}"
+        return False
+    return not stripped.decode("utf-8", "replace").strip(JS_WHITESPACE)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _js_int(text: str) -> int | float:
+    """An integer as orjson gives it (within 64 bits) or as a double, as JavaScript has it."""
+    try:
+        value = int(text)
+    except ValueError:  # more digits than Python converts: a double (Infinity if out of range)
+        return float(text)
+    return value if -(1 << 63) <= value < (1 << 64) else float(text)  # float(text): inf, not OverflowError
+
+
+def node_loads(line: bytes) -> Any:
+    """``JSON.parse(line.trim())`` on the line read as UTF-8 text, as Node does it. Raises
+    ValueError (or RecursionError) where JSON.parse throws."""
+    text = line.decode("utf-8", "replace").strip(JS_WHITESPACE)
+    return json.loads(text, parse_constant=_reject_constant, parse_int=_js_int)
 
 
 @dataclass(slots=True)
@@ -81,7 +123,7 @@ def iter_raw_lines(path: Path, start: int = 0, first_lineno: int = 1, progress=N
                 line = buf[pos:nl]
                 if line.endswith(b"\r"):
                     line = line[:-1]
-                if line.strip():
+                if not is_blank(line):
                     yield RawLine(lineno, base + pos, line, True)
                 lineno += 1
                 pos = nl + 1
@@ -91,18 +133,22 @@ def iter_raw_lines(path: Path, start: int = 0, first_lineno: int = 1, progress=N
                 pending, long_length = pending[:LONG_LINE_KEPT], len(pending)
             if progress is not None:
                 progress(read)
-        if long_length >= 0 or pending.strip():
+        if long_length >= 0 or not is_blank(pending):
             yield RawLine(lineno, pending_offset, pending, False)
     finally:
         os.close(fd)
 
 
 def parse_event(data: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    """Parse one line as an event: a JSON object. Returns (event, None) or (None, reason)."""
+    """Parse one line as an event: a JSON object, as Node reads it. Returns (event, None) or
+    (None, reason)."""
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        return None, str(exc)
+        try:
+            value = node_loads(data)
+        except (ValueError, RecursionError):
+            return None, str(exc)
     if not isinstance(value, dict):
         return None, "line is valid JSON but not an object"
     return value, None
@@ -406,12 +452,18 @@ def scan_range(path: str, start: int, end: int, progress=None) -> LogSummary:
                     raw = raw[:-1]
                 if not raw or raw.isspace():
                     continue
-                nonblank += 1
                 try:
                     event = loads(raw)
                 except decode_error as exc:
-                    part.add_bad(RawLine(lineno, here, raw, True), str(exc))
-                    continue
+                    try:  # not for orjson: maybe for Node (see JS_WHITESPACE)
+                        event = node_loads(raw)
+                    except (ValueError, RecursionError):
+                        if is_blank(raw):
+                            continue
+                        nonblank += 1
+                        part.add_bad(RawLine(lineno, here, raw, True), str(exc))
+                        continue
+                nonblank += 1
                 if event.__class__ is not dict:
                     part.add_bad(RawLine(lineno, here, raw, True), "line is valid JSON but not an object")
                     continue
@@ -451,7 +503,7 @@ def scan_range(path: str, start: int, end: int, progress=None) -> LogSummary:
             pending = b""
         if pending[-1:] == b"\r":
             pending = pending[:-1]
-        if pending and not pending.isspace():
+        if pending and not is_blank(pending):
             lineno += 1
             nonblank += 1
             event, _reason = parse_event(pending)
@@ -618,7 +670,7 @@ def read_tail(path: Path, window: int = 1 << 16, max_bytes: int = 64 << 20) -> T
                 if i == 0 and pos > 0:
                     break  # may be cut by the window: read more
                 line = lines[i].rstrip(b"\r")
-                if line.strip():
+                if not is_blank(line):
                     return Tail(size, pos + nl + 1, fragment, line)
             if pos == 0:
                 return Tail(size, nl + 1, fragment, None)
@@ -651,4 +703,4 @@ def tail_lines(path: Path, max_bytes: int = 1 << 20) -> tuple[list[bytes], bool]
         first = body.find(b"\n")
         body = body[first + 1 :]
     lines = [ln.rstrip(b"\r") for ln in body.split(b"\n")]
-    return [ln for ln in lines if ln.strip()], start == 0
+    return [ln for ln in lines if not is_blank(ln)], start == 0

@@ -578,7 +578,7 @@ class Module:
         if not self.log_path.exists():
             return
         tail = logmod.read_tail(self.log_path)
-        if not tail.fragment.strip():
+        if logmod.is_blank(tail.fragment):
             return
         event, _ = logmod.parse_event(tail.fragment.rstrip(b"\r"))
         if event is not None:

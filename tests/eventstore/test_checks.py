@@ -290,6 +290,21 @@ def test_crlf_and_blank_lines_are_healthy(seeded):
     assert seeded.module.check().findings == []
 
 
+def test_a_log_with_a_bom_and_unicode_spaces_around_lines_is_read_as_node_reads_it(seeded):
+    # Node trims each line with String.prototype.trim(): a BOM, NBSP, VT, FF, U+2028... around a
+    # line, or a line of nothing else, is not damage; the events count, in check and rebuild.
+    lines = seeded.module.log_path.read_bytes().splitlines(keepends=True)
+    padded = [b"\xef\xbb\xbf" + lines[0]] + [b"\x0b\xc2\xa0" + ln[:-1] + b"\xe2\x80\xa8\x0c\n" for ln in lines[1:]]
+    seeded.write_log(b"".join(padded[:2]) + b"\xe3\x80\x80\n" + b"".join(padded[2:]))
+    assert seeded.module.check().findings == []
+    report = seeded.module.rebuild()
+    assert report.events_read == len(lines) and report.bad_line_count == 0
+    assert seeded.module.load_meta()["totalEvents"] == len(lines) == seeded.meta["totalEvents"]
+    seeded.module.append_event({"table": "order_header", "record": {"id": "o-next"}})
+    assert [e["sequence"] for e in seeded.module.read_events()][-2:] == [len(lines), len(lines) + 1]
+    assert codes(seeded.module.check()) == ["backup_present"]  # the rebuild's backup of the old meta
+
+
 def test_unknown_meta_keys_are_healthy(seeded):
     seeded.write_meta(meta_bytes({**seeded.meta, "purgeState": {"lastPurgeAt": "x"}, "extra": [1, 2]}))
     assert seeded.module.check().findings == []

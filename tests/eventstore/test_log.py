@@ -258,3 +258,64 @@ def test_read_tail_grows_its_window_geometrically_over_a_long_unterminated_line(
     tail = logmod.read_tail(path)
     assert tail.last_line == b'{"id":"a","sequence":1}' and len(tail.fragment) == 8 << 20
     assert len(calls) <= 10 and sum(calls) == path.stat().st_size
+
+
+# -- a line as Node reads it: UTF-8 text, trim(), JSON.parse ---------------------------------
+
+
+def test_js_whitespace_is_what_javascript_trim_strips():
+    import unicodedata
+
+    zs = {chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Zs"}
+    assert set(logmod.JS_WHITESPACE) == zs | set("\t\x0b\x0c\ufeff\n\r\u2028\u2029")
+
+
+@pytest.mark.parametrize("pad", ["\x0b", "\x0c", "\xa0", "\ufeff", "\u2028", "\u2029", "\u3000", "\u1680", "\u202f", "\x0b\xa0 \ufeff"])
+def test_a_line_wrapped_in_what_trim_strips_is_an_event_and_a_line_of_it_is_blank(tmp_path, pad):
+    lines = make_lines(3)
+    p = pad.encode()
+    data = p + line_bytes(lines[0]) + line_bytes(lines[1])[:-1] + p + b"\n" + p + b"\n" + p + line_bytes(lines[2])[:-1] + p
+    path = tmp_path / "events.log"
+    path.write_bytes(data)
+    s = logmod.summarize(path)
+    assert (s.events, s.bad_line_count, s.lines, s.max_sequence) == (3, 0, 3, 3), s.bad_lines
+    assert s.torn_tail["parses"] is True and s.last_event_id == lines[2]["id"]
+    assert [e["id"] for e in map(lambda r: logmod.parse_event(r.data)[0], logmod.iter_raw_lines(path))] == [ln["id"] for ln in lines]
+    assert logmod.is_blank(p) and logmod.is_blank(p + b" \r\t" + p)
+
+
+@pytest.mark.parametrize("pad", ["\x1c", "\x85", "\u200b", "\u180e"])
+def test_what_trim_keeps_makes_a_bad_line(tmp_path, pad):
+    line = line_bytes(make_lines(1)[0])
+    (tmp_path / "events.log").write_bytes(pad.encode() + line)
+    s = logmod.summarize(tmp_path / "events.log")
+    assert (s.events, s.bad_line_count) == (0, 1)
+    assert not logmod.is_blank(pad.encode())
+
+
+def test_what_json_parse_takes_and_orjson_refuses_is_an_event(tmp_path):
+    # A lone surrogate escape, a number beyond a double (Infinity), invalid UTF-8 inside a string
+    # (Node reads U+FFFD), an integer of 5,000 digits: JSON.parse takes them all.
+    lines = [
+        b'{"id":"evt-\\ud800","sequence":1,"table":"t"}',
+        b'{"id":"evt-2","sequence":2,"amount":1e400}',
+        b'{"id":"evt-\xff3","sequence":3}',
+        b'{"id":"evt-4","sequence":4,"n":' + b"9" * 5000 + b"}",
+        b'{"id":"evt-5","sequence":5,"n":123456789012345678901234567890}',
+    ]
+    for raw in lines[:4]:
+        with pytest.raises(orjson.JSONDecodeError):
+            orjson.loads(raw)
+    assert orjson.loads(lines[4])["n"] == 1.2345678901234568e29  # and the fallback agrees with orjson on this one
+    (tmp_path / "events.log").write_bytes(b"\n".join(lines) + b"\n")
+    s = logmod.summarize(tmp_path / "events.log")
+    assert (s.events, s.bad_line_count, s.max_sequence, s.gap_count) == (5, 0, 5, 0)
+    events = [logmod.parse_event(raw)[0] for raw in lines]
+    assert events[0]["id"] == "evt-\ud800" and events[1]["amount"] == float("inf") and events[2]["id"] == "evt-\ufffd3"
+    assert events[3]["n"] == float("inf") and events[4]["n"] == 1.2345678901234568e29  # a double, as in JavaScript
+
+
+@pytest.mark.parametrize("data", [b'{"a":NaN}', b'{"a":Infinity}', b"{'a':1}", b'{"a":"\x01"}', b'{"a":1,}'])
+def test_what_json_parse_refuses_stays_a_bad_line(data):
+    event, reason = logmod.parse_event(data)
+    assert event is None and reason
