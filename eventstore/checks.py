@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from . import health, layout
 from . import log as logmod
 from . import meta as metamod
+from .errors import InvalidName
 from .fileio import open_nofollow, read_capped
 from .archive import orphan_temps
 from .health import Finding, Health, ModuleStats
@@ -137,7 +138,7 @@ def check_module(module: Module, now: float | None = None, previous: dict[str, A
         against = logmod.LogSummary()  # no log (rotated or purged): the meta must count 0 events
     if meta_part is not None and meta_part["ok"] and against is not None:
         drift = _drift(meta_part.get("total"), meta_part.get("last_id"), against)
-        if drift:
+        if drift and not (summary is None and _rotation_interrupted(module, meta_part)):
             findings.append(drift)
 
     stats.temp_files = len(listing.temps)
@@ -193,7 +194,38 @@ def _meta_part(module: Module) -> dict[str, Any]:
         out["total"] = metamod.total_events(value)
         last_id = value.get("lastEventId")
         out["last_id"] = last_id if isinstance(last_id, (str, int, float, bool)) or last_id is None else str(last_id)
+        day, last_at = value.get("currentDay"), value.get("lastEventAt")
+        if isinstance(day, str) and isinstance(last_at, str):  # where a rotation files the log
+            out["day"], out["last_at"] = day, last_at
     return out
+
+
+def _rotation_interrupted(module: Module, meta_part: dict[str, Any]) -> bool:
+    """True when the live log is gone but the meta still counts its events because a rotation
+    stopped between moving the log to history and restarting the meta: the history file Node
+    and ``rotate`` name after the meta's day and last event is there, and it ends with the
+    meta's last event. Not damage: the next rotation finds no log and restarts the meta at 0
+    (an append before it numbers after the meta's count, so sequences stay unique)."""
+    day, last_at, last_id = meta_part.get("day"), meta_part.get("last_at"), meta_part.get("last_id")
+    if not day or not last_at or last_id is None or not meta_part.get("total"):
+        return False
+    try:
+        base = layout.rotated_log_name(day, last_at)
+    except InvalidName:
+        return False
+    stem = base[: -len(".log")]
+    for n in range(10):  # rotate adds -1, -2 ... when the name is taken
+        path = module.history_dir / (base if n == 0 else f"{stem}-{n}.log")
+        try:
+            tail = logmod.read_tail(path, max_bytes=1 << 20)
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError):
+            continue
+        event, _ = logmod.parse_event(tail.last_line) if tail.last_line is not None else (None, None)
+        if isinstance(event, dict) and event.get("id") == last_id and logmod.is_blank(tail.fragment):
+            return True
+    return False
 
 
 def _as_dict(f: Finding) -> dict[str, Any]:

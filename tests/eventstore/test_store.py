@@ -236,6 +236,54 @@ def test_rotate_never_overwrites_a_history_file(seeded):
     assert (seeded.module.history_dir / name).read_bytes() == b"older history"
 
 
+def test_a_rotation_stopped_after_the_move_is_not_drift_and_the_next_write_finishes_it(seeded, monkeypatch):
+    meta = seeded.meta
+
+    def crash(self, new_meta):
+        raise OSError(5, "simulated crash after the log moved to history")
+
+    monkeypatch.setattr(type(seeded.module), "_write_meta", crash)
+    with pytest.raises(OSError):
+        seeded.module.rotate(today="2025-10-28")
+    monkeypatch.undo()
+    assert not seeded.module.log_path.exists()
+    assert json.loads(seeded.module.meta_path.read_bytes())["totalEvents"] == meta["totalEvents"] > 0
+    # The log sits in history under the meta's day and last event: the next rotation finds no
+    # log and restarts the meta, so nothing is wrong in between.
+    assert seeded.module.check().findings == []
+    assert seeded.module.rotate(today="2025-10-28") is None  # nothing left to move
+    new = json.loads(seeded.module.meta_path.read_bytes())
+    assert (new["totalEvents"], new["currentDay"], new["lastClosedDate"]) == (0, "2025-10-28", meta["currentDay"])
+    assert seeded.module.check().findings == []
+    assert seeded.module.append_event(make_entry(1))["sequence"] == 1
+    assert len(os.listdir(seeded.module.history_dir)) == 1  # the day was filed once
+
+
+def test_an_append_after_a_stopped_rotation_keeps_sequences_unique(seeded, monkeypatch):
+    monkeypatch.setattr(type(seeded.module), "_write_meta", lambda self, m: (_ for _ in ()).throw(OSError(5, "crash")))
+    with pytest.raises(OSError):
+        seeded.module.rotate(today="2025-10-28")
+    monkeypatch.undo()
+    total = seeded.meta["totalEvents"]
+    assert seeded.module.append_event(make_entry(1))["sequence"] == total + 1  # after the meta's count: never reused
+    assert seeded.module.check().findings == []
+
+
+@pytest.mark.parametrize("history", ["none", "another-last-event", "another-day"])
+def test_a_missing_log_the_meta_still_counts_is_drift_unless_a_rotation_filed_it(seeded, history):
+    meta = seeded.meta
+    seeded.module.history_dir.mkdir(parents=True)
+    data = seeded.module.log_path.read_bytes()
+    os.unlink(seeded.module.log_path)
+    if history == "another-last-event":
+        name = layout.rotated_log_name(meta["currentDay"], meta["lastEventAt"])
+        (seeded.module.history_dir / name).write_bytes(data.rsplit(b"\n", 2)[0] + b"\n")  # ends one event early
+    elif history == "another-day":
+        (seeded.module.history_dir / layout.rotated_log_name("2025-01-01", meta["lastEventAt"])).write_bytes(data)
+    [drift] = seeded.module.check().findings
+    assert drift.code == "meta_drift" and drift.detail["meta_total_events"] == meta["totalEvents"]
+
+
 def test_after_a_purge_appends_start_again_and_keep_the_cursors(seeded):
     os.unlink(seeded.module.log_path)
     seeded.write_meta(meta_bytes({**seeded.meta, "totalEvents": 0, "lastEventId": None, "purgeState": {"at": "x"}}))
