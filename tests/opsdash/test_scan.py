@@ -231,10 +231,13 @@ def test_values_no_database_can_store_are_made_storable_and_the_rescan_writes_no
     module.meta_path.write_text(json.dumps(meta).replace('"__BIG__"', "1e400"))
     deep = "[" * 600 + '"x"' + "]" * 600
     with module.log_path.open("a") as f:
+        # An event for Node (JSON.parse takes the lone surrogate): its id becomes the last event's.
         f.write('{"id": "evt-\\ud800-\\u0000", "sequence": 4, "table": "t", "record": {"id": ' + deep + '}}\n')
+        f.write('{"id": "evt-\\ud800-\\u0000\x00", "sequence": 5, oops}\n')  # a bad line quoting the same
     report = scan_root()
     state = ModuleState.objects.get()
-    assert report.modules == 1 and state.status == "critical" and state.log_events == 3
+    assert report.modules == 1 and state.status == "critical" and state.log_events == 4
+    assert state.stats["log_last_event_id"] == "evt-\ufffd-\ufffd"
     assert {"meta_invalid", "meta_drift", "log_bad_line"} <= {f["code"] for f in state.findings}
     assert _storable([state.scan_state, state.findings, state.stats])
     with CaptureQueriesContext(connection) as ctx:
