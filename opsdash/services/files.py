@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
-
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +12,8 @@ from typing import IO
 
 import orjson
 from django.conf import settings
+from django.db.models import BinaryField
+from django.db.models.functions import Length, Substr
 from django.utils.translation import gettext
 
 from eventstore import FilePreview, Module, layout
@@ -119,7 +121,7 @@ def _archived_preview(backup: Backup) -> FilePreview:
             pass  # not in this host's archive (moved, or archived elsewhere): try the database
     with open_backup(backup) as fh:  # the database's copy (sha256 checked), or a clear error
         data = fh.read(PREVIEW_PARSE_LIMIT + 1)
-        size = fh.getbuffer().nbytes if isinstance(fh, io.BytesIO) else os.fstat(fh.fileno()).st_size
+        size = stream_size(fh)
     return preview_data(data, size)
 
 
@@ -144,16 +146,84 @@ def archived_backup_path(backup: Backup) -> Path:
     return path
 
 
+BLOB_CHUNK = 1 << 20
+
+
+class BlobReader(io.RawIOBase):
+    """The bytes of a BackupBlob read from the database one chunk at a time (SUBSTR on the
+    bytea / BLOB column), so that serving a 64 MiB archived backup never holds it in memory."""
+
+    def __init__(self, pk: int, size: int):
+        super().__init__()
+        self.pk, self.size, self.pos = pk, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buffer) -> int:
+        want = min(len(buffer), self.size - self.pos)
+        if want <= 0:
+            return 0
+        part = (
+            BackupBlob.objects.filter(pk=self.pk)
+            .annotate(part=Substr("data", self.pos + 1, want, output_field=BinaryField()))
+            .values_list("part", flat=True)
+            .first()
+        )
+        if part is None:
+            raise OSError(errno.ENOENT, "the stored copy is gone")
+        data = bytes(part)
+        if not data:
+            raise OSError(errno.EIO, "the stored copy is shorter than recorded")
+        buffer[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+
+def _open_blob(backup: Backup) -> IO[bytes] | None:
+    """The database's copy of an archived backup, its sha256 checked in a first streamed pass;
+    None when there is none. Memory stays at one chunk."""
+    row = BackupBlob.objects.filter(backup=backup).annotate(size=Length("data")).values("pk", "sha256", "size").first()
+    if row is None:
+        return None
+    digest = hashlib.sha256()
+    with io.BufferedReader(BlobReader(row["pk"], row["size"] or 0), BLOB_CHUNK) as check:
+        while chunk := check.read(BLOB_CHUNK):
+            digest.update(chunk)
+    if digest.hexdigest() != row["sha256"]:
+        raise FilesUnavailable(gettext("the stored copy of %(name)s does not match its sha256") % {"name": backup.name})
+    return io.BufferedReader(BlobReader(row["pk"], row["size"] or 0), BLOB_CHUNK)
+
+
+def stream_size(fh: IO[bytes]) -> int:
+    """The size of what an opened backup will give (a file, a database copy)."""
+    here = fh.tell()
+    end = fh.seek(0, io.SEEK_END)
+    fh.seek(here)
+    return end
+
+
 def open_backup(backup: Backup) -> IO[bytes]:
     """A binary file object of a backup the database knows (never a path from a request):
     a live one through eventstore, an archived one from the archive store. No symlinks."""
     if backup.state == Backup.State.ARCHIVED:
-        blob = BackupBlob.objects.filter(backup=backup).first()
+        try:
+            blob = _open_blob(backup)
+        except OSError as exc:  # the row went away or shrank between the queries
+            raise FilesUnavailable(gettext("%(name)s cannot be read: %(error)s") % {"name": backup.name, "error": exc.strerror or exc}) from None
         if blob is not None:  # kept in the database: any host can serve it
-            data = bytes(blob.data)
-            if hashlib.sha256(data).hexdigest() != blob.sha256:
-                raise FilesUnavailable(gettext("the stored copy of %(name)s does not match its sha256") % {"name": backup.name})
-            return io.BytesIO(data)
+            return blob
         if backup.module.host != settings.OPSDASH_HOST_NAME:
             raise FilesUnavailable(gettext("the archive is on host %(host)s; this dashboard runs on %(here)s") % {"host": backup.module.host, "here": settings.OPSDASH_HOST_NAME})
         path = archived_backup_path(backup)

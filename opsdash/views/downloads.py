@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import os
-
 from django.contrib.auth.decorators import permission_required
 from django.http import FileResponse, Http404, HttpRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -13,7 +10,7 @@ from django.views.decorators.http import require_GET
 
 from ..models import Backup, ModuleState
 from ..services.downloads import audited_zip, record_download, safe_filename
-from ..services.files import FilesUnavailable, open_backup
+from ..services.files import FilesUnavailable, open_backup, stream_size
 
 DOWNLOAD_PERMISSION = "opsdash.download_backups"
 
@@ -30,7 +27,7 @@ def backup_download(request: HttpRequest, pk: int) -> FileResponse:
     except FilesUnavailable as exc:
         record_download(request, "backup_download", "failed", **where, params=params, detail=str(exc))
         raise Http404(str(exc)) from None
-    params["bytes"] = fh.getbuffer().nbytes if isinstance(fh, io.BytesIO) else os.fstat(fh.fileno()).st_size
+    params["bytes"] = stream_size(fh)
     record_download(request, "backup_download", "ok", **where, params=params)
     filename = safe_filename(state.branch, state.module, backup.name)
     return FileResponse(fh, as_attachment=True, filename=filename, content_type="application/octet-stream")

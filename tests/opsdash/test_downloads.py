@@ -186,3 +186,57 @@ def test_a_zip_of_an_unknown_module_or_branch_is_404(backups, operator_client):
     assert operator_client.get(reverse("opsdash:branch_backups_download", kwargs={"host": "testhost", "branch": "nope"})).status_code == 404
     url = reverse("opsdash:module_backups_download", kwargs={"host": "other", "branch": "dar", "module": "pos"})
     assert operator_client.get(url).status_code == 404
+
+
+# -- the database's copy of an archived backup, served in chunks -------------------------------
+
+
+@pytest.fixture
+def in_database(backups, settings, monkeypatch):
+    """The archived backup as another host sees it: only the database's copy, 40 chunks long."""
+    from opsdash.models import BackupBlob
+    from opsdash.services import files
+
+    monkeypatch.setattr(files, "BLOB_CHUNK", 1 << 16)
+    data = bytes(range(256)) * (10 * 1024) + b"tail"  # 2.5 MiB + 4 bytes: a last, short chunk
+    backup = backups["archived"]
+    Backup.objects.filter(pk=backup.pk).update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    blob = BackupBlob.objects.create(backup=backup, data=data, sha256=hashlib.sha256(data).hexdigest())
+    settings.OPSDASH_HOST_NAME, settings.OPSDASH_ARCHIVE_ROOT = "the-web-host", "/nonexistent"
+    return backup, blob, data
+
+
+def test_an_archived_backup_is_served_from_the_database_a_chunk_at_a_time(in_database, operator_client):
+    import tracemalloc
+
+    backup, _blob, data = in_database
+    b"".join(operator_client.get(backup.download_url()).streaming_content)  # imports, first-request set-up
+    tracemalloc.start()
+    try:
+        response = operator_client.get(backup.download_url())
+        assert response.status_code == 200 and int(response["Content-Length"]) == len(data)
+        digest, size = hashlib.sha256(), 0
+        for part in response.streaming_content:
+            digest.update(part)
+            size += len(part)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert size == len(data) and digest.digest() == hashlib.sha256(data).digest()
+    assert peak < len(data) // 4, f"{peak:,} bytes at the peak: the copy was held whole"
+    assert [e.params["bytes"] for e in AuditEntry.objects.all()] == [len(data)] * 2
+    zipped = _unzip(operator_client.get(reverse("opsdash:module_backups_download", kwargs={"host": "testhost", "branch": "dar", "module": "pos"})))
+    assert zipped.read(f"dar/pos/{ARCHIVED_NAME}") == data
+
+
+def test_a_database_copy_that_no_longer_matches_its_sum_is_not_served(in_database, operator_client):
+    from opsdash.models import BackupBlob
+
+    backup, blob, data = in_database
+    BackupBlob.objects.filter(pk=blob.pk).update(data=data[:-1] + b"!")
+    response = operator_client.get(backup.download_url())
+    assert response.status_code == 404
+    entry = AuditEntry.objects.get()
+    assert entry.outcome == "failed" and "does not match its sha256" in entry.detail
+    page = operator_client.get(backup.get_absolute_url())
+    assert page.status_code == 200 and "does not match its sha256" in page.content.decode()
