@@ -48,7 +48,7 @@ NON_DERIVABLE = (
     "lastClientSnapshotMarker",
     "lastClientSyncAt",
 )
-_STRING_OR_NULL = (
+STRING_OR_NULL_KEYS = (
     "branchId",
     "moduleId",
     "liveCreatedAt",
@@ -60,7 +60,7 @@ _STRING_OR_NULL = (
     "updatedAt",
     "lastClientSyncAt",
 )
-_OBJECTS = ("tableCursors", "lastServedTableIds", "lastClientTableIds")
+OBJECT_KEYS = ("tableCursors", "lastServedTableIds", "lastClientTableIds")
 
 MAX_META_BYTES = 64 * 1024 * 1024
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -160,11 +160,11 @@ def problems(value: Any, *, branch: str | None = None, module: str | None = None
                 {"key": "totalEvents", "value": total if _jsonable_scalar(total) else str(total)[:60]},
             )
         )
-    for key in _STRING_OR_NULL:
+    for key in STRING_OR_NULL_KEYS:
         v = value.get(key)
         if v is not None and not isinstance(v, str):
             out.append(Problem("warning", f"{key} is a {_js_type(v)}, expected a string or null", {"key": key}))
-    for key in _OBJECTS:
+    for key in OBJECT_KEYS:
         if key in value and not isinstance(value[key], dict):
             out.append(
                 Problem("warning", f"{key} is {_js_type(value[key])}, expected an object; Node falls back to {{}}", {"key": key})
@@ -207,7 +207,7 @@ def with_defaults(value: dict[str, Any]) -> dict[str, Any]:
     """Defaults for missing keys, then the file's keys (unknown keys kept), as Node's loadMeta."""
     out = dict(DEFAULTS)
     out.update(value)
-    for key in _OBJECTS:  # fresh objects: the defaults' own must never be shared or mutated
+    for key in OBJECT_KEYS:  # fresh objects: the defaults' own must never be shared or mutated
         if not isinstance(value.get(key), dict):
             out[key] = {}
     if not _is_count(out.get("totalEvents")):

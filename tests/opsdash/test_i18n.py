@@ -18,7 +18,8 @@ from django.utils import translation
 
 from opsdash.models import Backup, ModuleState
 from opsdash.services.scan import scan_root
-from opsdash.templatetags.opsdash_tags import number
+from eventstore import CODES
+from opsdash.templatetags.opsdash_tags import finding_text, number
 
 pytestmark = pytest.mark.django_db
 
@@ -81,7 +82,9 @@ def test_arabic_module_page_words_for_values_and_the_machine_text_stays_readable
     assert 'class="badge status-critical">حرج<' in html  # the status word, the class stays a value
     assert "الميتا ليست JSON صالحًا" in html  # what meta_corrupt means
     assert '<span class="code sev-critical">meta_corrupt</span>' in html  # the code itself is data
-    assert '<p lang="en" dir="ltr">' in html  # the store's own message, marked as English
+    # The store's message in Arabic, built from the finding's detail; the JSON parser's own words
+    # stay English and are marked so.
+    assert re.search(r'<p>الميتا ليست JSON صالحًا عند السطر \d+، العمود \d+ \(البايت [\d.]+\): <span lang="en" dir="ltr">[^<]+</span></p>', html)
     assert "نعم، أعد بناء الميتا للوحدة dar/kds" in html  # the confirming button names the module
     assert '<pre class="raw" tabindex="0" aria-label="محتوى الميتا، تالف">' in html
 
@@ -203,3 +206,75 @@ def test_every_finding_code_is_explained_in_the_pages_words():
 
     with translation.override("en"):
         assert {code: str(text) for code, text in FINDINGS.items()} == {code: meaning for code, (_sev, meaning) in CODES.items()}
+
+
+# -- a finding's sentence in the page's language --------------------------------------------
+
+
+def _findings_of_every_shape(tmp_path) -> list[dict]:
+    """Every finding the store writes: the demo's damage, and the meta_invalid and unreadable
+    shapes the demo does not make."""
+    from eventstore import EventStore
+    from eventstore.demo import write_demo_root
+
+    root = tmp_path / "demo"
+    root.mkdir()
+    write_demo_root(root, events_per_module=20)
+    store = EventStore(root)
+    out = [f.to_dict() for m in store.modules() for f in m.check().findings]
+    odd = store.module("odd", "pos")
+    odd.append_event({"table": "t", "record": {"id": "1"}})
+    for meta in (b"[1]", b'{"totalEvents": -1}', b'{"totalEvents": 1, "lastAckId": 5, "tableCursors": [], "branchId": "other"}'):
+        odd.meta_path.write_bytes(meta)
+        out += [f.to_dict() for f in odd.check().findings]
+    odd.meta_path.unlink()
+    odd.meta_path.symlink_to(tmp_path / "elsewhere")
+    out += [f.to_dict() for f in odd.check().findings]
+    return out
+
+
+def test_every_finding_the_store_writes_reads_in_both_languages(tmp_path):
+    findings = _findings_of_every_shape(tmp_path)
+    assert {f["code"] for f in findings} == set(CODES)
+    for f in findings:
+        with translation.override("en"):
+            english, plain = finding_text(f), finding_text(f, html=False)
+        with translation.override("ar"):
+            arabic = finding_text(f)
+        assert english and arabic and plain and english != arabic, f
+        assert "<" not in plain and not re.search(r"[\u0600-\u06ff]", english + plain), (f, english)
+        assert re.search(r"[\u0600-\u06ff]", arabic), (f, arabic)
+        # What was read from the files is kept: every count and position is in the sentence.
+        for key in ("count", "line", "col", "byte", "length", "offset", "log_events"):
+            if isinstance(f.get(key), int) and f["code"] not in ("log_bad_line", "meta_drift"):
+                assert f"{f[key]:,}" in english, (key, f, english)
+        if f["code"] == "meta_drift":
+            assert f"{f['expected_total_events']:,}" in english or f["meta_total_events"] == f["expected_total_events"], english
+        if f["code"] in ("meta_corrupt", "log_bad_line", "unreadable"):  # a parser's or the OS's words stay English
+            assert '<span lang="en" dir="ltr">' in arabic, arabic
+
+
+def test_a_finding_sentence_escapes_what_it_quotes_and_falls_back_for_unknown_shapes():
+    f = {"code": "meta_invalid", "severity": "warning", "message": "m", "key": "branchId", "value": "<script>x</script>"}
+    with translation.override("ar"):
+        html = finding_text(f)
+    assert "<script>" not in html and "&lt;script&gt;" in html and '<bdi dir="ltr">' in html
+    assert finding_text({"code": "meta_invalid", "message": "m", "key": "somethingNew"}) == ""
+    assert finding_text({"code": "log_bad_line", "count": 2, "lines": "not a list"}) == ""
+    assert finding_text("not a dict") == ""
+
+
+def test_the_overview_titles_findings_in_the_page_language(scanned, manager_client):
+    english = manager_client.get(reverse("opsdash:module_list")).content.decode()
+    assert re.search(r'title="critical · meta is not valid JSON: meta is not valid JSON at line \d+, column \d+ \(byte [\d,]+\): [^"<]+">meta_corrupt<', english)
+    overview = arabic(manager_client).get(reverse("opsdash:module_list")).content.decode()
+    assert 'title="حرج · الميتا ليست JSON صالحًا: الميتا ليست JSON صالحًا عند السطر' in overview
+
+
+def test_a_finding_sentence_takes_values_orjson_refuses():
+    for value in (10**30, "\ud800", [[[1]]]):
+        f = {"code": "meta_invalid", "severity": "critical", "message": "m", "key": "totalEvents", "value": value}
+        assert finding_text(f).startswith("totalEvents is <bdi")
+    drift = {"code": "meta_drift", "expected_total_events": 3, "meta_total_events": 10**30, "log_events": 3,
+             "meta_last_event_id": "a", "log_last_event_id": "b"}
+    assert "1000000000000000000000000000000" in finding_text(drift, html=False)
