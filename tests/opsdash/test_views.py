@@ -195,3 +195,13 @@ def test_the_history_chart_counts_incidents_per_day(store, add_events, manager_c
     by_day = {bar.day: bar.count for bar in chart.bars}
     assert by_day[today.date()] == 3 and by_day[(today - timedelta(days=2)).date()] == 1
     assert sum(by_day.values()) == 4 and chart.peak == 3
+
+
+def test_the_branch_filter_lists_every_branch_escaped_and_marks_the_chosen_one(store, add_events, manager_client):
+    for branch in ("dar", 'a"b<c>', "zamalek"):
+        add_events(store.module(branch, "pos"))
+    scan_root()
+    for name in ("opsdash:module_list", "opsdash:incident_list", "opsdash:backup_list"):
+        html = manager_client.get(reverse(name), {"branch": "zamalek"}).content.decode()
+        assert '<option value="a&quot;b&lt;c&gt;">a&quot;b&lt;c&gt;</option>' in html, name
+        assert '<option value="dar">dar</option><option value="zamalek" selected>zamalek</option>' in html, name
