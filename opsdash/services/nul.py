@@ -72,5 +72,7 @@ def db_safe(value: Any) -> Any:
         text = json.dumps(value, allow_nan=False)
     except (ValueError, TypeError, RecursionError):
         return _clean(value)
+    if "\\u0000" not in text and "\\ud" not in text:  # a plain substring search first: the regex
+        return value  # costs ~30 µs on a module's scan state, this ~1 µs
     return _clean(value) if _SUSPECT.search(text) else value
 
