@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import permission_required
-from django.http import FileResponse, Http404, HttpRequest, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, render
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
@@ -17,7 +17,7 @@ DOWNLOAD_PERMISSION = "opsdash.download_backups"
 
 @require_GET
 @permission_required(DOWNLOAD_PERMISSION, raise_exception=True)
-def backup_download(request: HttpRequest, pk: int) -> FileResponse:
+def backup_download(request: HttpRequest, pk: int) -> HttpResponse:
     backup = get_object_or_404(Backup.objects.select_related("module"), pk=pk)
     state = backup.module
     params = {"backups": [backup.name], "state": backup.state, "sha256": backup.sha256}
@@ -26,7 +26,8 @@ def backup_download(request: HttpRequest, pk: int) -> FileResponse:
         fh = open_backup(backup)
     except FilesUnavailable as exc:
         record_download(request, "backup_download", "failed", **where, params=params, detail=str(exc))
-        raise Http404(str(exc)) from None
+        # Why, in the user's language (FilesUnavailable messages are translated), not a bare 404.
+        return render(request, "opsdash/unavailable.html", {"backup": backup, "reason": str(exc)}, status=404)
     params["bytes"] = stream_size(fh)
     record_download(request, "backup_download", "ok", **where, params=params)
     filename = safe_filename(state.branch, state.module, backup.name)

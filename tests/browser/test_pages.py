@@ -91,3 +91,21 @@ def test_a_manager_sees_no_action_buttons(site, page):
     page.goto(f"{site}/modules/pos-server-1/dar/pos/")
     expect(page.get_by_role("heading", name="Findings")).to_be_visible()
     expect(page.get_by_text("Rebuild meta…")).to_have_count(0)
+
+
+@pytest.mark.parametrize("language", ["en", "ar"])
+def test_a_download_that_cannot_be_served_says_why_in_the_page_language(site, page, language):
+    from opsdash.models import Backup
+
+    backup = Backup.objects.filter(state=Backup.State.LIVE).first()
+    Backup.objects.filter(pk=backup.pk).update(state=Backup.State.ARCHIVED)  # archived, but no copy anywhere
+    login(page, site, "auditor")
+    if language == "ar":
+        page.get_by_role("button", name="العربيّة").click()
+    page.goto(f"{site}{backup.download_url()}")
+    heading = "لا يمكن تنزيل هذه النسخة الاحتياطية الآن" if language == "ar" else "This backup cannot be downloaded now"
+    expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+    expect(page.get_by_role("alert")).to_contain_text(backup.name)
+    assert axe_violations(page) == []
+    page.get_by_role("link", name="العودة إلى النسخة الاحتياطية" if language == "ar" else "Back to the backup").click()
+    expect(page.locator("h1")).to_contain_text(backup.name)

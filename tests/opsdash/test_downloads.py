@@ -235,8 +235,12 @@ def test_a_database_copy_that_no_longer_matches_its_sum_is_not_served(in_databas
     backup, blob, data = in_database
     BackupBlob.objects.filter(pk=blob.pk).update(data=data[:-1] + b"!")
     response = operator_client.get(backup.download_url())
-    assert response.status_code == 404
+    page = response.content.decode()
+    assert response.status_code == 404 and "This backup cannot be downloaded now" in page
+    assert f"the stored copy of {ARCHIVED_NAME} does not match its sha256" in page and backup.get_absolute_url() in page
     entry = AuditEntry.objects.get()
     assert entry.outcome == "failed" and "does not match its sha256" in entry.detail
+    arabic = operator_client.get(backup.download_url(), HTTP_ACCEPT_LANGUAGE="ar").content.decode()
+    assert "لا يمكن تنزيل هذه النسخة الاحتياطية الآن" in arabic
     page = operator_client.get(backup.get_absolute_url())
     assert page.status_code == 200 and "does not match its sha256" in page.content.decode()
