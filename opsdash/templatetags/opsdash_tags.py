@@ -258,7 +258,7 @@ def _finding_sentence(f: dict[str, Any], html: bool) -> tuple[str, dict[str, Any
         return ngettext("%(n)s event reuses a sequence number already used (e.g. %(examples)s)",
                         "%(n)s events reuse a sequence number already used (e.g. %(examples)s)", n), {
             "n": number(n), "examples": _isolated(", ".join(str(s) for s in f["sequences"][:5]), html)}
-    if code == "log_sequence_gap" and n is not None and isinstance(f.get("gaps"), list) and f["gaps"] and len(f["gaps"][0]) == 2:
+    if code == "log_sequence_gap" and n is not None and isinstance(f.get("gaps"), list) and f["gaps"] and isinstance(f["gaps"][0], list | tuple) and len(f["gaps"][0]) == 2:
         low, high = f["gaps"][0]
         return ngettext("%(n)s sequence number is missing; the first gap is %(first)s", "%(n)s sequence numbers are missing; the first gap is %(first)s", n), {
             "n": number(n), "first": _isolated(f"{low}..{high}", html)}

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from django.test import Client
 from django.urls import reverse
 from django.utils import translation
@@ -261,6 +264,8 @@ def test_a_finding_sentence_escapes_what_it_quotes_and_falls_back_for_unknown_sh
     assert "<script>" not in html and "&lt;script&gt;" in html and '<bdi dir="ltr">' in html
     assert finding_text({"code": "meta_invalid", "message": "m", "key": "somethingNew"}) == ""
     assert finding_text({"code": "log_bad_line", "count": 2, "lines": "not a list"}) == ""
+    assert finding_text({"code": "log_sequence_gap", "count": 2, "gaps": [5]}) == ""
+    assert finding_text({"code": "log_bad_line", "count": 2, "lines": [{}]}).startswith("2 lines do not parse")
     assert finding_text("not a dict") == ""
 
 
@@ -278,3 +283,18 @@ def test_a_finding_sentence_takes_values_orjson_refuses():
     drift = {"code": "meta_drift", "expected_total_events": 3, "meta_total_events": 10**30, "log_events": 3,
              "meta_last_event_id": "a", "log_last_event_id": "b"}
     assert "1000000000000000000000000000000" in finding_text(drift, html=False)
+
+
+_KEYS = ("code", "count", "line", "col", "byte", "error_message", "size", "limit", "type", "key", "value", "log_events",
+         "expected_total_events", "meta_total_events", "meta_last_event_id", "log_last_event_id", "length", "offset",
+         "parses", "lines", "sequences", "gaps", "file", "reason")
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(_KEYS), _JSON | st.sampled_from(sorted(CODES)) | st.sampled_from(["totalEvents", "branchId", "tableCursors"])))
+def test_a_finding_of_any_shape_never_breaks_the_page(f):
+    for html in (True, False):
+        with translation.override("ar"):
+            assert isinstance(finding_text(f, html=html), str)
