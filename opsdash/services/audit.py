@@ -6,7 +6,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from ..models import AuditEntry, ModuleState
+from ..models import AuditEntry
 
 REFUSED = "refused"
 
@@ -20,17 +20,21 @@ def record(
     request: HttpRequest,
     action: str,
     outcome: str,
-    module: ModuleState | None = None,
+    *,
+    host: str = "",
+    branch: str = "",
+    module: str = "",
     params: dict[str, Any] | None = None,
     detail: str = "",
 ) -> AuditEntry:
+    """One audit entry for what ``request``'s user did (or tried), from their address."""
     return AuditEntry.objects.create(
         actor=request.user.get_username() if request.user.is_authenticated else "",
         ip=client_ip(request),
         action=action,
-        host=module.host if module else "",
-        branch=module.branch if module else "",
-        module=module.module if module else "",
+        host=host,
+        branch=branch,
+        module=module,
         params=params or {},
         outcome=outcome,
         detail=detail,
@@ -48,14 +52,13 @@ def record_refusal(request: HttpRequest, action: str = "") -> AuditEntry | None:
         return None
     match = getattr(request, "resolver_match", None)
     kwargs = match.kwargs if match else {}
-    return AuditEntry.objects.create(
-        actor=request.user.get_username(),
-        ip=client_ip(request),
-        action=(action or (match.url_name if match else "") or "unknown")[:64],
+    return record(
+        request,
+        (action or (match.url_name if match else "") or "unknown")[:64],
+        REFUSED,
         host=str(kwargs.get("host", ""))[:255],
         branch=str(kwargs.get("branch", ""))[:128],
         module=str(kwargs.get("module", ""))[:128],
         params={"method": request.method, "path": request.path[:500]},
-        outcome=REFUSED,
         detail="permission denied",
     )

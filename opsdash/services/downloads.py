@@ -11,12 +11,11 @@ import re
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.http import HttpRequest
 
-from ..models import AuditEntry, Backup
-from .audit import client_ip
+from ..models import Backup
+from .audit import record
 from .files import FilesUnavailable, open_backup
 
 CHUNK = 1 << 16
@@ -28,23 +27,6 @@ def safe_filename(*parts: str) -> str:
     separators, nothing a Content-Disposition header or a file system could misread)."""
     name = "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", part).strip("._") or "_" for part in parts)
     return name[:200]
-
-
-def record_download(
-    request: HttpRequest, action: str, outcome: str, *, host: str = "", branch: str = "", module: str = "",
-    params: dict[str, Any], detail: str = "",
-) -> AuditEntry:
-    return AuditEntry.objects.create(
-        actor=request.user.get_username(),
-        ip=client_ip(request),
-        action=action,
-        host=host,
-        branch=branch,
-        module=module,
-        params=params,
-        outcome=outcome,
-        detail=detail,
-    )
 
 
 class _Sink:
@@ -144,4 +126,4 @@ def audited_zip(
             "mismatches": report.mismatches,
             "unavailable": report.unavailable,
         }
-        record_download(request, "backups_zip_download", outcome, host=host, branch=branch, module=module, params=params)
+        record(request, "backups_zip_download", outcome, host=host, branch=branch, module=module, params=params)

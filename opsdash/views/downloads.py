@@ -9,7 +9,8 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from ..models import Backup, ModuleState
-from ..services.downloads import audited_zip, record_download, safe_filename
+from ..services.audit import record
+from ..services.downloads import audited_zip, safe_filename
 from ..services.files import FilesUnavailable, open_backup, stream_size
 
 DOWNLOAD_PERMISSION = "opsdash.download_backups"
@@ -25,11 +26,11 @@ def backup_download(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         fh = open_backup(backup)
     except FilesUnavailable as exc:
-        record_download(request, "backup_download", "failed", **where, params=params, detail=str(exc))
+        record(request, "backup_download", "failed", **where, params=params, detail=str(exc))
         # Why, in the user's language (FilesUnavailable messages are translated), not a bare 404.
         return render(request, "opsdash/unavailable.html", {"backup": backup, "reason": str(exc)}, status=404)
     params["bytes"] = stream_size(fh)
-    record_download(request, "backup_download", "ok", **where, params=params)
+    record(request, "backup_download", "ok", **where, params=params)
     filename = safe_filename(state.branch, state.module, backup.name)
     return FileResponse(fh, as_attachment=True, filename=filename, content_type="application/octet-stream")
 
