@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import layout
 from .errors import EventStoreError
-from .fileio import fsync_dir, make_dirs, open_nofollow
+from .fileio import _write_all, fsync_dir, make_dirs, open_nofollow
 
 if TYPE_CHECKING:
     from .store import Module
@@ -104,9 +104,7 @@ def _copy_in(source: Path, partial: Path, dest: Path) -> str | None:
             fd = open_nofollow(source)
             try:
                 while chunk := os.read(fd, 1 << 20):
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(out, view) :]
+                    _write_all(out, chunk)
             finally:
                 os.close(fd)
             os.fsync(out)

@@ -144,6 +144,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
 
 
 def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until all of ``data`` is written (a write may take only part of it)."""
     view = memoryview(data)
     while view:
         n = os.write(fd, view)
