@@ -45,8 +45,7 @@ def finding_detail(finding: dict[str, Any]) -> list[tuple[str, str]]:
     for key, value in finding.items():
         if key in FINDING_KEYS:
             continue
-        text = value if isinstance(value, str) else orjson.dumps(value).decode()
-        out.append((key, text))
+        out.append((key, _isolated(value, html=False)))
     return out
 
 
