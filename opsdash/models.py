@@ -93,6 +93,11 @@ class ScanHost(models.Model):
     modules = models.PositiveIntegerField(default=0)
     worst_status = models.CharField(max_length=16, choices=Status.choices)
     error = models.TextField(blank=True, default="")
+    # Seconds between the scanner's passes (null for a one-off `manage.py scan`).
+    interval = models.FloatField(null=True, blank=True)
+    # Set once when the host is found stale (its "stopped reporting" alert is queued then),
+    # cleared by its next pass (which queues "reports again").
+    stale_since = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.host
@@ -362,14 +367,19 @@ class Job(models.Model):
 
 
 class Alert(models.Model):
-    """One alert per status change of a module (not per scan): an outbox for the receivers."""
+    """One alert per status change of a module (not per scan), or per host that stopped (or
+    resumed) reporting: an outbox for the receivers."""
 
     class Event(models.TextChoices):
         PROBLEM = "problem", _("turned warning or critical")
         RECOVERED = "recovered", _("recovered")
         GONE = "gone", _("disappeared")
+        HOST_STALE = "host_stale", _("host stopped reporting")
+        HOST_BACK = "host_back", _("host reports again")
 
-    module = models.ForeignKey(ModuleState, on_delete=models.CASCADE, related_name="alerts")
+    # Null for a host's alert (HOST_STALE, HOST_BACK): ``host`` says which.
+    module = models.ForeignKey(ModuleState, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
+    host = models.CharField(max_length=255, blank=True, default="")
     event = models.CharField(max_length=16, choices=Event.choices)
     status = models.CharField(max_length=16)
     previous_status = models.CharField(max_length=16, blank=True, default="")

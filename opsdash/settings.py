@@ -148,8 +148,17 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "opsdash@localhost")
 # window, and further attempts get 429 until the window has passed.
 OPSDASH_LOGIN_MAX_FAILURES = env_int("OPSDASH_LOGIN_MAX_FAILURES", 10, minimum=1)
 OPSDASH_LOGIN_WINDOW_SECONDS = env_int("OPSDASH_LOGIN_WINDOW_SECONDS", 900, minimum=1)
+# Seconds between two passes of a scanner (`manage.py agent`, `scan --loop` of scripts/serve).
+OPSDASH_SCAN_INTERVAL = env_int("OPSDASH_SCAN_INTERVAL", 60, minimum=1)
 # A host whose scanner has not reported for this long shows its modules as stale, not as current.
-OPSDASH_STALE_SECONDS = env_int("OPSDASH_STALE_SECONDS", 600, minimum=30)
+# Default: three intervals (a pass may be late once or twice without raising an alarm). Shorter
+# than one interval, a host would be shown stale between two of its passes: refused.
+OPSDASH_STALE_SECONDS = env_int("OPSDASH_STALE_SECONDS", 3 * OPSDASH_SCAN_INTERVAL, minimum=1)
+if OPSDASH_STALE_SECONDS < OPSDASH_SCAN_INTERVAL:
+    raise ImproperlyConfigured(
+        f"OPSDASH_STALE_SECONDS ({OPSDASH_STALE_SECONDS}) must not be shorter than OPSDASH_SCAN_INTERVAL "
+        f"({OPSDASH_SCAN_INTERVAL}): every host would be shown stale between two of its passes"
+    )
 OPSDASH_JOB_STALE_SECONDS = env_int("OPSDASH_JOB_STALE_SECONDS", 60, minimum=10)
 
 INSTALLED_APPS = [

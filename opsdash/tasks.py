@@ -5,9 +5,17 @@ from __future__ import annotations
 from django.tasks import task
 
 
+class JobFailed(Exception):
+    """The job's action failed: its row holds the error (so the task framework records the task
+    as failed, and a worker's log never calls it successful)."""
+
+
 @task()
 def run_job(job_id: int) -> dict:
     """Run one operator action; the job row records progress, result or error."""
     from .services.jobs import execute
 
-    return execute(job_id)
+    outcome = execute(job_id)
+    if outcome.get("status") == "failed":
+        raise JobFailed(f"job {job_id} failed: {outcome.get('error') or 'see the job'}")
+    return outcome

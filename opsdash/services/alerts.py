@@ -1,4 +1,5 @@
-"""Alerts: one per status change of a module, delivered to a webhook (JSON POST) and by email.
+"""Alerts: one per status change of a module and per host that stops or resumes reporting,
+delivered to a webhook (JSON POST) and by email.
 
 Each scan pass queues its transitions (:func:`queue_transitions`) and then delivers what is due
 (:func:`deliver_due`). A failing receiver is retried with exponential backoff, up to
@@ -19,9 +20,12 @@ import orjson
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 
-from ..models import Alert, AlertDelivery, ModuleState, Status
+from ..models import Alert, AlertDelivery, ModuleState, ScanHost, Status
+from .heartbeats import newly_stale
 
 log = logging.getLogger(__name__)
 PROBLEMS = (Status.WARNING, Status.CRITICAL)
@@ -58,29 +62,56 @@ def _event(old: str | None, new: str) -> str | None:
     return None
 
 
+def _queue(event: str, payload: dict[str, Any], now: datetime, module: ModuleState | None, host: str, status: str = "", previous: str = "") -> Alert:
+    with transaction.atomic():  # an alert is never left without its deliveries
+        alert = Alert.objects.create(
+            module=module, host=host, event=event, status=status, previous_status=previous, payload=payload, created_at=now
+        )
+        AlertDelivery.objects.bulk_create([AlertDelivery(alert=alert, receiver=r, next_attempt_at=now) for r in receivers()])
+    return alert
+
+
 def queue_transitions(transitions: list[tuple[ModuleState, str | None, str]], now: datetime | None = None) -> int:
     """An alert (and a delivery per receiver) for each transition worth telling."""
     now = now or timezone.now()
-    targets = receivers()
     made = 0
     for state, old, new in transitions:
         event = _event(old, new)
         if event is None:
             continue
-        with transaction.atomic():  # an alert is never left without its deliveries
-            alert = Alert.objects.create(module=state, event=event, status=new, previous_status=old or "", payload=_payload(state, event, old, new, now), created_at=now)
-            AlertDelivery.objects.bulk_create([AlertDelivery(alert=alert, receiver=r, next_attempt_at=now) for r in targets])
+        _queue(event, _payload(state, event, old, new, now), now, state, state.host, new, old or "")
         made += 1
     return made
 
 
-def _payload(state: ModuleState, event: str, old: str | None, new: str, now: datetime) -> dict[str, Any]:
+def _link(path: str) -> str:
     base = settings.OPSDASH_PUBLIC_URL.rstrip("/")
+    return f"{base}{path}" if base else path
+
+
+def _payload(state: ModuleState, event: str, old: str | None, new: str, now: datetime) -> dict[str, Any]:
     return {
         "event": event, "host": state.host, "branch": state.branch, "module": state.module, "status": new,
         "previous_status": old, "findings": [{"code": f.get("code"), "message": f.get("message")} for f in state.findings],
-        "url": f"{base}{state.get_absolute_url()}" if base else state.get_absolute_url(), "at": now.isoformat(),
+        "url": _link(state.get_absolute_url()), "at": now.isoformat(),
     }
+
+
+def queue_host_alerts(stale: list[ScanHost], back: list[str], now: datetime | None = None) -> int:
+    """One alert per host that stopped reporting (``stale``, as heartbeats.newly_stale claimed
+    them) and per host that reports again (``back``)."""
+    now = now or timezone.now()
+    for row in stale:
+        payload = {
+            "event": Alert.Event.HOST_STALE, "host": row.host, "last_scan_at": row.last_pass_at.isoformat(),
+            "stale_after_seconds": settings.OPSDASH_STALE_SECONDS, "modules": row.modules,
+            "url": _link(reverse("opsdash:module_list") + "?" + urlencode({"q": row.host})), "at": now.isoformat(),
+        }
+        _queue(Alert.Event.HOST_STALE, payload, now, None, row.host)
+    for host in back:
+        payload = {"event": Alert.Event.HOST_BACK, "host": host, "url": _link(reverse("opsdash:module_list")), "at": now.isoformat()}
+        _queue(Alert.Event.HOST_BACK, payload, now, None, host)
+    return len(stale) + len(back)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -148,18 +179,31 @@ def _send(delivery: AlertDelivery) -> None:
                 raise OSError(f"webhook answered {response.status}")
         return
     address = delivery.receiver.split(":", 1)[1]
-    subject = f"[opsdash] {payload['branch']}/{payload['module']} on {payload['host']}: {payload['status']}"
-    lines = [f"{payload['branch']}/{payload['module']} on {payload['host']} is {payload['status']} (was {payload['previous_status'] or 'unknown'}).", ""]
-    lines += [f"- {f['code']}: {f['message']}" for f in payload["findings"]]
-    lines += ["", payload["url"]]
-    send_mail(subject, "\n".join(lines), None, [address], fail_silently=False)
+    subject, lines = _mail(payload)
+    send_mail(subject, "\n".join([*lines, "", payload["url"]]), None, [address], fail_silently=False)
 
 
-def after_pass(transitions: list[tuple[ModuleState, str | None, str]]) -> None:
-    """What the scanner calls after each pass, with or without transitions: queue them, then
-    deliver what is due (new alerts and retries). Never raises."""
+def _mail(payload: dict[str, Any]) -> tuple[str, list[str]]:
+    """The subject and the lines of an alert's email."""
+    host = payload["host"]
+    if payload["event"] == Alert.Event.HOST_STALE:
+        text = (f"The scanner of host {host} has not reported since {payload['last_scan_at']} (more than "
+                f"{payload['stale_after_seconds']} s): the status of its {payload['modules']} module(s) may be out of date.")
+        return f"[opsdash] host {host} stopped reporting", [text]
+    if payload["event"] == Alert.Event.HOST_BACK:
+        return f"[opsdash] host {host} reports again", [f"The scanner of host {host} reports again."]
+    subject = f"[opsdash] {payload['branch']}/{payload['module']} on {host}: {payload['status']}"
+    lines = [f"{payload['branch']}/{payload['module']} on {host} is {payload['status']} (was {payload['previous_status'] or 'unknown'}).", ""]
+    return subject, lines + [f"- {f['code']}: {f['message']}" for f in payload["findings"]]
+
+
+def after_pass(transitions: list[tuple[ModuleState, str | None, str]], back: list[str] | None = None) -> None:
+    """What a scanner calls after each pass, with or without transitions: queue them, and the
+    alerts of hosts that stopped reporting (found by any scanner) or report again (``back``),
+    then deliver what is due (new alerts and retries). Never raises."""
     try:
         queue_transitions(transitions)
+        queue_host_alerts(newly_stale(), back or [])
     except Exception:
         log.exception("alerts could not be queued; the scan goes on")
     try:

@@ -22,7 +22,7 @@ from eventstore.errors import EventStoreError, InvalidName, OutsideRoot
 from eventstore.fileio import confine, open_nofollow
 
 from ..models import Backup, BackupBlob, ModuleState
-from .scan import open_store
+from .host import local_host
 
 
 class FilesUnavailable(Exception):
@@ -51,10 +51,11 @@ class PreviewView:
 
 def live_module(state: ModuleState) -> Module:
     """The eventstore Module behind a row; FilesUnavailable if this host cannot read it."""
-    if state.host != settings.OPSDASH_HOST_NAME:
-        raise FilesUnavailable(gettext("the files are on host %(host)s; this dashboard runs on %(here)s") % {"host": state.host, "here": settings.OPSDASH_HOST_NAME})
+    here = local_host()
+    if state.host != here.name:
+        raise FilesUnavailable(gettext("the files are on host %(host)s; this dashboard runs on %(here)s") % {"host": state.host, "here": here.name})
     try:
-        return open_store().module(state.branch, state.module)
+        return here.open_store().module(state.branch, state.module)
     except EventStoreError as exc:
         raise FilesUnavailable(str(exc)) from None
 
@@ -114,7 +115,7 @@ def backup_preview(backup: Backup) -> PreviewView:
 def _archived_preview(backup: Backup) -> FilePreview:
     """An archived backup's preview: from the archive on this host (reading only what is shown,
     as for a live file), else from the database's verified copy."""
-    if backup.module.host == settings.OPSDASH_HOST_NAME:
+    if backup.module.host == local_host().name:
         try:
             return preview_file(archived_backup_path(backup))
         except OSError:
@@ -224,8 +225,9 @@ def open_backup(backup: Backup) -> IO[bytes]:
             raise FilesUnavailable(gettext("%(name)s cannot be read: %(error)s") % {"name": backup.name, "error": exc.strerror or exc}) from None
         if blob is not None:  # kept in the database: any host can serve it
             return blob
-        if backup.module.host != settings.OPSDASH_HOST_NAME:
-            raise FilesUnavailable(gettext("the archive is on host %(host)s; this dashboard runs on %(here)s") % {"host": backup.module.host, "here": settings.OPSDASH_HOST_NAME})
+        here = local_host().name
+        if backup.module.host != here:
+            raise FilesUnavailable(gettext("the archive is on host %(host)s; this dashboard runs on %(here)s") % {"host": backup.module.host, "here": here})
         path = archived_backup_path(backup)
         try:
             return os.fdopen(open_nofollow(path), "rb")

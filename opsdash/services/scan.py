@@ -23,9 +23,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from eventstore import EventStore, Health, Module
-from eventstore.errors import RootError
 
 from ..models import STATUS_RANK, Backup, Incident, ModuleState, ScanHost, ServerRecovery, Status, codes_field
+from .host import local_host
 from .nul import db_safe
 
 EXIT_CODES = {Status.HEALTHY: 0, Status.WARNING: 1, Status.CRITICAL: 2}
@@ -73,17 +73,16 @@ class ScanReport:
 
 
 def open_store(root: Path | str | None = None) -> EventStore:
-    """The configured store; RootError (one line) when no usable data root is configured."""
-    root = root if root is not None else settings.OPSDASH_DATA_ROOT
-    if root is None:
-        raise RootError("OPSDASH_DATA_ROOT is not set")
-    return EventStore(root, temp_grace=settings.OPSDASH_TEMP_GRACE_SECONDS)
+    """The store at ``root``, else this host's; RootError (one line) when it is not usable."""
+    if root is not None:
+        return EventStore(root, temp_grace=settings.OPSDASH_TEMP_GRACE_SECONDS)
+    return local_host().open_store()
 
 
 def scan_root(root: Path | str | None = None, host: str | None = None, now: datetime | None = None) -> ScanReport:
     """One pass over every module of the data root. Raises RootError if the root is unusable."""
     store = open_store(root)
-    host = host or settings.OPSDASH_HOST_NAME
+    host = host or local_host().name
     now = now or timezone.now()
     report = ScanReport(root=store.root)
     # Only what the unchanged case needs; the other fields load on access for changed modules.
@@ -177,18 +176,27 @@ def scan_module(state: ModuleState, now: datetime | None = None, ended_how: str 
     return state
 
 
-def record_pass(report: ScanReport | None, host: str | None = None, error: str = "", now: datetime | None = None) -> None:
-    """The scanner heartbeat: one row per host saying when the last pass ran and how it went."""
+def record_pass(
+    report: ScanReport | None, host: str | None = None, error: str = "", now: datetime | None = None, interval: float | None = None
+) -> bool:
+    """The scanner heartbeat: one row per host saying when the last pass ran, how it went and
+    how often it runs. Returns True when the host had been found stale and now reports again."""
+    here = local_host()
+    host = host or here.name
+    was_stale = ScanHost.objects.filter(host=host, stale_since__isnull=False)
+    back = was_stale.exists() and was_stale.update(stale_since=None) > 0  # read first: usually no write
     ScanHost.objects.update_or_create(
-        host=host or settings.OPSDASH_HOST_NAME,
+        host=host,
         defaults={
-            "data_root": str(report.root if report else settings.OPSDASH_DATA_ROOT or ""),
+            "data_root": str(report.root if report else here.data_root or ""),
             "last_pass_at": now or timezone.now(),
             "modules": report.modules if report else 0,
             "worst_status": report.worst if report else Status.CRITICAL,
             "error": error,
+            "interval": interval,
         },
     )
+    return back
 
 
 def _plain(value: Any) -> Any:

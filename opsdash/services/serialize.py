@@ -9,11 +9,15 @@ from django.http import HttpRequest
 from django.urls import reverse
 
 from ..models import Backup, Incident, ModuleState
+from .heartbeats import Heartbeat, heartbeat_of
 
 LIST_ROWS = 100
 
 
-def module_summary(request: HttpRequest, state: ModuleState) -> dict[str, Any]:
+def module_summary(request: HttpRequest, state: ModuleState, beats: dict[str, Heartbeat] | None = None) -> dict[str, Any]:
+    """A module as the list shows it; ``stale`` and ``last_scan_at`` say whether its host's
+    scanner still reports (``beats``: heartbeats.all_heartbeats(), read once for a list)."""
+    beat = heartbeat_of(state.host, beats)
     return {
         "host": state.host,
         "branch": state.branch,
@@ -28,6 +32,8 @@ def module_summary(request: HttpRequest, state: ModuleState) -> dict[str, Any]:
         "backups_count": state.backups_count,
         "temp_files": state.temp_files,
         "last_changed": state.last_changed,
+        "last_scan_at": beat.last_pass_at,
+        "stale": beat.stale,
         "url": request.build_absolute_uri(state.api_url()),
         "page": request.build_absolute_uri(state.get_absolute_url()),
     }
@@ -65,6 +71,7 @@ def incident_dict(incident: Incident) -> dict[str, Any]:
 
 def module_full(request: HttpRequest, state: ModuleState) -> dict[str, Any]:
     out = module_summary(request, state)
+    out["scan_error"] = heartbeat_of(state.host).error or None
     out["stats"] = state.stats
     out["first_seen"] = state.first_seen
     # Newest first, LIST_ROWS a page (?backups=N, ?incidents=N): bounded however many there are.

@@ -14,6 +14,8 @@ import threading
 from django.conf import settings
 from django.db import connection
 
+from .host import local_host
+
 log = logging.getLogger(__name__)
 _started: threading.Thread | None = None
 _worker = None
@@ -38,10 +40,11 @@ def start_embedded_worker() -> threading.Thread | None:
             return _started
         from .jobs import fail_stale_jobs
 
-        failed = fail_stale_jobs(settings.OPSDASH_HOST_NAME)
+        host = local_host().name
+        failed = fail_stale_jobs(host)
         if failed:
             log.warning("%d job(s) were running when the worker stopped: marked failed", failed)
-        _worker = worker = make_worker(settings.OPSDASH_HOST_NAME)
+        _worker = worker = make_worker(host)
         _started = threading.Thread(target=_run, args=(worker,), name="opsdash-worker", daemon=True)
         _started.start()
         return _started

@@ -14,6 +14,7 @@ from django.utils.translation import ngettext
 from eventstore import meta as metamod
 
 from ..models import Backup, Job, ServerRecovery, Status
+from ..services.heartbeats import stale_hosts
 
 register = template.Library()
 
@@ -284,3 +285,9 @@ def finding_text(f: Any, html: bool = True) -> str:
     if not html:
         return str(template) % values
     return mark_safe(conditional_escape(str(template)) % {k: conditional_escape(v) for k, v in values.items()})
+
+
+@register.inclusion_tag("opsdash/stale_hosts.html")
+def stale_hosts_notice() -> dict[str, Any]:
+    """The hosts whose scanner stopped reporting, on every page: their modules' status may be old."""
+    return {"stale": stale_hosts()}

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET
 
 from ..models import ModuleState
 from ..services import queries
+from ..services.heartbeats import all_heartbeats
 from ..services.serialize import module_full, module_summary
 
 
@@ -43,12 +44,13 @@ def api_module_list(request: HttpRequest) -> HttpResponse:
     ``previous`` are absolute URLs or null): a response stays bounded however many modules."""
     filters = queries.ModuleFilters.from_query(request.GET)
     page = Paginator(queries.modules(filters), API_PAGE_SIZE).get_page(request.GET.get("page"))
+    beats = all_heartbeats()
 
     def link(number: int) -> str:
         return request.build_absolute_uri("?" + filters.as_query(page=str(number)))
 
     return json_response({
-        "modules": [module_summary(request, m) for m in page.object_list],
+        "modules": [module_summary(request, m, beats) for m in page.object_list],
         "count": page.paginator.count,
         "page": page.number,
         "pages": page.paginator.num_pages,

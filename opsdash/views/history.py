@@ -11,6 +11,7 @@ from eventstore import CODES
 
 from . import wants_fragment
 from ..services import queries
+from ..services.heartbeats import stale_hosts
 
 
 @require_GET
@@ -24,6 +25,7 @@ def incident_list(request: HttpRequest) -> HttpResponse:
         "chart": queries.incidents_per_day(incidents, filters),
         "branches": queries.branches(),
         "codes": sorted(CODES),
+        "stale": {beat.host for beat in stale_hosts()},
     }
     template = "opsdash/history.html#results" if wants_fragment(request) else "opsdash/history.html"
     return render(request, template, ctx)

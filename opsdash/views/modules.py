@@ -1,12 +1,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.html import format_html
@@ -15,8 +13,10 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from . import wants_fragment
-from ..models import Job, ModuleState, ScanHost
+from ..models import Job, ModuleState
 from ..services import queries
+from ..services.heartbeats import all_heartbeats, heartbeat_of
+from ..services.host import local_host
 from ..services.files import FilesUnavailable, meta_preview
 
 # (action, button label, confirmation question naming the module, confirming button)
@@ -44,19 +44,18 @@ SORT_LABELS = {
 def module_list(request: HttpRequest) -> HttpResponse:
     filters = queries.ModuleFilters.from_query(request.GET)
     page = Paginator(queries.modules(filters), settings.OPSDASH_PAGE_SIZE).get_page(request.GET.get("page"))
-    heartbeats = {h.host: h for h in ScanHost.objects.all()}
-    stale_before = timezone.now() - timedelta(seconds=settings.OPSDASH_STALE_SECONDS)
+    beats = all_heartbeats()
     rows = list(page.object_list)
     for row in rows:
-        row.heartbeat = heartbeats.get(row.host)
-        row.stale = row.heartbeat is None or row.heartbeat.last_pass_at < stale_before
+        row.heartbeat = heartbeat_of(row.host, beats)
+        row.stale = row.heartbeat.stale
     ctx = {
         "filters": filters,
         "page": page,
         "rows": rows,
         "counts": queries.status_counts(),
         "bulk_choices": [("opsdash:branch_rebuild_critical", _("Rebuild every critical module")), ("opsdash:branch_archive_backups", _("Archive every backup"))],
-        "bulk_host": rows[0].host if rows else settings.OPSDASH_HOST_NAME,
+        "bulk_host": rows[0].host if rows else local_host().name,
         "branches": queries.branches(),
         "sorts": SORT_LABELS,
         "refresh": settings.OPSDASH_REFRESH_SECONDS,
@@ -109,7 +108,7 @@ def module_detail(request: HttpRequest, host: str, branch: str, module: str) -> 
     incident_pages = _list_pages(request, state.incidents.select_related("backup").prefetch_related("server_recoveries"), "incidents", "incidents-h")
     ctx = {
         "state": state,
-        "heartbeat": ScanHost.objects.filter(host=state.host).first(),
+        "heartbeat": heartbeat_of(state.host),
         "meta": meta,
         "meta_error": meta_error,
         "backups": backup_pages.page.object_list,

@@ -116,3 +116,74 @@ def test_two_agent_processes_share_one_postgresql(two_hosts, tmp_path, settings,
         for p in procs.values():
             p.send_signal(signal.SIGTERM)
             p.wait(timeout=30)
+
+
+def test_the_agents_host_and_data_root_reach_the_jobs_it_runs(two_hosts, settings):
+    """No OPSDASH_DATA_ROOT and another host name in the settings (as in the README's
+    several-servers flow): only --host and --data-root say where the files are."""
+    from eventstore import EventStore
+
+    settings.OPSDASH_DATA_ROOT = None
+    settings.OPSDASH_HOST_NAME = "web"
+    for host, root in two_hosts.items():
+        call_command("agent", "--once", "--host", host, "--data-root", str(root), stdout=io.StringIO())
+    EventStore(two_hosts["host-b"]).module("dar", "pos").meta_path.write_text("{ broken")
+    job = request_job("rebuild", "host-b", "dar", "pos", "operator", None)
+    call_command("agent", "--once", "--host", "host-b", "--data-root", str(two_hosts["host-b"]), stdout=io.StringIO())
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    assert list(two_hosts["host-b"].glob("dar/modules/pos/live/events.meta.json.corrupted.*.bak"))
+    assert not list(two_hosts["host-a"].glob("dar/modules/pos/live/*.bak"))
+    assert ModuleState.objects.get(host="host-b").status == "healthy"
+    assert ScanHost.objects.get(host="host-b").data_root == str(two_hosts["host-b"])
+
+
+def test_a_failed_job_is_a_failed_task_in_the_workers_log(two_hosts, settings, caplog):
+    import logging
+    import shutil
+
+    from django_tasks_db.models import DBTaskResult
+
+    call_command("agent", "--once", "--host", "host-b", "--data-root", str(two_hosts["host-b"]), stdout=io.StringIO())
+    job = request_job("rebuild", "host-b", "dar", "pos", "operator", None)
+    shutil.rmtree(two_hosts["host-b"] / "dar")  # the module is gone before its job runs
+    with caplog.at_level(logging.INFO, "django.tasks"):
+        call_command("agent", "--once", "--host", "host-b", "--data-root", str(two_hosts["host-b"]), stdout=io.StringIO())
+    job.refresh_from_db()
+    assert job.status == "failed" and "no such module" in job.error
+    assert DBTaskResult.objects.get(id=job.task_id).status == "FAILED"
+    finished = [r.getMessage() for r in caplog.records if "state=" in r.getMessage() and "RUNNING" not in r.getMessage()]
+    assert finished and all("state=FAILED" in m for m in finished), finished
+
+
+def test_an_interval_longer_than_the_stale_age_is_refused(settings):
+    from django.core.management.base import CommandError
+
+    settings.OPSDASH_STALE_SECONDS = 180
+    with pytest.raises(CommandError, match=r"interval \(181 s\) is longer than OPSDASH_STALE_SECONDS \(180 s\)"):
+        call_command("agent", "--interval", "181")
+    with pytest.raises(CommandError, match="OPSDASH_STALE_SECONDS"):
+        call_command("scan", "--loop", "181")
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({}, "60 180"), ({"OPSDASH_SCAN_INTERVAL": "5"}, "5 15"), ({"OPSDASH_SCAN_INTERVAL": "5", "OPSDASH_STALE_SECONDS": "5"}, "5 5")],
+)
+def test_the_stale_age_defaults_to_three_scan_intervals(env, expected):
+    code = "from django.conf import settings; print(settings.OPSDASH_SCAN_INTERVAL, settings.OPSDASH_STALE_SECONDS)"
+    out = _settings_run(code, env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == expected
+
+
+def test_a_stale_age_shorter_than_the_scan_interval_is_a_clear_error():
+    out = _settings_run("from django.conf import settings; settings.OPSDASH_STALE_SECONDS", {"OPSDASH_SCAN_INTERVAL": "60", "OPSDASH_STALE_SECONDS": "30"})
+    assert out.returncode != 0
+    assert "OPSDASH_STALE_SECONDS (30) must not be shorter than OPSDASH_SCAN_INTERVAL (60)" in out.stderr
+
+
+def _settings_run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OPSDASH_") and k != "DATABASE_URL"}
+    return subprocess.run([sys.executable, "-c", f"import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'opsdash.settings'); {code}"],
+                          cwd=REPO, env={**clean, **env}, capture_output=True, text=True, timeout=60)

@@ -21,49 +21,9 @@ from opsdash.services import alerts
 from opsdash.services.alerts import deliver_due
 from opsdash.services.scan import scan_root
 
+from .receivers import Receiver
+
 pytestmark = pytest.mark.django_db
-
-
-class Receiver:
-    """A webhook on 127.0.0.1 (random free port) that records requests, answers 503 to the first
-    ``fail_first`` and, with ``hang``, keeps every request waiting until closed."""
-
-    def __init__(self, fail_first: int = 0, hang: bool = False, status: int = 204, headers: dict | None = None):
-        self.received: list[dict] = []
-        self.attempts = 0
-        self.fail_first = fail_first
-        self.release = threading.Event()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.attempts += 1
-                if hang:
-                    outer.release.wait(10)
-                if outer.fail_first > 0:
-                    outer.fail_first -= 1
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                outer.received.append({"raw": body, "body": json.loads(body), "headers": dict(self.headers)})
-                self.send_response(status)
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self):
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -330,3 +290,43 @@ def test_alert_urls_must_be_http(monkeypatch):
     monkeypatch.setenv("OPSDASH_ALERT_WEBHOOK_URL", "file:///etc/passwd")
     with pytest.raises(ImproperlyConfigured):
         env_http_url("OPSDASH_ALERT_WEBHOOK_URL")
+
+
+def _silent_host(name: str, seconds: float, **fields) -> None:
+    from opsdash.models import ScanHost
+
+    ScanHost.objects.update_or_create(
+        host=name, defaults={"data_root": f"/srv/{name}", "last_pass_at": timezone.now() - timedelta(seconds=seconds), "worst_status": "healthy", "modules": 3, **fields}
+    )
+
+
+def test_a_host_that_stops_reporting_alerts_once_and_once_more_when_it_is_back(store, add_events, receiver, settings):
+    from opsdash.services.host import serving
+    from opsdash.services.scan import record_pass
+    from opsdash.services.scanner import run_pass
+
+    add_events(store.module("dar", "pos"))
+    _silent_host("store-b", settings.OPSDASH_STALE_SECONDS - 5)
+    assert _scan() == 0 and receiver.received == []  # not stale yet
+    _silent_host("store-b", settings.OPSDASH_STALE_SECONDS + 5)
+    _scan()
+    _scan()  # a second look finds it already told
+    assert _events(receiver) == ["host_stale"]
+    body = receiver.received[0]["body"]
+    assert body["host"] == "store-b" and body["modules"] == 3 and body["stale_after_seconds"] == settings.OPSDASH_STALE_SECONDS
+    assert body["url"] == "https://opsdash.example.com/?q=store-b"
+    assert [m.subject for m in mail.outbox] == ["[opsdash] host store-b stopped reporting"]
+    with serving("store-b", store.root):  # its scanner runs again
+        run_pass()
+        run_pass()
+    assert _events(receiver) == ["host_stale", "host_back"]
+    assert record_pass(None, host="store-b") is False
+    assert list(Alert.objects.order_by("id").values_list("host", "module", "event")) == [("store-b", None, "host_stale"), ("store-b", None, "host_back")]
+
+
+def test_the_web_process_watch_alerts_when_the_only_scanner_stopped(db, receiver, settings):
+    from opsdash.services.watch import look_once
+
+    _silent_host("only", settings.OPSDASH_STALE_SECONDS + 60)
+    assert look_once() == 1 and look_once() == 0
+    assert _events(receiver) == ["host_stale"]

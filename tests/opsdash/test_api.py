@@ -88,3 +88,31 @@ def test_a_module_in_full_pages_its_backups_and_incidents_newest_first(store, ad
     second = orjson.loads(manager_client.get(url, {"backups": 2}).content)
     assert [b["archive_path"] for b in second["backups"]][-1] == "/srv/archive/dar/pos/0.bak"
     assert first["incidents_page"] == {"page": 1, "pages": 1, "count": 0}
+
+
+def test_every_surface_says_when_a_modules_host_stopped_reporting(scanned, manager_client, settings):
+    from django.utils import timezone
+
+    from opsdash.models import ScanHost
+    from opsdash.services.scan import record_pass
+
+    record_pass(scan_root())
+    api = reverse("opsdash:api_module_detail", kwargs={"host": "testhost", "branch": "dar", "module": "pos"})
+    page = reverse("opsdash:module_detail", kwargs={"host": "testhost", "branch": "dar", "module": "pos"})
+    listed = orjson.loads(manager_client.get(reverse("opsdash:api_module_list")).content)["modules"]
+    assert [m["stale"] for m in listed] == [False, False] and all(m["last_scan_at"] for m in listed)
+    assert orjson.loads(manager_client.get(api).content)["stale"] is False
+    assert 'id="module-stale"' not in manager_client.get(page).content.decode()
+    old = timezone.now() - timedelta(seconds=settings.OPSDASH_STALE_SECONDS + 5)
+    ScanHost.objects.update(last_pass_at=old)
+    listed = orjson.loads(manager_client.get(reverse("opsdash:api_module_list")).content)["modules"]
+    assert [m["stale"] for m in listed] == [True, True]
+    one = orjson.loads(manager_client.get(api).content)
+    assert one["stale"] is True and one["last_scan_at"].startswith(old.isoformat()[:19])
+    html = manager_client.get(page).content.decode()
+    assert 'id="module-stale"' in html and "The scanner of host <bdi>testhost</bdi> has not reported" in html
+    for url in (reverse("opsdash:incident_list"), reverse("opsdash:backup_list"), reverse("opsdash:module_list")):
+        assert "The scanner of host <bdi>testhost</bdi> has not reported" in manager_client.get(url).content.decode(), url
+    ScanHost.objects.all().delete()  # a host that never reported: nothing vouches for its rows
+    one = orjson.loads(manager_client.get(api).content)
+    assert one["stale"] is True and one["last_scan_at"] is None

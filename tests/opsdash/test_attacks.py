@@ -52,7 +52,7 @@ from eventstore import EventStore, layout
 from eventstore import log as logmod
 from opsdash.models import AuditEntry, Backup, Incident, Job, LoginFailure, ModuleState, ScanHost, Status
 from opsdash.services.ingest import ingest
-from opsdash.services.scan import scan_root
+from opsdash.services.scan import record_pass, scan_root
 from opsdash.services.worker import make_worker
 
 from .conftest import PASSWORD
@@ -216,7 +216,7 @@ def world(db, store, add_events, data_root, tmp_path, settings, demo_users) -> W
     os.utime(temp, (time.time() - 7200, time.time() - 7200))
     pos.meta_path.write_text(text + text[-30:])
     add_events(store.module("dar", "kds"))
-    scan_root()
+    record_pass(scan_root())
     (archive / "dar" / "pos").mkdir(parents=True)
     (archive / "dar" / "pos" / ARCHIVED_NAME).write_bytes(b'{\n  "totalEvents": 1\n')
     state = ModuleState.objects.get(branch="dar", module="pos")
@@ -1138,7 +1138,7 @@ def test_100000_modules_page_and_count_in_bounded_size_queries_and_memory(world,
     states = list(ModuleState.objects.filter(branch="b000", module__lt="m050"))
     Incident.objects.bulk_create([Incident(module=s, opened_at=now - timedelta(days=i % 40), severity=Status.WARNING,
                                            codes=" meta_drift ", findings=finding) for i, s in enumerate(states * 20)])
-    ScanHost.objects.create(host=HOST, data_root=str(world.root), last_pass_at=now, modules=100_000, worst_status=Status.CRITICAL)
+    ScanHost.objects.update_or_create(host=HOST, defaults={"data_root": str(world.root), "last_pass_at": now, "modules": 100_000, "worst_status": Status.CRITICAL})
     # one module with 3,000 backups and 3,000 incidents (the Node server leaves a backup per failed recovery)
     pos = ModuleState.objects.get(branch="dar", module="pos")
     Backup.objects.bulk_create([Backup(module=pos, name=layout.meta_backup_name(1_700_000_000_000 + i), kind="meta", size=10, sha256="0" * 64,

@@ -10,7 +10,8 @@ from django.db import transaction
 
 from eventstore.demo import write_demo_root
 
-from ...services.scan import record_pass, scan_root
+from ...services.host import serving
+from ...services.scanner import run_pass
 from ...services.users import DEMO_USERS, ensure_demo_users
 
 
@@ -22,6 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--password", help="password of the demo users (default: a random one, printed)")
         parser.add_argument("--seed", type=int, default=2025, help="random seed of the demo data")
         parser.add_argument("--events-per-module", type=int, default=240)
+        parser.add_argument("--host", help="the host the demo data belongs to (default OPSDASH_HOST_NAME)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         root = Path(options["data_root"]).resolve()
@@ -35,10 +37,9 @@ class Command(BaseCommand):
         )
         with transaction.atomic():
             password = ensure_demo_users(options["password"])
-        report = scan_root(root)
-        record_pass(report)
-        self.stdout.write(report.summary())
+        with serving(options["host"], root):
+            self.stdout.write(run_pass().line())
         self.stdout.write(f"users {', '.join(DEMO_USERS)} (groups {', '.join(DEMO_USERS.values())})")
         if not options["password"]:
             self.stdout.write(f"password: {password}")
-        self.stdout.write(f"set OPSDASH_DATA_ROOT={root} for the web server and the scanner")
+        self.stdout.write(f"set OPSDASH_DATA_ROOT={root} for the web server and the scanner (or agent --data-root {root})")

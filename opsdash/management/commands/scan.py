@@ -1,4 +1,4 @@
-"""``manage.py scan [--loop SECONDS]``: record the health of every module of the data root."""
+"""``manage.py scan [--loop SECONDS] [--data-root PATH]``: record the health of every module of the data root."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import signal
 import threading
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from eventstore.errors import EventStoreError
-
-from ...services.alerts import after_pass
-from ...services.scan import EXIT_ROOT_UNUSABLE, record_pass, scan_root
+from ...services.heartbeats import check_interval
+from ...services.host import serving
+from ...services.scanner import PassOutcome, run_loop, run_pass
 
 
 class Command(BaseCommand):
@@ -22,27 +21,23 @@ class Command(BaseCommand):
         parser.add_argument("--data-root", help="scan this folder instead of OPSDASH_DATA_ROOT")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        stop = threading.Event()
-        if options["loop"]:
+        with serving(data_root=options["data_root"]):
+            if not options["loop"]:
+                outcome = run_pass()
+                self._report(outcome)
+                raise SystemExit(outcome.exit_code)
+            try:
+                check_interval(options["loop"])
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+            stop = threading.Event()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: stop.set())
-        code = self._pass(options["data_root"])
-        while options["loop"] and not stop.is_set():
-            if not stop.wait(options["loop"]):
-                code = self._pass(options["data_root"])
-        if options["loop"]:
-            code = 0  # a loop stopped by a signal is a clean shutdown
-        raise SystemExit(code)
+            run_loop(options["loop"], stop, self._report)
+        raise SystemExit(0)  # a loop stopped by a signal is a clean shutdown
 
-    def _pass(self, data_root: str | None) -> int:
-        try:
-            report = scan_root(data_root)
-        except EventStoreError as exc:
-            record_pass(None, error=str(exc))
-            after_pass([])  # due retries still go out
-            self.stderr.write(f"scan: {exc}")
-            return EXIT_ROOT_UNUSABLE
-        record_pass(report)
-        after_pass(report.transitions)
-        self.stdout.write(report.summary())
-        return report.exit_code
+    def _report(self, outcome: PassOutcome) -> None:
+        if outcome.report is None:
+            self.stderr.write(f"scan: {outcome.error}")
+        else:
+            self.stdout.write(outcome.line())
