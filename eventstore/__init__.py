@@ -6,7 +6,7 @@ Pure Python (standard library + orjson); never imports Django.
 from .errors import ConcurrentModification, CorruptEntry, EventStoreError, InvalidName, OutsideRoot, RootError, StoreBusy
 from .health import CODES, SEVERITIES, STATUSES, Finding, Health, ModuleStats
 from .rebuild import RebuildReport
-from .store import BackupInfo, EventStore, FilePreview, Module
+from .store import BackupInfo, EventStore, FilePreview, Module, RefusedFolder
 
 __all__ = [
     "CODES",
@@ -25,6 +25,7 @@ __all__ = [
     "ModuleStats",
     "OutsideRoot",
     "RebuildReport",
+    "RefusedFolder",
     "RootError",
     "StoreBusy",
 ]

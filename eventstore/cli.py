@@ -14,8 +14,9 @@ from typing import Any, TextIO
 
 import orjson
 
-from . import EventStore, EventStoreError, InvalidName, RootError
+from . import EventStore, EventStoreError, InvalidName, RefusedFolder, RootError
 from .health import STATUSES
+from .layout import printable
 
 EXIT_FOR_STATUS = {"healthy": 0, "warning": 1, "critical": 2}
 EXIT_UNUSABLE = 3
@@ -33,23 +34,27 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     store = EventStore(args.root)
-    modules = []
-    for module in store.modules():
-        health = module.check()
-        modules.append({"branch": module.branch, "module": module.name, **health.to_dict()})
-    worst = max((STATUSES.index(m["status"]) for m in modules), default=0)
+    modules, refused = [], []
+    for found in store.walk():
+        if isinstance(found, RefusedFolder):
+            refused.append(found.to_dict())  # a name that breaks the path rules: never read, critical
+            continue
+        modules.append({"branch": found.branch, "module": found.name, **found.check().to_dict()})
+    worst = max([STATUSES.index(m["status"]) for m in modules] + [2] * bool(refused), default=0)
     if args.format == "json":
         counts = {s: sum(1 for m in modules if m["status"] == s) for s in STATUSES}
-        _json(out, {"root": str(store.root), "status": STATUSES[worst], "counts": counts, "modules": modules})
+        _json(out, {"root": str(store.root), "status": STATUSES[worst], "counts": counts, "modules": modules, "not_scanned": refused})
     else:
         rows = [["BRANCH", "MODULE", "STATUS", "EVENTS", "FINDINGS"]]
         for m in modules:
             codes = ", ".join(f["code"] for f in m["findings"]) or "-"
-            rows.append([m["branch"], m["module"], m["status"].upper(), str(m["stats"]["log_events"]), codes])
+            rows.append([printable(m["branch"]), printable(m["module"]), m["status"].upper(), str(m["stats"]["log_events"]), codes])
         if len(rows) > 1:
             _table(rows, out)
         counts = ", ".join(f"{sum(1 for m in modules if m['status'] == s)} {s}" for s in STATUSES)
         out.write(f"{len(modules)} module(s) under {store.root}: {counts}\n")
+        for r in refused:
+            out.write(f"NOT SCANNED  {r['path']}: {r['reason']}\n")
     return EXIT_FOR_STATUS[STATUSES[worst]]
 
 

@@ -27,6 +27,9 @@ LOG_FRAGMENT_RE = re.compile(r"^events\.log\.torn\.(\d{1,16})\.bak$")
 TEMP_RE = re.compile(r"^events\.meta\.json\.tmp\.(\d{1,16})\.([0-9a-z]{1,32})$")
 
 _FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
+# A lone surrogate: a byte of a file name that is not UTF-8 (Python's surrogateescape), or one
+# typed in. No database, page or JSON document can hold such a name as text.
+_NOT_UTF8 = re.compile("[\ud800-\udfff]")
 
 
 def check_name(name: object, what: str = "name") -> str:
@@ -45,7 +48,24 @@ def check_name(name: object, what: str = "name") -> str:
         raise InvalidName(f"{what} {name!r} starts with a dot")
     if _FORBIDDEN.search(name):
         raise InvalidName(f"{what} {name!r} contains a slash, a backslash or a control character")
+    if _NOT_UTF8.search(name):
+        raise InvalidName(f"{what} '{printable(name)}' is not valid UTF-8")
     return name
+
+
+def printable(text: str) -> str:
+    """``text`` safe to show and to store anywhere: each byte that is not UTF-8 as ``\\xNN``,
+    each control, format (bidi overrides) or separator character as ``\\uNNNN``."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the byte code - 0xDC00
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif 0xD800 <= code <= 0xDFFF or not (ch.isprintable() or ch == " "):
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def live_dir(root: Path, branch: str, module: str) -> Path:

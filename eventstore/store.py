@@ -43,6 +43,19 @@ class Listing:
     symlinks: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedFolder:
+    """A folder shaped like a module whose name breaks the path rules (e.g. bytes that are not
+    UTF-8): never read or written. ``path`` is relative to the data root, printable
+    (``layout.printable``: such bytes as ``\\xNN``); ``reason`` says which rule it breaks."""
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
 @dataclass(slots=True)
 class BackupInfo:
     name: str
@@ -103,32 +116,46 @@ class EventStore:
 
     def modules(self) -> Iterator[Module]:
         """Every module under the root, sorted by (branch, module): a ``live`` folder holding an
-        events.log, an events.meta.json or a backup. Names that break the path rules are skipped."""
-        for branch, branch_link in _sorted_dirs(self._root):
+        events.log, an events.meta.json or a backup. Names that break the path rules are skipped
+        (:meth:`walk` reports them)."""
+        for found in self.walk():
+            if isinstance(found, Module):
+                yield found
+
+    def walk(self) -> Iterator[Module | RefusedFolder]:
+        """What :meth:`modules` yields, and a :class:`RefusedFolder` for each folder shaped like a
+        module (``<branch>/modules/<module>/live`` with a store file) whose branch or module name
+        breaks the path rules (not UTF-8, a control character, too long): never read, reported.
+        Hidden folders (a leading dot) are not modules and are not reported."""
+        for branch, branch_link, bad_branch in _sorted_dirs(self._root):
             modules_dir = os.path.join(self._root, branch, layout.MODULES_DIR)
             try:
                 modules_link = stat.S_ISLNK(os.lstat(modules_dir).st_mode)
             except OSError:
                 continue
-            for name, module_link in _sorted_dirs(modules_dir):
+            for name, module_link, bad_module in _sorted_dirs(modules_dir):
                 live = os.path.join(modules_dir, name, layout.LIVE_DIR)
                 try:
                     live_link = stat.S_ISLNK(os.lstat(live).st_mode)
                     listing = _classify(live)
                 except OSError:
                     continue
-                if listing.log or listing.meta or listing.backups or any(
-                    n in (layout.LOG_NAME, layout.META_NAME) or layout.backup_kind(n) for n in listing.symlinks
-                ):
-                    through_link = branch_link or modules_link or module_link or live_link
-                    yield Module(self, branch, name, _listing=listing, _plain=not through_link)
+                if not _holds_store_files(listing):
+                    continue
+                if bad_branch or bad_module:
+                    where = os.path.join(branch, layout.MODULES_DIR, name)
+                    yield RefusedFolder(layout.printable(where), bad_branch or bad_module or "")
+                    continue
+                through_link = branch_link or modules_link or module_link or live_link
+                yield Module(self, branch, name, _listing=listing, _plain=not through_link)
 
     def __repr__(self) -> str:
         return f"EventStore({str(self.root)!r})"
 
 
-def _sorted_dirs(path: str) -> list[tuple[str, bool]]:
-    """Sub-folders (following symlinks) with a valid name, sorted, each with "is a symlink"."""
+def _sorted_dirs(path: str) -> list[tuple[str, bool, str | None]]:
+    """Sub-folders (following symlinks), sorted, each with "is a symlink" and why its name
+    breaks the path rules (None: it does not). Hidden ones (a leading dot) are left out."""
     try:
         with os.scandir(path) as it:
             found = [(e.name, e.is_symlink()) for e in it if e.is_dir()]
@@ -136,11 +163,21 @@ def _sorted_dirs(path: str) -> list[tuple[str, bool]]:
         return []
     out = []
     for name, is_link in sorted(found):
-        try:
-            out.append((layout.check_name(name), is_link))
-        except InvalidName:
+        if name.startswith("."):
             continue
+        try:
+            layout.check_name(name)
+        except InvalidName as exc:
+            out.append((name, is_link, str(exc)))
+        else:
+            out.append((name, is_link, None))
     return out
+
+
+def _holds_store_files(listing: Listing) -> bool:
+    return bool(listing.log or listing.meta or listing.backups) or any(
+        n in (layout.LOG_NAME, layout.META_NAME) or layout.backup_kind(n) for n in listing.symlinks
+    )
 
 
 def _classify(live: str) -> Listing:

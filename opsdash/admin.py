@@ -4,27 +4,27 @@ from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 
-from .models import Alert, AlertDelivery, AuditEntry, LoginFailure
-from .services.audit import client_ip
-from .views.login import _too_many
+from .models import Alert, AlertDelivery, AuditEntry
+from .services.clients import client_ip
+from .services.throttle import release, reserve
 
 
 def _throttled(login):
-    """The admin's own login form under the dashboard login's throttle (the same failure counts
-    per address and per user name): otherwise it is a side door for guessing a superuser's password."""
+    """The admin's own login form under the dashboard login's throttle (the same attempts count
+    per client and per user name): otherwise it is a side door for guessing a superuser's password."""
 
     @wraps(login)
     def view(request: HttpRequest, extra_context=None) -> HttpResponse:
         if request.method != "POST":
             return login(request, extra_context)
-        ip, username = client_ip(request), request.POST.get("username", "")[:150]
-        if _too_many(ip, username):
+        attempt = reserve(client_ip(request), request.POST.get("username", ""))
+        if attempt is None:
             response = HttpResponse("Too many failed logins; try again later.\n", status=429, content_type="text/plain")
             response["Retry-After"] = str(settings.OPSDASH_LOGIN_WINDOW_SECONDS)
             return response
         response = login(request, extra_context)
-        if response.status_code == 200:  # the form shown again: the login failed
-            LoginFailure.objects.create(ip=ip, username=username)
+        if response.status_code != 200:  # not the form shown again: it did not fail
+            release(attempt)
         return response
 
     return view

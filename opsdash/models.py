@@ -98,6 +98,8 @@ class ScanHost(models.Model):
     # Set once when the host is found stale (its "stopped reporting" alert is queued then),
     # cleared by its next pass (which queues "reports again").
     stale_since = models.DateTimeField(null=True, blank=True)
+    # What the last pass could not scan ({"path", "reason"}: e.g. a folder name that is not UTF-8).
+    problems = models.JSONField(default=list, blank=True)
 
     def __str__(self) -> str:
         return self.host
@@ -415,12 +417,17 @@ class BackupBlob(models.Model):
 
 
 class LoginFailure(models.Model):
-    """A failed login, for throttling by address and by user name (kept in the database so
-    that every web process and host counts the same attempts)."""
+    """A failed login (or one being tried: services.throttle reserves the row first), for
+    throttling by client and by user name, kept in the database so that every web process and
+    host counts the same attempts."""
 
     ip = models.GenericIPAddressField(null=True, blank=True)
-    username = models.CharField(max_length=150)
+    username = models.CharField(max_length=150)  # as typed (stripped)
+    # What the throttle counts per: the IPv4 address or the IPv6 /64; the user name as
+    # authentication reads it (NFKC), case-folded.
+    client = models.CharField(max_length=64, blank=True, default="")
+    name = models.CharField(max_length=150, blank=True, default="")
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [models.Index(fields=["ip", "at"]), models.Index(fields=["username", "at"])]
+        indexes = [models.Index(fields=["client", "at"]), models.Index(fields=["name", "at"])]

@@ -78,7 +78,7 @@ def env_http_url(name: str) -> str:
 
 def _persisted_secret_key(path: Path) -> str:
     """The embedded default's key: generated once, kept in var/secret_key (mode 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         return path.read_text().strip()
     except FileNotFoundError:
@@ -122,6 +122,12 @@ OPSDASH_BLOB_MAX_BYTES = env_int("OPSDASH_BLOB_MAX_BYTES", 64 * 1024 * 1024)
 # Off when a separate worker runs this host's queue (`manage.py db_worker --queue-name <host>`).
 OPSDASH_EMBEDDED_WORKER = env_bool("OPSDASH_EMBEDDED_WORKER", not env_str("DATABASE_URL"))
 # A running job whose heartbeat is older than this was interrupted (its worker stopped).
+# Reverse proxies in front of the dashboard whose X-Forwarded-For is believed (addresses or
+# networks; default none: the header is ignored and the client is REMOTE_ADDR).
+OPSDASH_TRUSTED_PROXIES = env_networks("OPSDASH_TRUSTED_PROXIES", ["none"])
+_behind_tls_proxy = env_bool("DJANGO_BEHIND_TLS_PROXY", False)
+# Behind a proxy every request comes from the proxy's address: /metrics then wants its token.
+OPSDASH_BEHIND_PROXY = _behind_tls_proxy or bool(OPSDASH_TRUSTED_PROXIES)
 # /metrics: a bearer token, or scrapes from these addresses/networks (comma-separated).
 OPSDASH_METRICS_TOKEN = env_str("OPSDASH_METRICS_TOKEN") or ""
 # "none": the token only. A request that came through a reverse proxy needs the token anyway.
@@ -212,9 +218,26 @@ TEMPLATES = [
     },
 ]
 
+def _private_sqlite(var: Path) -> Path:
+    """The embedded default's database, readable by this user only from the first run: var/ is
+    0700 and the database 0600 (SQLite gives its -wal and -shm files the database's mode). It
+    holds the sessions, the password hashes and the archived backups' copies."""
+    var.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = var / "opsdash.sqlite3"
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for item in (var, path, var / "opsdash.sqlite3-wal", var / "opsdash.sqlite3-shm"):
+        try:
+            st = item.stat()
+        except FileNotFoundError:
+            continue
+        private = 0o700 if item == var else 0o600
+        if st.st_uid == os.geteuid() and st.st_mode & 0o777 != private:
+            item.chmod(private)  # an install from before this rule
+    return path
+
+
 if _database_url is None:
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    _database_url = f"sqlite:///{VAR_DIR / 'opsdash.sqlite3'}"
+    _database_url = f"sqlite:///{_private_sqlite(VAR_DIR)}"
 DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The scanner and the web server write concurrently: WAL and a busy timeout avoid "database is locked".
@@ -268,7 +291,7 @@ SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", SECURE_HSTS_SECONDS > 0)
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", SECURE_HSTS_SECONDS > 0)
 SESSION_COOKIE_HTTPONLY = True
-if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
+if _behind_tls_proxy:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

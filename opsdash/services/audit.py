@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.http import HttpRequest
+from django.utils import timezone
 
-from ..models import AuditEntry
+from ..models import AuditEntry, ModuleState
+from .clients import client_ip
 
 REFUSED = "refused"
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy rewrites it.
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def record(
@@ -41,24 +39,42 @@ def record(
     )
 
 
+# Refusals recorded per user and minute at most: a script forging requests cannot flood the trail.
+REFUSALS_PER_MINUTE = 30
+
+
 def record_refusal(request: HttpRequest, action: str = "") -> AuditEntry | None:
     """A logged-in user refused by a permission check (a 403): who tried what, where, from where.
 
-    The action is the URL's name (``module_rebuild``, ``backup_download``, ``audit_list``...);
-    the module comes from the URL's own arguments, cut to the columns' sizes. Anonymous requests
+    The action is the URL's name (``module_rebuild``, ``backup_download``, ``audit_list``...).
+    The module is named only when the URL's host, branch and module are one the dashboard knows
+    (a typed name stays in the path, cut to 500 characters): forged names never become filter
+    values. At most ``REFUSALS_PER_MINUTE`` are recorded per user and minute. Anonymous requests
     never get this far (the login redirect comes first) and are not recorded.
     """
     if not request.user.is_authenticated:
         return None
+    since = timezone.now() - timedelta(minutes=1)
+    actor = request.user.get_username()
+    if AuditEntry.objects.filter(actor=actor, outcome=REFUSED, at__gte=since).count() >= REFUSALS_PER_MINUTE:
+        return None
     match = getattr(request, "resolver_match", None)
-    kwargs = match.kwargs if match else {}
     return record(
         request,
         (action or (match.url_name if match else "") or "unknown")[:64],
         REFUSED,
-        host=str(kwargs.get("host", ""))[:255],
-        branch=str(kwargs.get("branch", ""))[:128],
-        module=str(kwargs.get("module", ""))[:128],
+        **_known_place(match.kwargs if match else {}),
         params={"method": request.method, "path": request.path[:500]},
         detail="permission denied",
     )
+
+
+def _known_place(kwargs: dict[str, Any]) -> dict[str, str]:
+    """The host, branch and module of a URL, as far as they name something the dashboard knows."""
+    host, branch, module = (str(kwargs.get(k, "")) for k in ("host", "branch", "module"))
+    known = ModuleState.objects.filter(host=host, branch=branch)
+    if not host or not branch or not known.exists():
+        return {}
+    if module and not known.filter(module=module).exists():
+        return {"host": host, "branch": branch}
+    return {"host": host, "branch": branch, "module": module}

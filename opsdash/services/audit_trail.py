@@ -14,7 +14,7 @@ from django.http import HttpRequest, QueryDict
 from django.urls import reverse
 
 from ..models import AuditEntry
-from .queries import _parse_date, _query_string, _start_of
+from .queries import _parse_date, _query_string, _start_of, branches
 
 EXPORT_FIELDS = [
     "id",
@@ -80,12 +80,11 @@ def entries(filters: AuditFilters) -> QuerySet[AuditEntry]:
 
 
 def choices() -> dict[str, list[str]]:
-    """The values the filter selects offer: every actor, action, branch and outcome on record."""
+    """The values the filter selects offer: every actor, action and outcome on record, and the
+    branches the dashboard knows (never a name typed into a refused URL)."""
     base = AuditEntry.objects.order_by()
-    return {
-        name: [v for v in base.order_by(name).values_list(name, flat=True).distinct() if v]
-        for name in ("actor", "action", "branch", "outcome")
-    }
+    out = {name: [v for v in base.order_by(name).values_list(name, flat=True).distinct() if v] for name in ("actor", "action", "outcome")}
+    return out | {"branch": branches()}
 
 
 def module_url(entry: AuditEntry) -> str | None:

@@ -7,6 +7,7 @@ path from the row's own names.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -58,8 +59,18 @@ class ZipReport:
     complete: bool = False
 
 
-def _entry_name(backup: Backup) -> str:
-    return f"{backup.module.branch}/{backup.module.module}/{backup.name}"
+def zip_part(name: str) -> str:
+    """A branch, module or file name as a zip entry's path part that extracts the same on every
+    system: ASCII letters, digits, ``.``, ``_`` and ``-``. A name that had to change keeps a
+    short hash of itself (``a<b`` and ``a>b`` stay apart); the manifest says how it maps."""
+    safe = safe_filename(name)
+    return safe if safe == name else f"{safe[:100]}~{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+
+
+def _entry_name(backup: Backup) -> tuple[str, str]:
+    """The entry's safe path and the path it stands for (the names as the store has them)."""
+    parts = (backup.module.branch, backup.module.module, backup.name)
+    return "/".join(zip_part(p) for p in parts), "/".join(parts)
 
 
 def stream_zip(backups: Iterable[Backup], report: ZipReport) -> Iterator[bytes]:
@@ -70,7 +81,9 @@ def stream_zip(backups: Iterable[Backup], report: ZipReport) -> Iterator[bytes]:
     manifest = ["# sha256 sums recorded by opsdash, checked against the bytes zipped here (sha256sum -c)"]
     with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_DEFLATED) as zf:
         for backup in backups:
-            path = _entry_name(backup)
+            path, original = _entry_name(backup)
+            if path != original:  # JSON, ASCII only: quotes, controls and bidi characters escaped, nothing hidden
+                manifest.append(f"# NAME {path} = {json.dumps(original)} (as the store names it)")
             try:
                 fh = open_backup(backup)
             except FilesUnavailable as exc:

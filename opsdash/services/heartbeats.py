@@ -22,10 +22,13 @@ class Heartbeat:
     host: str
     last_pass_at: datetime | None  # None: no scanner of this host ever reported
     stale: bool
-    error: str = ""
+    error: str = ""  # why the last pass failed
+    problems: tuple[dict[str, str], ...] = ()  # what it could not scan ({"path", "reason"})
 
-    def as_json(self) -> dict[str, object]:
-        return {"host": self.host, "last_scan_at": self.last_pass_at, "stale": self.stale, "scan_error": self.error or None}
+    @property
+    def troubled(self) -> bool:
+        """Anything a person should know about this host's scanner."""
+        return self.stale or bool(self.error) or bool(self.problems)
 
 
 def stale_before(now: datetime | None = None) -> datetime:
@@ -36,8 +39,8 @@ def stale_before(now: datetime | None = None) -> datetime:
 def all_heartbeats(now: datetime | None = None) -> dict[str, Heartbeat]:
     """Every host that ever reported, by name (one query)."""
     cutoff = stale_before(now)
-    rows = ScanHost.objects.values_list("host", "last_pass_at", "error")
-    return {host: Heartbeat(host, at, at < cutoff, error) for host, at, error in rows}
+    rows = ScanHost.objects.values_list("host", "last_pass_at", "error", "problems")
+    return {host: Heartbeat(host, at, at < cutoff, error, tuple(problems or ())) for host, at, error, problems in rows}
 
 
 def heartbeat_of(host: str, known: dict[str, Heartbeat] | None = None) -> Heartbeat:
@@ -50,6 +53,12 @@ def stale_hosts(now: datetime | None = None) -> list[Heartbeat]:
     """Hosts whose scanner stopped reporting, longest silent first."""
     stale = [beat for beat in all_heartbeats(now).values() if beat.stale]
     return sorted(stale, key=lambda beat: (beat.last_pass_at, beat.host))
+
+
+def troubled_hosts(now: datetime | None = None) -> list[Heartbeat]:
+    """Hosts whose scanner stopped, failed its last pass, or could not scan a folder."""
+    troubled = [beat for beat in all_heartbeats(now).values() if beat.troubled]
+    return sorted(troubled, key=lambda beat: (not beat.stale, beat.last_pass_at, beat.host))
 
 
 def check_interval(interval: float) -> None:

@@ -53,6 +53,7 @@ def probe() -> Probe:
         return Probe(False, f"data root: {exc}", detail)
     own = heartbeat_of(here.name, beats)
     detail["last_scan_at"] = own.last_pass_at
+    detail["not_scanned"] = list(own.problems)
     if own.stale:
         when = f"has not reported since {own.last_pass_at.isoformat()}" if own.last_pass_at else "has never reported"
         return Probe(False, f"scanner: the scanner of this host ({here.name}) {when}", detail)

@@ -89,11 +89,26 @@ def branches() -> list[str]:
     return list(ModuleState.objects.order_by("branch").values_list("branch", flat=True).distinct())
 
 
+# The dates a filter can mean: ISO dates outside these (0001-01-01, 9999-12-31) are brought
+# inside, so that a day's start and the day after it always exist in every time zone.
+FIRST_DATE, LAST_DATE = date(1970, 1, 1), date(9000, 12, 31)
+
+
 def _parse_date(value: str | None) -> date | None:
+    """An ISO date from a query parameter, within [FIRST_DATE, LAST_DATE]; None for anything else."""
     try:
-        return date.fromisoformat(value) if value else None
+        day = date.fromisoformat(value) if value else None
     except ValueError:
         return None
+    return None if day is None else min(max(day, FIRST_DATE), LAST_DATE)
+
+
+def parse_id(value: str | None) -> int | None:
+    """A database id from a query parameter: ASCII digits only (``str.isdigit`` also takes
+    ``²`` and ``١``), within a 63-bit integer; None for anything else."""
+    if not value or not value.isascii() or not value.isdigit() or len(value) > 18:
+        return None
+    return int(value)
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,14 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from eventstore import EventStore, Health, Module
+from eventstore import EventStore, Health, Module, ModuleStats, RefusedFolder, layout
+from eventstore.health import make as make_finding
 
 from ..models import STATUS_RANK, Backup, Incident, ModuleState, ScanHost, ServerRecovery, Status, codes_field
 from .host import local_host
 from .nul import db_safe
 
+log = logging.getLogger(__name__)
 EXIT_CODES = {Status.HEALTHY: 0, Status.WARNING: 1, Status.CRITICAL: 2}
 EXIT_ROOT_UNUSABLE = 3
 PROBLEM_STATUSES = (Status.WARNING, Status.CRITICAL)
@@ -50,9 +52,19 @@ class ScanReport:
     # How an incident that this pass ends is recorded (an operator's rebuild says who fixed it).
     ended_how: str = "resolved"
     ended_by: str = "scan"
+    # Folders shaped like modules that were not scanned: a name that breaks the path rules, or a
+    # module whose failure could not be recorded ({"path", "reason"}).
+    refused: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, health: Health) -> None:
+        self.modules += 1
+        self.bytes_read += health.bytes_read
+        self.counts[health.status] += 1
 
     @property
     def worst(self) -> str:
+        if self.refused:
+            return Status.CRITICAL
         for status in (Status.CRITICAL, Status.WARNING):
             if self.counts[status]:
                 return status
@@ -69,6 +81,8 @@ class ScanReport:
             f"{c['critical']} critical; {self.changed} changed, {self.opened} incidents opened, "
             f"{self.ended} ended, {self.new_backups} new backups, {self.store_server} store-server recoveries, "
             f"{self.gone} modules gone; {self.bytes_read} bytes read"
+            + "".join(f"; not scanned: {r['path']} ({r['reason']})" for r in self.refused[:5])
+            + (f"; and {len(self.refused) - 5} more not scanned" if len(self.refused) > 5 else "")
         )
 
 
@@ -90,11 +104,50 @@ def scan_root(root: Path | str | None = None, host: str | None = None, now: date
     known = {(s.branch, s.module): s for s in rows}
     seen: set[int] = set()
     with _Batches() as batches:
-        for module in store.modules():
-            state = _scan_module(report, batches, host, module, known.get((module.branch, module.name)), now)
-            seen.add(state.pk)
+        failures_in_a_row = 0
+        for found in store.walk():
+            if isinstance(found, RefusedFolder):
+                report.refused.append(found.to_dict())
+                continue
+            state = known.get((found.branch, found.name))
+            try:
+                state = _scan_module(report, batches, host, found, state, now)
+                failures_in_a_row = 0
+            except Exception as exc:  # one module's failure is that module's finding; the pass goes on
+                failures_in_a_row += 1
+                if failures_in_a_row > MAX_FAILURES_IN_A_ROW:
+                    raise  # not one module's problem (the database is gone): the pass fails
+                state = _record_failure(report, batches, host, found, state, exc, now)
+            if state is not None:
+                seen.add(state.pk)
     _mark_gone(report, host, seen, now)
     return report
+
+
+# After this many modules failed one after the other, the pass stops: the cause is not theirs.
+MAX_FAILURES_IN_A_ROW = 20
+
+
+def _record_failure(
+    report: ScanReport, batches: _Batches, host: str, module: Module, state: ModuleState | None, exc: Exception, now: datetime
+) -> ModuleState | None:
+    """A module whose scan raised: logged with its traceback and recorded as critical with an
+    ``unreadable`` finding saying why (its next pass reads it whole again). If even that cannot
+    be written, the host's heartbeat lists it among the refused folders."""
+    where = layout.printable(f"{module.branch}/{layout.MODULES_DIR}/{module.name}")
+    log.error("the scan of %s on %s failed", where, host, exc_info=exc)
+    reason = layout.printable(f"{type(exc).__name__}: {exc}")[:500]
+    failed = Health(Status.CRITICAL, [make_finding("unreadable", f"the scan of this module failed: {reason}", reason=reason)], ModuleStats())
+    try:
+        with batches.step():
+            fresh = ModuleState.objects.get(pk=state.pk) if state is not None else None
+            state, _ = _record_module(report, host, module, failed, now, fresh)
+    except Exception:
+        log.exception("the failure of %s on %s could not be recorded either", where, host)
+        report.refused.append({"path": where, "reason": f"the scan failed: {reason}"})
+        return state
+    report.add(failed)
+    return state
 
 
 class _Batches:
@@ -138,16 +191,14 @@ def _scan_module(report: ScanReport, batches: _Batches, host: str, module: Modul
     # Incremental: files whose size, mtime and inode are unchanged are not read again.
     health = module.check(now=now.timestamp(), previous=previous)
     health.state = db_safe(health.state)  # as saved, so that an unchanged module compares equal
-    report.modules += 1
-    report.bytes_read += health.bytes_read
-    report.counts[health.status] += 1
     if previous is not None and health.state == previous and not state.temp_files and state.status != Status.GONE:
+        report.add(health)
         return state  # nothing on disk changed and no finding depends on the clock (temp file ages)
-    if state is not None:
-        state = ModuleState.objects.get(pk=state.pk)  # every field in one query, not one per deferred field
     backups_changed = previous is None or previous.get("backups") != (health.state or {}).get("backups")
     backups = module.backups() if backups_changed else None
-    with batches.step():
+    with batches.step():  # every query of a changed module in its savepoint: a failure undoes only its own
+        if state is not None:
+            state = ModuleState.objects.get(pk=state.pk)  # every field in one query, not one per deferred field
         state, changed = _record_module(report, host, module, health, now, state)
         if backups:
             _record_backups(report, state, backups, now)
@@ -156,6 +207,7 @@ def _scan_module(report: ScanReport, batches: _Batches, host: str, module: Modul
             _record_backups(report, state, backups, now)  # the last live backups went away
         elif changed and state.backups_count:
             _record_store_server_recoveries(report, state)
+    report.add(health)
     return state
 
 
@@ -194,6 +246,7 @@ def record_pass(
             "worst_status": report.worst if report else Status.CRITICAL,
             "error": error,
             "interval": interval,
+            "problems": report.refused[:100] if report else [],
         },
     )
     return back

@@ -14,7 +14,7 @@ from django.utils.translation import ngettext
 from eventstore import meta as metamod
 
 from ..models import Backup, Job, ServerRecovery, Status
-from ..services.heartbeats import stale_hosts
+from ..services.heartbeats import troubled_hosts
 
 register = template.Library()
 
@@ -287,7 +287,8 @@ def finding_text(f: Any, html: bool = True) -> str:
     return mark_safe(conditional_escape(str(template)) % {k: conditional_escape(v) for k, v in values.items()})
 
 
-@register.inclusion_tag("opsdash/stale_hosts.html")
-def stale_hosts_notice() -> dict[str, Any]:
-    """The hosts whose scanner stopped reporting, on every page: their modules' status may be old."""
-    return {"stale": stale_hosts()}
+@register.inclusion_tag("opsdash/hosts_notice.html")
+def hosts_notice() -> dict[str, Any]:
+    """On every page: the hosts whose scanner stopped reporting (their modules' status may be
+    old), failed its last pass, or could not scan a folder."""
+    return {"hosts": troubled_hosts()}

@@ -13,7 +13,8 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from ..models import Job, ModuleState
-from ..services.audit import client_ip, record_refusal
+from ..services.audit import record_refusal
+from ..services.clients import client_ip
 from ..services.jobs import Busy, fail_stale_jobs, request_job
 from .api import api_login_required, json_response
 

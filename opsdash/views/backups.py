@@ -10,7 +10,9 @@ from django.views.decorators.vary import vary_on_headers
 from . import wants_fragment
 from ..models import Backup, ModuleState
 from ..services import queries
-from ..services.files import FilesUnavailable, backup_preview
+from ..services.audit import record
+from ..services.files import FilesUnavailable, PreviewView, backup_preview
+from .downloads import DOWNLOAD_PERMISSION
 
 
 def _hosts_of(branch: str) -> list[str]:
@@ -38,11 +40,22 @@ def backup_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @vary_on_headers("HX-Request", "HX-History-Restore-Request")
 def backup_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """A backup's metadata for every role; its contents (a capped preview, an audited read of
+    the file) only for those who may download it."""
     backup = get_object_or_404(Backup.objects.select_related("module"), pk=pk)
+    may_preview = request.user.has_perm(DOWNLOAD_PERMISSION)
+    view, error = (_preview(request, backup) if may_preview else (None, None))
+    ctx = {"backup": backup, "view": view, "error": error, "may_preview": may_preview}
+    template = "opsdash/backup.html#preview" if wants_fragment(request) else "opsdash/backup.html"
+    return render(request, template, ctx)
+
+
+def _preview(request: HttpRequest, backup: Backup) -> tuple[PreviewView | None, str | None]:
     try:
         view, error = backup_preview(backup), None
     except FilesUnavailable as exc:
         view, error = None, str(exc)
-    ctx = {"backup": backup, "view": view, "error": error}
-    template = "opsdash/backup.html#preview" if wants_fragment(request) else "opsdash/backup.html"
-    return render(request, template, ctx)
+    state = backup.module
+    record(request, "backup_preview", "failed" if error else "ok", host=state.host, branch=state.branch, module=state.module,
+           params={"backups": [backup.name], "state": backup.state, "sha256": backup.sha256}, detail=error or "")
+    return view, error

@@ -11,15 +11,13 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from ..services.clients import behind_proxy
 from ..services.metrics import DashboardCollector
 
-# A reverse proxy on this machine makes every client look like 127.0.0.1: a request that went
-# through one is allowed by its token only, never by its address.
-_PROXY_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
-
-
 def _allowed_address(request: HttpRequest) -> bool:
-    if any(h in request.META for h in _PROXY_HEADERS):
+    """A scrape without the token: only from an allowed address, and never behind a reverse
+    proxy (on the same machine it makes every client on the internet look like 127.0.0.1)."""
+    if behind_proxy(request):
         return False
     try:
         client = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))

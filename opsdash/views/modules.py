@@ -67,8 +67,8 @@ def module_list(request: HttpRequest) -> HttpResponse:
 
 def _shown_job(request: HttpRequest, state: ModuleState) -> Job | None:
     """The job a plain form post redirected here with (?job=), else the module's active job."""
-    pk = request.GET.get("job", "")
-    job = state.jobs.filter(pk=int(pk)).first() if pk.isdigit() else None
+    pk = queries.parse_id(request.GET.get("job"))
+    job = state.jobs.filter(pk=pk).first() if pk is not None else None
     return job or state.jobs.filter(status__in=Job.ACTIVE).first()
 
 

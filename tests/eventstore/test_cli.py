@@ -165,3 +165,16 @@ def test_backups_lists_every_backup(store, root):
     doc = json.loads(cli("backups", str(root), "--format", "json").stdout)
     (b,) = doc["backups"]
     assert b["name"] == "events.meta.json.corrupted.1761567827665.bak" and b["parses"] is True
+
+
+def test_check_reports_a_folder_whose_name_is_not_utf8_and_escapes_names(tmp_path):
+    for raw in (b"bad\xff\xfe", b"ok\xe2\x80\xaename"):
+        live = os.path.join(os.fsencode(tmp_path), raw, b"modules", b"pos", b"live")
+        os.makedirs(live)
+        with open(os.path.join(live, b"events.log"), "wb"):
+            pass
+    proc = cli("check", str(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    text = proc.stdout
+    assert "NOT SCANNED  bad\\xff\\xfe/modules/pos: name 'bad\\xff\\xfe' is not valid UTF-8" in text
+    assert "ok\\u202ename" in text and "\u202e" not in text  # a bidi override never reaches the terminal

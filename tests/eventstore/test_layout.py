@@ -80,3 +80,16 @@ def test_is_inside_resolves_symlinks(tmp_path: Path):
     assert layout.is_inside(root, root)
     assert not layout.is_inside(root, root / "link")
     assert not layout.is_inside(root, root / ".." / "outside")
+
+
+def test_a_name_that_is_not_utf8_is_refused_and_shown_printable():
+    import os
+
+    name = os.fsdecode(b"bad\xff\xfe")
+    with pytest.raises(InvalidName, match=r"'bad\\xff\\xfe' is not valid UTF-8"):
+        layout.check_name(name)
+    with pytest.raises(InvalidName):
+        layout.check_name("a\ud800b")  # a lone surrogate typed in
+    assert layout.printable(name) == "bad\\xff\\xfe"
+    assert layout.printable("dar\u202eevil\x85\u3000\u00e9 ok") == "dar\\u202eevil\\u0085\\u3000\u00e9 ok"
+    assert layout.printable("\U000e0001x") == "\\U000e0001x"

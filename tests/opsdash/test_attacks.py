@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 import os
 import re
 import secrets
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+import urllib.parse
 from urllib.parse import quote, urlencode
 
 import orjson
@@ -369,6 +371,10 @@ INT_PAYLOADS = ["..", "-1", "0", "99999999999999999999999", "1%2F..%2F..", "1.0"
 QUERY_PAYLOADS = [
     "..", "../../secret.txt", "..%2f..%2fsecret.txt", "%252e%252e%252f", "\\..\\..\\secret.txt", "a" * 300, "\u2024\u2024/secret.txt",
     "\uff0e\uff0e\uff0fsecret.txt", "-1", "99999999999999999999999", "' OR 1=1 --", '"><script>alert(41)</script>',
+    # edge dates and digits for every date and number parameter: the first and last days Python
+    # knows (OverflowError one day further), a day that does not exist, digits isdigit() takes
+    # and int() does not (or does: Arabic-Indic and fullwidth), a float beyond any integer
+    "0001-01-01", "9999-12-31", "2026-02-30", "0000-00-00", "\u00b2", "\u0661\u0662", "\uff11\uff12", "1e9999", "9" * 40,
 ]
 QUERY_FORBID = ('"><script>alert(41)</script>', "<script>alert(41)")
 
@@ -1182,3 +1188,223 @@ def test_100000_modules_page_and_count_in_bounded_size_queries_and_memory(world,
             assert len(re.findall(r"Page \d+ of 31 \(3,00[12] in all\)", html)) == 2
         label = f"100,000 modules, GET {name} {extra.get('data', '')}".rstrip()
         _figure(label, f"{len(body)} bytes, Python peak {m['peak'] / MB:.1f} MiB")
+
+
+# -- the ten holes past the first tour ---------------------------------------------------------------
+
+
+def test_backup_contents_need_the_download_permission_and_every_preview_is_audited(world):
+    """A manager sees a backup's metadata, never its bytes: not on its page, not in the htmx
+    preview, not for an archived copy; operators and auditors see the preview, each one audited."""
+    marker = (world.root / "dar" / "modules" / "pos" / "live" / LIVE_NAME).read_text()[:30]  # the meta the backup holds
+    archived_marker = '"totalEvents": 1'
+    for backup, shown in ((world.live, marker), (world.archived, archived_marker)):
+        url = reverse("opsdash:backup_detail", kwargs={"pk": backup.pk})
+        for headers in ({}, {"HTTP_HX_REQUEST": "true"}):
+            response, body = hit(world.client(MANAGER), "get", url, "opsdash:backup_detail", **headers)
+            assert response.status_code == 200 and backup.sha256.encode() in body or headers, _breach(f"manager, {url}")
+            assert shown.encode() not in body, _breach(f"a manager read the contents of {backup.name} ({headers})")
+            assert b"shown to those who may download backups" in body, _breach(f"no reason given to the manager on {url}")
+        before = AuditEntry.objects.filter(action="backup_preview").count()
+        for role in (OPERATOR, AUDITOR):
+            response, body = hit(world.client(role), "get", url, "opsdash:backup_detail", HTTP_HX_REQUEST="true")
+            assert response.status_code == 200 and shown.encode() in body.replace(b"&quot;", b'"'), _breach(f"{role} saw no preview")
+        assert marker.encode() not in body.replace(b"&quot;", b'"') or backup is world.live
+        previews = AuditEntry.objects.filter(action="backup_preview").order_by("-id")[:2]
+        assert AuditEntry.objects.filter(action="backup_preview").count() == before + 2
+        assert {(e.actor, e.module, e.params["backups"][0]) for e in previews} == {("operator", "pos", backup.name), ("auditor", "pos", backup.name)}
+    page, body = hit(world.client(MANAGER), "get", reverse("opsdash:module_detail", kwargs=world.kwargs["module"]), "opsdash:module_detail")
+    assert b'hx-target="#backup-preview"' not in body, _breach("the module page offers managers a preview")
+
+
+@pytest.mark.parametrize("header", ["HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_VIA", "HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED"])
+def test_metrics_want_the_token_from_anything_that_came_through_a_proxy(world, settings, header):
+    settings.OPSDASH_METRICS_TOKEN = token = "scrape-token-0123456789"
+    url = reverse("opsdash:metrics")
+    response, _ = hit(Client(), "get", url, "opsdash:metrics", **{header: "https"})
+    assert response.status_code == 403, _breach(f"/metrics with only {header} -> {response.status_code}")
+    response, _ = hit(Client(), "get", url, "opsdash:metrics", HTTP_AUTHORIZATION=f"Bearer {token}", **{header: "https"})
+    assert response.status_code == 200
+
+
+def test_metrics_behind_the_documented_tls_proxy_want_the_token(world, settings):
+    settings.OPSDASH_BEHIND_PROXY = True  # DJANGO_BEHIND_TLS_PROXY=1: the proxy is on loopback too
+    settings.OPSDASH_METRICS_TOKEN = token = "scrape-token-0123456789"
+    url = reverse("opsdash:metrics")
+    response, _ = hit(Client(), "get", url, "opsdash:metrics")  # from 127.0.0.1, no header at all
+    assert response.status_code == 403, _breach(f"/metrics behind a proxy without the token -> {response.status_code}")
+    response, body = hit(Client(), "get", url, "opsdash:metrics", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200 and b"opsdash_modules" in body
+    for variable, expected in (({"DJANGO_BEHIND_TLS_PROXY": "1"}, True), ({"OPSDASH_TRUSTED_PROXIES": "10.0.0.1"}, True), ({}, False)):
+        out = subprocess.run([sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.OPSDASH_BEHIND_PROXY)"],
+                             cwd=REPO, capture_output=True, text=True, timeout=60,
+                             env={**{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_BEHIND", "OPSDASH_TRUSTED"))},
+                                  "DJANGO_SETTINGS_MODULE": "opsdash.settings", **variable})
+        assert out.stdout.strip() == str(expected), out.stderr
+
+
+def _login(client: Client, name: str, username: str, password: str) -> int:
+    return hit(client, "post", reverse(name), name, data={"username": username, "password": password})[0].status_code
+
+
+@pytest.mark.parametrize("form", ["login", "admin:login"])
+def test_respelled_user_names_share_one_throttle(world, settings, form):
+    """After the limit of failures for ``root``, the names authentication reads as ``root`` (a
+    space around it, fullwidth letters, capitals) get 429 from fresh addresses, even with the
+    right password."""
+    settings.OPSDASH_LOGIN_MAX_FAILURES = 3
+    for i in range(3):
+        assert _login(Client(REMOTE_ADDR=f"192.0.2.{i}"), form, "root", "wrong") == 200
+    for i, spelling in enumerate([" root", "root ", "\uff52\uff4f\uff4f\uff54", "ROOT", "\uff32oot"]):
+        client = Client(REMOTE_ADDR=f"198.51.100.{i}")
+        status = _login(client, form, spelling, PASSWORD)
+        assert status == 429 and "_auth_user_id" not in client.session, _breach(f"{spelling!r} got past the throttle via {form}: {status}")
+
+
+def test_an_ipv6_client_is_counted_by_its_64(world, settings):
+    settings.OPSDASH_LOGIN_MAX_FAILURES = 3
+    for i in range(3):
+        assert _login(Client(REMOTE_ADDR=f"2001:db8:1:2::{i + 1:x}"), "login", f"user{i}", "wrong") == 200
+    assert _login(Client(REMOTE_ADDR="2001:db8:1:2:ffff:1:2:3"), "login", "operator", PASSWORD) == 429, _breach("a new address in the same /64")
+    assert _login(Client(REMOTE_ADDR="2001:db8:1:3::1"), "login", "operator", PASSWORD) == 302  # the next /64 is another client
+
+
+def test_behind_a_trusted_proxy_each_client_is_itself(world, settings):
+    """Without a trusted proxy, X-Forwarded-For is the client's to write and is ignored; from a
+    trusted proxy, the client is the right-most hop that is not a trusted proxy: one client's
+    failures lock out that client, not everyone behind the proxy, and the trail names it."""
+    settings.OPSDASH_LOGIN_MAX_FAILURES = 3
+    settings.OPSDASH_TRUSTED_PROXIES = [ipaddress.ip_network("10.0.0.0/24")]
+    proxy = {"REMOTE_ADDR": "10.0.0.2"}
+    for i in range(3):
+        assert _login(Client(**proxy, HTTP_X_FORWARDED_FOR=f"203.0.113.66, 10.0.0.9"), "login", f"user{i}", "wrong") == 200
+    assert _login(Client(**proxy, HTTP_X_FORWARDED_FOR="203.0.113.66"), "login", "operator", PASSWORD) == 429
+    other = Client(**proxy, HTTP_X_FORWARDED_FOR="198.51.100.7, 203.0.113.5")  # the left hop is the client's own claim
+    assert _login(other, "login", "operator", PASSWORD) == 302, _breach("one client behind the proxy locked out another")
+    assert set(LoginFailure.objects.values_list("ip", flat=True)) == {"203.0.113.66"}
+    response, _ = hit(other, "post", reverse("opsdash:module_rebuild", kwargs=world.kwargs["module"]), "opsdash:module_rebuild")
+    assert AuditEntry.objects.filter(action="rebuild", actor="operator").exists() or response.status_code == 302
+    entry = AuditEntry.objects.order_by("-id").first()
+    job = Job.objects.order_by("-id").first()
+    assert job.requested_from == "203.0.113.5", _breach(f"the trail names {job.requested_from}, not the client")
+    # the same header from an address that is not a trusted proxy is ignored
+    spoof = Client(REMOTE_ADDR="192.0.2.50", HTTP_X_FORWARDED_FOR="203.0.113.66")
+    assert _login(spoof, "login", "auditor", "wrong") == 200
+    assert LoginFailure.objects.filter(ip="192.0.2.50").exists() and entry is not None
+    # a hop that is not an address ends the walk at the last trusted proxy
+    garbage = Client(**proxy, HTTP_X_FORWARDED_FOR="203.0.113.66, not-an-ip")
+    _login(garbage, "login", "nobody", "wrong")
+    assert LoginFailure.objects.filter(ip="10.0.0.2").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_wrong_passwords_never_try_more_than_the_limit(world, settings, live_server, monkeypatch):
+    """40 concurrent wrong passwords from one address, each password check slowed to 0.3 s:
+    at most the limit of them are checked; the others get 429 at once."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from django.contrib.auth.hashers import MD5PasswordHasher
+
+    settings.OPSDASH_LOGIN_MAX_FAILURES = 10
+    checked = []
+    real = MD5PasswordHasher.verify
+
+    def slow(self, password, encoded):
+        checked.append(password)
+        time.sleep(0.3)
+        return real(self, password, encoded)
+
+    monkeypatch.setattr(MD5PasswordHasher, "verify", slow)
+    statuses = []
+    start = threading.Barrier(40)
+
+    def guess(i: int) -> None:
+        session = Client()
+        token = session.get(reverse("login")).cookies["csrftoken"].value
+        data = urlencode({"username": "root", "password": f"guess-{i}", "csrfmiddlewaretoken": token}).encode()
+        request = urllib.request.Request(live_server.url + reverse("login"), data=data, headers={"Cookie": f"csrftoken={token}"})
+        start.wait()
+        for _ in range(5):  # the live server's listen backlog is small: a refused connection is tried again
+            try:
+                with urllib.request.urlopen(request, timeout=60) as r:
+                    statuses.append(r.status)
+            except urllib.error.HTTPError as exc:
+                statuses.append(exc.code)
+            except OSError:
+                time.sleep(0.2)
+                continue
+            return
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    TALLY.requests += 40
+    TALLY.patterns.add("login")
+    assert sorted(set(statuses)) == [200, 429] and len(statuses) == 40, statuses
+    assert len(checked) <= 10 and statuses.count(200) <= 10, _breach(f"{len(checked)} passwords checked, limit 10: {sorted(checked)} {statuses}")
+
+
+def test_refusals_never_bloat_the_trail_or_its_filters(world, settings):
+    forged = {"host": HOST, "branch": "dar\u202eevil", "module": "pos\u0085x"}
+    manager = world.client(MANAGER)
+    url = reverse("opsdash:module_rebuild", kwargs=forged)
+    response, _ = hit(manager, "post", url, "opsdash:module_rebuild")
+    assert response.status_code == 403
+    entry = AuditEntry.objects.filter(outcome="refused").order_by("-id").first()
+    assert (entry.host, entry.branch, entry.module) == ("", "", ""), _breach(f"a forged name was recorded as a place: {entry.branch!r}")
+    assert entry.params["path"] == urllib.parse.unquote(url)[:500]
+    known = reverse("opsdash:module_rebuild", kwargs=world.kwargs["module"])
+    hit(manager, "post", known, "opsdash:module_rebuild")
+    entry = AuditEntry.objects.filter(outcome="refused").order_by("-id").first()
+    assert (entry.host, entry.branch, entry.module) == (HOST, "dar", "pos")  # a real place is named
+    response, body = hit(world.client(AUDITOR), "get", reverse("opsdash:audit_list"), "opsdash:audit_list")
+    branches = re.search(rb'<select name="branch">(.*?)</select>', body, re.S).group(1)
+    assert "\u202e".encode() not in branches and b"evil" not in branches, _breach("a forged branch in the audit filters")
+    assert b"<option" in branches  # the known ones are there
+    for _ in range(80):
+        hit(manager, "post", url, "opsdash:module_rebuild")
+    recorded = AuditEntry.objects.filter(outcome="refused", actor="manager", at__gte=timezone.now() - timedelta(minutes=1)).count()
+    assert recorded <= 30, _breach(f"{recorded} refusals recorded in a minute")
+
+
+def test_zip_entry_names_are_safe_and_the_manifest_maps_them(world, store, add_events):
+    hostile = 'x"<\u202eb\u0085y'
+    module = store.module(hostile, "pos")
+    add_events(module)
+    (module.live_dir / LIVE_NAME).write_text("{")
+    scan_root()
+    state = ModuleState.objects.get(branch=hostile)
+    url = reverse("opsdash:module_backups_download", kwargs=state.key)
+    response, _ = hit(world.client(AUDITOR), "get", url, "opsdash:module_backups_download")
+    assert response.status_code == 200
+    zf = zipfile.ZipFile(io.BytesIO(b"".join(world.client(AUDITOR).get(url).streaming_content)))
+    names = zf.namelist()
+    assert all(re.fullmatch(r"[A-Za-z0-9._~/-]+", n) for n in names), _breach(f"unsafe zip entry names: {names!r}")
+    manifest = zf.read("MANIFEST.sha256").decode("ascii")
+    entry = next(n for n in names if n != "MANIFEST.sha256")
+    assert f"# NAME {entry} = " in manifest and "\\u202e" in manifest and "\\u0085" in manifest
+    sums = [line.split("  ") for line in manifest.splitlines() if not line.startswith("#")]
+    assert sums == [[state.backups.get().sha256, entry]]
+
+
+def test_healthz_tells_strangers_only_the_status(world, settings, monkeypatch):
+    from django.db import DatabaseError
+    from django.db.backends.utils import CursorWrapper
+
+    response, body = hit(Client(), "get", reverse("opsdash:healthz"), "opsdash:healthz")
+    assert orjson.loads(body) == {"status": "ok"} and str(world.root).encode() not in body, _breach("/healthz told its data root")
+    settings.OPSDASH_DATA_ROOT = world.root / "gone"
+    response, body = hit(Client(), "get", reverse("opsdash:healthz"), "opsdash:healthz")
+    assert response.status_code == 503 and orjson.loads(body) == {"status": "error"}, _breach("/healthz told why")
+
+    def down(self, sql, params=None):
+        raise DatabaseError('connection to server at "db.internal" (10.1.2.3), port 5432 failed for user "opsdash"')
+
+    with monkeypatch.context() as patch:
+        patch.setattr(CursorWrapper, "execute", down)
+        response, body = hit(Client(), "get", reverse("opsdash:healthz"), "opsdash:healthz")
+    assert response.status_code == 503 and b"10.1.2.3" not in body and b"db.internal" not in body, _breach("/healthz told the database error")

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from opsdash.models import AuditEntry, Backup, ModuleState
 from opsdash.services.downloads import safe_filename
+from opsdash.services.downloads import zip_part
 from opsdash.services.scan import scan_root
 
 pytestmark = pytest.mark.django_db
@@ -125,7 +126,9 @@ def test_a_row_whose_name_is_a_traversal_attempt_is_refused(backups, operator_cl
     url = reverse("opsdash:module_backups_download", kwargs={"host": "testhost", "branch": "dar", "module": "pos"})
     zf = _unzip(operator_client.get(url))
     assert all(b"secret" not in zf.read(n) for n in zf.namelist() if n != "MANIFEST.sha256")
-    assert f"# UNAVAILABLE dar/pos/{name}:" in zf.read("MANIFEST.sha256").decode()
+    manifest = zf.read("MANIFEST.sha256").decode()
+    assert f"# UNAVAILABLE dar/pos/{zip_part(name)}:" in manifest
+    assert f'# NAME dar/pos/{zip_part(name)} = "dar/pos/{name}"' in manifest  # the entry's name says what it stood for
 
 
 def test_the_module_zip_holds_every_backup_and_a_manifest_of_their_sums(backups, operator_client):

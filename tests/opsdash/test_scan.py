@@ -259,3 +259,89 @@ def test_db_safe_keeps_good_values_and_cleans_bad_ones_at_any_depth():
         cleaned = cleaned[0]
     assert cleaned == ["\ufffd"]
     assert db_safe("a\x00b") == "a\ufffdb" and db_safe(r"a literal \ud800 text") == r"a literal \ud800 text"
+
+
+def _scan_command(*args: str) -> tuple[int, str, str]:
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command("scan", *args, stdout=out, stderr=err)
+    except SystemExit as exc:
+        return exc.code, out.getvalue(), err.getvalue()
+    raise AssertionError("manage.py scan always exits with its status code")
+
+
+def test_a_folder_name_that_is_not_utf8_is_reported_and_never_stops_the_pass(store, add_events, manager_client):
+    import os
+
+    from django.urls import reverse
+
+    add_events(store.module("dar", "pos"))
+    bad = os.path.join(os.fsencode(store.root), b"bad\xff\xfe", b"modules", b"pos", b"live")
+    os.makedirs(bad)
+    with open(os.path.join(bad, b"events.log"), "wb") as f:
+        f.write(b'{"id": "evt-1", "sequence": 1}\n')
+    code, out, err = _scan_command()
+    assert code == 2 and err == ""  # critical: something could not be scanned; no traceback
+    assert "not scanned: bad\\xff\\xfe/modules/pos (name 'bad\\xff\\xfe' is not valid UTF-8)" in out
+    assert list(ModuleState.objects.values_list("branch", "module", "status")) == [("dar", "pos", "healthy")]
+    host = ScanHost.objects.get()
+    assert host.problems == [{"path": "bad\\xff\\xfe/modules/pos", "reason": "name 'bad\\xff\\xfe' is not valid UTF-8"}]
+    html = manager_client.get(reverse("opsdash:module_list")).content.decode()
+    assert "was not scanned:" in html and "<code dir=\"ltr\">bad\\xff\\xfe/modules/pos</code>" in html
+    code, _, _ = _scan_command()  # and again: still reported, still no failure
+    assert code == 2 and ScanHost.objects.get().problems == host.problems
+
+
+def test_a_module_whose_scan_raises_is_recorded_critical_and_the_pass_goes_on(store, add_events, monkeypatch, caplog):
+    from eventstore import Module
+
+    for name in ("kds", "pos", "tabs"):
+        add_events(store.module("dar", name))
+    _scan_command()
+    real = Module.check
+
+    def check(self, *args, **kwargs):
+        if self.name == "pos":
+            raise RuntimeError("boom in the check")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Module, "check", check)
+    (store.module("dar", "kds").live_dir / "events.meta.json").write_text("{ broken")  # a real change next to it
+    code, out, _ = _scan_command()
+    assert code == 2
+    rows = {m.module: m for m in ModuleState.objects.all()}
+    assert {name: row.status for name, row in rows.items()} == {"kds": "critical", "pos": "critical", "tabs": "healthy"}
+    assert rows["pos"].findings == [{"code": "unreadable", "severity": "critical", "message": "the scan of this module failed: RuntimeError: boom in the check", "reason": "RuntimeError: boom in the check"}]
+    assert rows["pos"].scan_state is None  # read whole next time
+    assert "the scan of dar/modules/pos on testhost failed" in caplog.text and "boom in the check" in caplog.text
+    monkeypatch.setattr(Module, "check", real)
+    _scan_command()
+    assert ModuleState.objects.get(module="pos").status == "healthy"
+    assert Incident.objects.filter(module__module="pos", ended_at__isnull=False).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)  # the loop closes a connection that may be broken
+def test_a_pass_that_raises_is_recorded_and_the_loop_goes_on(data_root, monkeypatch, caplog):
+    import threading
+
+    from opsdash.services import scanner
+
+    calls = []
+
+    def flaky(interval=None):
+        calls.append(interval)
+        if len(calls) == 1:
+            raise RuntimeError("database went away for a moment")
+        stop.set()
+        return real(interval)
+
+    real = scanner.run_pass
+    stop = threading.Event()
+    monkeypatch.setattr(scanner, "run_pass", flaky)
+    seen = []
+    scanner.run_loop(0.01, stop, seen.append)
+    assert [o.report is not None for o in seen] == [False, True]
+    assert "database went away" in seen[0].error and "the scan pass of testhost failed" in caplog.text
+    assert ScanHost.objects.get().error == ""  # the pass after it went well

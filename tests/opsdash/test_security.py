@@ -85,3 +85,35 @@ def test_login_brute_force_is_throttled(client, demo_users, settings):
     assert "_auth_user_id" not in client.session  # even the right password is not checked while blocked
     other = client.post(url, {"username": "operator", "password": "demo-password-for-tests"}, REMOTE_ADDR="10.0.0.9")
     assert other.status_code == 302  # another address and user name are not affected
+
+
+def test_the_embedded_database_is_private_from_the_first_run(tmp_path):
+    """var/ 0700, the SQLite database and its WAL files 0600, whatever the umask, and an install
+    from before this rule tightened: the sessions, password hashes and archived backups in it
+    are not for other local users."""
+    import sqlite3
+    import stat
+
+    from opsdash.settings import _private_sqlite
+
+    old = os.umask(0o022)
+    try:
+        var = tmp_path / "var"
+        db = _private_sqlite(var)
+        con = sqlite3.connect(db)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("CREATE TABLE t (x)")
+        con.execute("INSERT INTO t VALUES (1)")
+        con.commit()
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [var, *var.iterdir()]}
+        assert modes == {"var": 0o700, "opsdash.sqlite3": 0o600, "opsdash.sqlite3-wal": 0o600, "opsdash.sqlite3-shm": 0o600}
+        con.close()
+        for p in (var, db):
+            p.chmod(0o755 if p == var else 0o644)  # as the code of before left them
+        _private_sqlite(var)
+        assert (stat.S_IMODE(var.stat().st_mode), stat.S_IMODE(db.stat().st_mode)) == (0o700, 0o600)
+    finally:
+        os.umask(old)
+    repo_var = REPO / "var"
+    if not os.environ.get("DATABASE_URL") and repo_var.exists() and repo_var.stat().st_uid == os.geteuid():
+        assert stat.S_IMODE(repo_var.stat().st_mode) == 0o700  # this checkout's, tightened when the settings loaded

@@ -103,9 +103,9 @@ def test_the_module_page_pretty_prints_a_valid_meta(scanned, manager_client):
     assert "recovered by the store server" in response.content.decode()
 
 
-def test_the_backup_preview_fragment_marks_the_parse_error(scanned, manager_client):
+def test_the_backup_preview_fragment_marks_the_parse_error(scanned, operator_client):
     backup = Backup.objects.get()
-    response = manager_client.get(backup.get_absolute_url(), headers={"HX-Request": "true"})
+    response = operator_client.get(backup.get_absolute_url(), headers={"HX-Request": "true"})
     html = response.content.decode()
     assert html.lstrip().startswith('<div class="preview">')
     assert "<mark" in html
