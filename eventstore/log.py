@@ -189,11 +189,18 @@ def _keys_from(source: Any) -> dict[str, str]:
     return {k: _as_js_string(source[k]) for k in CURSOR_KEYS if source.get(k) is not None}
 
 
-def cursor_for(event: dict[str, Any]) -> dict[str, Any]:
-    """The table cursor an event leaves: its record's key/id/uuid/uid plus eventId, sequence,
-    updatedAt (= recordedAt). Keys come from ``meta.recordRef`` if it yields any, else from
-    ``record``, else ``record.primaryKey``, else ``record.primary``.
-    """
+def _has_keys(source: Any) -> bool:
+    # CURSOR_KEYS spelled out: a generator costs more than the rest of a scan's bookkeeping.
+    return isinstance(source, dict) and (
+        source.get("key") is not None or source.get("id") is not None or source.get("uuid") is not None or source.get("uid") is not None
+    )
+
+
+def cursor_keys(event: dict[str, Any]) -> dict[str, str]:
+    """The record keys a cursor takes from an event, as Node's resolveLineCursor finds them:
+    the ``key``/``id``/``uuid``/``uid`` (as strings, only those present) of ``meta.recordRef`` if
+    it yields any, else of ``record``, else of ``record.primaryKey``, else of ``record.primary``.
+    Empty when none yields a key."""
     meta = event.get("meta")
     record = event.get("record")
     keys = _keys_from(meta.get("recordRef") if isinstance(meta, dict) else None)
@@ -201,6 +208,28 @@ def cursor_for(event: dict[str, Any]) -> dict[str, Any]:
         keys = _keys_from(record)
     if not keys and isinstance(record, dict):
         keys = _keys_from(record.get("primaryKey")) or _keys_from(record.get("primary"))
+    return keys
+
+
+def leaves_cursor(event: dict[str, Any]) -> bool:
+    """True if the event gives its table a cursor (:func:`cursor_keys` is not empty): Node keeps
+    the table's previous cursor for an event that yields no key. Cheap for the usual line."""
+    meta = event.get("meta")
+    if isinstance(meta, dict) and _has_keys(meta.get("recordRef")):
+        return True
+    record = event.get("record")
+    if not isinstance(record, dict):
+        return False
+    return _has_keys(record) or _has_keys(record.get("primaryKey")) or _has_keys(record.get("primary"))
+
+
+def cursor_for(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The table cursor an event leaves, as Node derives it: its record's keys
+    (:func:`cursor_keys`) plus eventId, sequence, updatedAt (= recordedAt); None when no key is
+    found (then the table keeps its previous cursor, as in Node)."""
+    keys = cursor_keys(event)
+    if not keys:
+        return None
     cursor: dict[str, Any] = dict(keys)
     cursor["eventId"] = event.get("id")
     cursor["sequence"] = event.get("sequence")
@@ -286,8 +315,9 @@ class LogSummary:
         seq = event.get("sequence")
         self.last_sequence = seq
         table = event.get("table")
-        if isinstance(table, str) and table:
-            self.table_cursors[table] = cursor_for(event)
+        cursor = cursor_for(event) if isinstance(table, str) and table else None
+        if cursor is not None:
+            self.table_cursors[table] = cursor
         if not is_sequence(seq):
             return
         if seq > self.max_sequence:
@@ -471,7 +501,11 @@ def scan_range(path: str, start: int, end: int, progress=None) -> LogSummary:
                 last = event
                 table = event.get("table")
                 if table.__class__ is str and table:
-                    last_by_table[table] = event
+                    ref = event.get("meta")
+                    ref = ref.get("recordRef") if ref.__class__ is dict else None
+                    # The usual line names its record in meta.recordRef: tested here without a call.
+                    if (ref.__class__ is dict and (ref.get("key") is not None or ref.get("id") is not None)) or leaves_cursor(event):
+                        last_by_table[table] = event
                 seq = event.get("sequence")
                 if seq.__class__ is not int or seq <= 0:
                     continue
@@ -512,7 +546,7 @@ def scan_range(path: str, start: int, end: int, progress=None) -> LogSummary:
                 events += 1
                 last = event
                 table = event.get("table")
-                if isinstance(table, str) and table:
+                if isinstance(table, str) and table and leaves_cursor(event):
                     last_by_table[table] = event
                 seq = event.get("sequence")
                 if is_sequence(seq):
@@ -543,7 +577,7 @@ def scan_range(path: str, start: int, end: int, progress=None) -> LogSummary:
         part.last_event_id = last.get("id")
         part.last_event_at = event_time(last)
         part.last_sequence = last.get("sequence")
-    part.table_cursors = {t: cursor_for(e) for t, e in last_by_table.items()}
+    part.table_cursors = {t: cursor_for(e) for t, e in last_by_table.items()}  # each leaves one
     return part
 
 

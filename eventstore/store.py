@@ -417,8 +417,9 @@ class Module:
             meta["lastEventId"] = line["id"]
             meta["lastEventAt"] = logmod.event_time(line)
             meta["updatedAt"] = now
-            if isinstance(line["table"], str) and line["table"]:
-                meta["tableCursors"][line["table"]] = logmod.cursor_for(line)
+            cursor = logmod.cursor_for(line) if isinstance(line["table"], str) and line["table"] else None
+            if cursor is not None:  # an event without a key keeps its table's cursor, as in Node
+                meta["tableCursors"][line["table"]] = cursor
             self._write_meta(meta)
             self._log_stamp = Stamp.of(self.log_path)
             return line
@@ -696,8 +697,9 @@ class Module:
             meta["lastEventId"] = event.get("id")
             meta["lastEventAt"] = logmod.event_time(event)
             table = event.get("table")
-            if isinstance(table, str) and table:
-                meta["tableCursors"][table] = logmod.cursor_for(event)
+            cursor = logmod.cursor_for(event) if isinstance(table, str) and table else None
+            if cursor is not None:
+                meta["tableCursors"][table] = cursor
         changed = total != meta["totalEvents"] or bool(newer)
         meta["totalEvents"] = total
         return changed

@@ -67,11 +67,37 @@ def test_cursor_keeps_only_the_keys_present():
     assert set(logmod.cursor_for(line)) == {"id", "eventId", "sequence", "updatedAt"}
 
 
-def test_cursor_without_any_key_still_has_event_fields():
+def test_an_event_without_any_key_leaves_no_cursor():
+    # Node's resolveLineCursor returns null: the table keeps its previous cursor.
     line = make_line(5)
     line["meta"] = None
     line["record"] = "not an object"
-    assert logmod.cursor_for(line) == {"eventId": line["id"], "sequence": 5, "updatedAt": line["recordedAt"]}
+    assert logmod.cursor_for(line) is None and not logmod.leaves_cursor(line)
+    line["meta"], line["record"] = {"recordRef": {"table": "t", "key": None}}, {"primaryKey": {"note": "x"}, "primary": []}
+    assert logmod.cursor_for(line) is None and not logmod.leaves_cursor(line)
+    line["record"]["primary"] = {"uuid": 0}
+    assert logmod.cursor_for(line)["uuid"] == "0" and logmod.leaves_cursor(line)
+
+
+@pytest.mark.parametrize("chunk", [40, 100, 1 << 20])
+def test_a_table_keeps_the_cursor_of_its_last_event_with_a_key(tmp_path, monkeypatch, chunk):
+    monkeypatch.setattr(logmod, "CHUNK", chunk)
+    lines = [
+        {"id": "e1", "sequence": 1, "table": "t1", "record": {"id": "r1"}, "recordedAt": "a"},
+        {"id": "e2", "sequence": 2, "table": "t1", "record": {"note": "no key"}},
+        {"id": "e3", "sequence": 3, "table": "t2", "record": {}},
+        {"id": "e4", "sequence": 4, "table": "t1", "meta": {"recordRef": {}}, "record": None},
+        {"id": "e5", "sequence": 5, "table": "t3", "record": {"primary": {"uid": 9}}, "recordedAt": "b"},
+        {"id": "e6", "sequence": 6, "table": "t3", "record": {"x": 1}},
+    ]
+    path = tmp_path / "events.log"
+    path.write_bytes(b"".join(orjson.dumps(ln) + b"\n" for ln in lines[:-1]) + orjson.dumps(lines[-1]))  # the last one torn
+    want = {
+        "t1": {"id": "r1", "eventId": "e1", "sequence": 1, "updatedAt": "a"},
+        "t3": {"uid": "9", "eventId": "e5", "sequence": 5, "updatedAt": "b"},
+    }
+    assert logmod.summarize(path).table_cursors == want
+    assert logmod.summarize(path, workers=3).table_cursors == want
 
 
 def test_event_time_is_created_at_else_recorded_at():

@@ -164,22 +164,29 @@ def test_python_reads_what_node_wrote_and_continues(node, module):
     assert_healthy(module.check())
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "eventstore.log.cursor_for always yields a cursor, so an event whose record has no "
-    "key/id/uuid/uid gets (or overwrites) its table's cursor with {eventId, sequence, updatedAt}; "
-    "Node's resolveLineCursor returns null for it and keeps the table's previous cursor (or none). "
-    "Our table cursors (summary, rebuild, append_event) then differ from Node's meta."
-))
-def test_table_cursors_agree_when_an_event_has_no_key(node, module):
-    run(
-        node, module,
-        ("appendEvent", make_entry(0, "order_line", seed=1)),
-        ("appendEvent", {"table": "order_line", "record": {"note": "no key"}}),  # keeps the cursor of the first
-        ("appendEvent", {"table": "kitchen_note", "record": {"text": "no key"}}),  # leaves no cursor at all
-    )
+def test_table_cursors_agree_when_an_event_has_no_key(node, module, tmp_path):
+    """Node gives an event a cursor only when its record yields a key; an event without one keeps
+    its table's previous cursor (or leaves none). So do the scan, the rebuild, the roll-forward
+    and append_event."""
+    keyless = [{"table": "order_line", "record": {"note": "no key"}}, {"table": "kitchen_note", "record": {"text": "no key"}}]
+    run(node, module, ("appendEvent", make_entry(0, "order_line", seed=1)), *(("appendEvent", e) for e in keyless))
     node_cursors = meta_of(module)["tableCursors"]
     assert set(node_cursors) == {"order_line"} and node_cursors["order_line"]["sequence"] == 1
     assert logmod.summarize(module.log_path).table_cursors == node_cursors
+    assert module.rebuild().new_meta["tableCursors"] == node_cursors
+
+    (tmp_path / "ours").mkdir()
+    ours = EventStore(tmp_path / "ours", fsync=False).module(BRANCH, MODULE)
+    ours.append_event(make_entry(0, "order_line", seed=1))
+    cursors = ours.load_meta()["tableCursors"]
+    for entry in keyless:
+        ours.append_event(entry)
+    assert ours.load_meta()["tableCursors"] == cursors  # append_event
+    line = {**logmod.parse_event(ours.log_path.read_bytes().splitlines()[-1])[0], "id": "evt-after-a-crash", "sequence": 4}
+    with open(ours.log_path, "ab") as f:  # appended, then a crash before the meta write
+        f.write(json.dumps(line).encode() + b"\n")
+    rolled = ours.load_meta()
+    assert (rolled["totalEvents"], rolled["tableCursors"]) == (4, cursors)  # the roll-forward
 
 
 def _same_entry_both_ways(node, store, tmp_path, entry) -> tuple[dict[str, Any], dict[str, Any]]:
