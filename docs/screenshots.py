@@ -15,7 +15,14 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def login(page, url: str, user: str, password: str) -> None:
@@ -40,8 +47,11 @@ def main() -> int:
         browser = pw.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
         for lang in ("en", "ar"):
             for scheme in ("light", "dark"):
-                context = browser.new_context(viewport={"width": 1360, "height": 860}, color_scheme=scheme,
-                                              extra_http_headers={"Accept-Language": lang})
+                context = browser.new_context(
+                    viewport={"width": 1360, "height": 860},
+                    color_scheme=scheme,
+                    extra_http_headers={"Accept-Language": lang},
+                )
                 page = context.new_page()
                 login(page, args.url, args.user, args.password)
                 page.screenshot(path=str(out / f"overview-{lang}-{scheme}.png"))
@@ -51,8 +61,13 @@ def main() -> int:
                 page.locator("details.confirm summary").first.click()  # the confirmation step, open
                 page.screenshot(path=str(out / f"module-{lang}-{scheme}.png"))
                 context.close()
-            context = browser.new_context(viewport={"width": 375, "height": 812}, is_mobile=True, has_touch=True,
-                                          device_scale_factor=2, extra_http_headers={"Accept-Language": lang})
+            context = browser.new_context(
+                viewport={"width": 375, "height": 812},
+                is_mobile=True,
+                has_touch=True,
+                device_scale_factor=2,
+                extra_http_headers={"Accept-Language": lang},
+            )
             page = context.new_page()
             login(page, args.url, args.user, args.password)
             page.screenshot(path=str(out / f"phone-{lang}.png"))

@@ -18,7 +18,10 @@ class RejectNulBytesMiddleware:
         if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, vs in request.GET.lists() for v in vs):
             return HttpResponseBadRequest("NUL bytes are not allowed in a request", content_type="text/plain")
         # Forms come url-encoded or, from scripts and the test client, as multipart: both are checked.
-        if request.method == "POST" and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            if any("\x00" in k or any("\x00" in v for v in vs) for k, vs in request.POST.lists()):
-                return HttpResponseBadRequest("NUL bytes are not allowed in a request", content_type="text/plain")
+        form = request.method == "POST" and request.content_type in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        )
+        if form and any("\x00" in k or any("\x00" in v for v in vs) for k, vs in request.POST.lists()):
+            return HttpResponseBadRequest("NUL bytes are not allowed in a request", content_type="text/plain")
         return self.get_response(request)

@@ -5,11 +5,12 @@ The files stay the truth about the present; these tables are the history and a f
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db import models
-from django.utils.translation import gettext_lazy as _
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 
 
 class Status(models.TextChoices):
@@ -19,8 +20,10 @@ class Status(models.TextChoices):
     GONE = "gone", _("gone")
 
 
-# Sort order "worst first" and the exit code of `manage.py scan` both follow this rank.
+# Sort order "worst first" follows this rank (a module that is gone has no findings any more).
 STATUS_RANK = {Status.GONE: 0, Status.HEALTHY: 0, Status.WARNING: 1, Status.CRITICAL: 2}
+# The statuses that are a problem: they open an incident and alert.
+PROBLEM_STATUSES = (Status.WARNING, Status.CRITICAL)
 
 
 class ModuleState(models.Model):
@@ -65,12 +68,12 @@ class ModuleState(models.Model):
     def __str__(self) -> str:
         return f"{self.host}:{self.branch}/{self.module}"
 
+    def get_absolute_url(self) -> str:
+        return reverse("opsdash:module_detail", kwargs=self.key)
+
     @property
     def key(self) -> dict[str, str]:
         return {"host": self.host, "branch": self.branch, "module": self.module}
-
-    def get_absolute_url(self) -> str:
-        return reverse("opsdash:module_detail", kwargs=self.key)
 
     def api_url(self) -> str:
         return reverse("opsdash:api_module_detail", kwargs=self.key)
@@ -105,6 +108,14 @@ class ScanHost(models.Model):
         return self.host
 
 
+class IncidentQuerySet(models.QuerySet):
+    def still_open(self) -> IncidentQuerySet:
+        return self.filter(ended_at__isnull=True)
+
+    def seen_by_scan(self) -> IncidentQuerySet:
+        return self.filter(source=Incident.Source.SCAN)
+
+
 class Incident(models.Model):
     """A span of time during which a module was warning or critical."""
 
@@ -114,10 +125,14 @@ class Incident(models.Model):
 
     class EndedHow(models.TextChoices):
         RESOLVED = "resolved", _("resolved")
-        STORE_SERVER = "recovered by the store server", _("recovered by the store server")
-        GONE = "module disappeared", _("module disappeared")
+        STORE_SERVER = "store_server", _("recovered by the store server")
+        GONE = "gone", _("module disappeared")
         REBUILT = "rebuilt", _("rebuilt")
         ARCHIVED = "archived", _("backups archived")
+
+    # Who ended an incident when no person did.
+    BY_SCAN = "scan"
+    BY_STORE_SERVER = "store server"
 
     module = models.ForeignKey(ModuleState, on_delete=models.CASCADE, related_name="incidents")
     opened_at = models.DateTimeField()
@@ -130,6 +145,8 @@ class Incident(models.Model):
     codes = models.CharField(max_length=500, blank=True, default="")
     source = models.CharField(max_length=32, choices=Source.choices, default=Source.SCAN)
     backup = models.OneToOneField("Backup", null=True, blank=True, on_delete=models.SET_NULL, related_name="incident")
+
+    objects = IncidentQuerySet.as_manager()
 
     class Meta:
         indexes = [
@@ -147,6 +164,20 @@ class Incident(models.Model):
     @property
     def is_open(self) -> bool:
         return self.ended_at is None
+
+    @classmethod
+    def open_for(cls, module: ModuleState, at: datetime, findings: list[dict[str, Any]], **fields: Any) -> Incident:
+        """A new incident of ``module`` from ``at``, its severity the module's status and its codes
+        those of ``findings`` (unless ``fields`` say otherwise: a store-server recovery)."""
+        fields.setdefault("severity", module.status)
+        return cls.objects.create(
+            module=module, opened_at=at, findings=findings, codes=codes_field({f["code"] for f in findings}), **fields
+        )
+
+    def end(self, at: datetime | None, how: str, by: str) -> None:
+        """End it (``at`` None: open it again, as when the store server's log says it failed)."""
+        self.ended_at, self.ended_how, self.ended_by = at, how if at else "", by if at else ""
+        self.save(update_fields=["ended_at", "ended_how", "ended_by"])
 
     @property
     def ended_how_display(self) -> str:
@@ -192,11 +223,11 @@ class Backup(models.Model):
     def __str__(self) -> str:
         return f"{self.module} {self.name}"
 
-    def download_url(self) -> str:
-        return reverse("opsdash:backup_download", kwargs={"pk": self.pk})
-
     def get_absolute_url(self) -> str:
         return reverse("opsdash:backup_detail", kwargs={"pk": self.pk})
+
+    def download_url(self) -> str:
+        return reverse("opsdash:backup_download", kwargs={"pk": self.pk})
 
 
 class AppendOnlyError(Exception):
@@ -280,7 +311,9 @@ class ServerRecovery(models.Model):
     size = models.BigIntegerField(null=True, blank=True)
     old_build = models.BooleanField(default=False)
     backup_name = models.CharField(max_length=255, blank=True, default="")
-    backup = models.ForeignKey(Backup, null=True, blank=True, on_delete=models.SET_NULL, related_name="server_recoveries")
+    backup = models.ForeignKey(
+        Backup, null=True, blank=True, on_delete=models.SET_NULL, related_name="server_recoveries"
+    )
     incident = models.ForeignKey(
         Incident, null=True, blank=True, on_delete=models.SET_NULL, related_name="server_recoveries"
     )
@@ -305,14 +338,6 @@ class Job(models.Model):
     refuses a second one, so two actions never run on the same module at once.
     """
 
-    class Kind(models.TextChoices):
-        REBUILD = "rebuild", _("rebuild meta")
-        VERIFY = "verify", _("verify now")
-        ARCHIVE_BACKUPS = "archive_backups", _("archive backups")
-        CLEAN_TEMP = "clean_temp", _("clean temp files")
-        BULK_REBUILD = "bulk_rebuild", _("rebuild every critical module of the branch")
-        BULK_ARCHIVE = "bulk_archive", _("archive every backup of the branch")
-
     class State(models.TextChoices):
         QUEUED = "queued", _("queued")
         RUNNING = "running", _("running")
@@ -321,7 +346,7 @@ class Job(models.Model):
 
     ACTIVE = (State.QUEUED, State.RUNNING)
 
-    kind = models.CharField(max_length=32, choices=Kind.choices)
+    kind = models.CharField(max_length=32)  # an action's kind (opsdash.actions.ACTIONS)
     host = models.CharField(max_length=255)
     branch = models.CharField(max_length=128)
     module = models.CharField(max_length=128, blank=True, default="")  # blank: a branch-wide job
@@ -357,12 +382,12 @@ class Job(models.Model):
     def __str__(self) -> str:
         return f"{self.kind} {self.branch}/{self.module or '*'} ({self.status})"
 
+    def get_absolute_url(self) -> str:
+        return reverse("opsdash:job_detail", args=[self.pk])
+
     @property
     def active(self) -> bool:
         return self.status in self.ACTIVE
-
-    def get_absolute_url(self) -> str:
-        return reverse("opsdash:job_detail", args=[self.pk])
 
     def api_url(self) -> str:
         return reverse("opsdash:api_job_detail", args=[self.pk])
@@ -391,6 +416,9 @@ class Alert(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
 
+    def __str__(self) -> str:
+        return f"{self.event} {self.module or self.host} at {self.created_at:%Y-%m-%d %H:%M}"
+
 
 class AlertDelivery(models.Model):
     """One alert to one receiver, retried with backoff until delivered or out of attempts."""
@@ -405,6 +433,9 @@ class AlertDelivery(models.Model):
     class Meta:
         indexes = [models.Index(fields=["delivered_at", "next_attempt_at"])]
 
+    def __str__(self) -> str:
+        return f"alert {self.alert_id} to {self.receiver}: {'delivered' if self.delivered_at else f'{self.attempts} attempt(s)'}"
+
 
 class BackupBlob(models.Model):
     """The bytes of an archived backup, kept in the database so that every host can serve them
@@ -414,6 +445,9 @@ class BackupBlob(models.Model):
     data = models.BinaryField()
     sha256 = models.CharField(max_length=64)
     stored_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"stored copy of backup {self.backup_id}"
 
 
 class LoginFailure(models.Model):
@@ -431,3 +465,6 @@ class LoginFailure(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["client", "at"]), models.Index(fields=["name", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} from {self.client} at {self.at:%Y-%m-%d %H:%M:%S}"

@@ -148,7 +148,12 @@ _smtp_options = {
     "use_tls": env_bool("EMAIL_USE_TLS", False),
     "timeout": 10,
 }
-MAILERS = {"default": {"BACKEND": _email_backend, "OPTIONS": _smtp_options if _email_backend.endswith(".smtp.EmailBackend") else {}}}
+MAILERS = {
+    "default": {
+        "BACKEND": _email_backend,
+        "OPTIONS": _smtp_options if _email_backend.endswith(".smtp.EmailBackend") else {},
+    }
+}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "opsdash@localhost")
 # Login throttling: this many failed logins from one address (or for one user name) within the
 # window, and further attempts get 429 until the window has passed.
@@ -217,6 +222,7 @@ TEMPLATES = [
         },
     },
 ]
+
 
 def _private_sqlite(var: Path) -> Path:
     """The embedded default's database, readable by this user only from the first run: var/ is

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from django.tasks import task
 
+from .models import Job
+from .services.jobs import execute
+
 
 class JobFailed(Exception):
     """The job's action failed: its row holds the error (so the task framework records the task
@@ -13,9 +16,12 @@ class JobFailed(Exception):
 @task()
 def run_job(job_id: int) -> dict:
     """Run one operator action; the job row records progress, result or error."""
-    from .services.jobs import execute
-
     outcome = execute(job_id)
-    if outcome.get("status") == "failed":
+    if outcome.get("status") == Job.State.FAILED:
         raise JobFailed(f"job {job_id} failed: {outcome.get('error') or 'see the job'}")
     return outcome
+
+
+def enqueue_job(job: Job) -> str:
+    """Queue ``job`` on its host's queue; the task's id."""
+    return str(run_job.using(queue_name=job.host).enqueue(job.pk).id)

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from .views import actions, api, audit, metrics, backups, downloads, health, history, modules
+from .actions import ACTIONS, MODULE, module_actions
+from .views import actions, api, audit, backups, downloads, health, history, metrics, modules
 
 app_name = "opsdash"
 
@@ -16,21 +17,29 @@ urlpatterns = [
         downloads.module_backups_download,
         name="module_backups_download",
     ),
-    path("branches/<str:host>/<str:branch>/backups.zip", downloads.branch_backups_download, name="branch_backups_download"),
+    path(
+        "branches/<str:host>/<str:branch>/backups.zip",
+        downloads.branch_backups_download,
+        name="branch_backups_download",
+    ),
     path("audit/", audit.audit_list, name="audit_list"),
     path("api/audit", audit.api_audit_list, name="api_audit_list"),
     path("api/modules", api.api_module_list, name="api_module_list"),
     path("api/modules/<str:host>/<str:branch>/<str:module>", api.api_module_detail, name="api_module_detail"),
+    # Every operator action (opsdash.actions): its page URL, and for a module action its API URL.
     *[
-        path(f"modules/<str:host>/<str:branch>/<str:module>/{kind}", actions.module_action, {"kind": kind}, name=f"module_{kind}")
-        for kind in actions.MODULE_KINDS
+        path(
+            a.route,
+            actions.module_action if a.scope == MODULE else actions.branch_action,
+            {"kind": a.kind},
+            name=a.url_name,
+        )
+        for a in ACTIONS.values()
     ],
-    path("branches/<str:host>/<str:branch>/bulk_rebuild", actions.branch_action, {"kind": "bulk_rebuild"}, name="branch_rebuild_critical"),
-    path("branches/<str:host>/<str:branch>/bulk_archive", actions.branch_action, {"kind": "bulk_archive"}, name="branch_archive_backups"),
     path("jobs/<int:pk>/", actions.job_detail, name="job_detail"),
     *[
-        path(f"api/modules/<str:host>/<str:branch>/<str:module>/{kind}", actions.api_module_action, {"kind": kind}, name=f"api_module_{kind}")
-        for kind in actions.MODULE_KINDS
+        path(f"api/{a.route}", actions.api_module_action, {"kind": a.kind}, name=a.api_url_name)
+        for a in module_actions()
     ],
     path("api/jobs/<int:pk>", actions.api_job_detail, name="api_job_detail"),
     path("healthz", health.healthz, name="healthz"),

@@ -26,7 +26,9 @@ def grant(apps, schema_editor):
     for group_name, codenames in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=group_name)
         for codename in codenames:
-            perm, _ = Permission.objects.get_or_create(content_type=ct, codename=codename, defaults={"name": PERMISSIONS[codename]})
+            perm, _ = Permission.objects.get_or_create(
+                content_type=ct, codename=codename, defaults={"name": PERMISSIONS[codename]}
+            )
             group.permissions.add(perm)
 
 
@@ -49,7 +51,7 @@ class Migration(migrations.Migration):
             name="modulestate",
             options={
                 "ordering": ["branch", "module", "host"],
-                "permissions": [(codename, name) for codename, name in PERMISSIONS.items()],
+                "permissions": list(PERMISSIONS.items()),
             },
         ),
         migrations.RunPython(grant, revoke),

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('opsdash', '0003_roles'),
+        ("opsdash", "0003_roles"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='modulestate',
-            name='scan_state',
+            model_name="modulestate",
+            name="scan_state",
             field=models.JSONField(blank=True, editable=False, null=True),
         ),
     ]

@@ -4,18 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('opsdash', '0004_module_scan_state'),
+        ("opsdash", "0004_module_scan_state"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='modulestate',
-            name='opsdash_mod_status__5d98cb_idx',
+            model_name="modulestate",
+            name="opsdash_mod_status__5d98cb_idx",
         ),
         migrations.AddIndex(
-            model_name='modulestate',
-            index=models.Index(fields=['-status_rank', 'branch', 'module'], name='module_worst_first'),
+            model_name="modulestate",
+            index=models.Index(fields=["-status_rank", "branch", "module"], name="module_worst_first"),
         ),
     ]

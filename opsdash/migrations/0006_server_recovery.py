@@ -5,41 +5,76 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('opsdash', '0005_overview_index'),
+        ("opsdash", "0005_overview_index"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ServerRecovery',
+            name="ServerRecovery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('fingerprint', models.CharField(max_length=64, unique=True)),
-                ('at', models.DateTimeField(blank=True, null=True)),
-                ('host', models.CharField(max_length=255)),
-                ('branch', models.CharField(blank=True, default='', max_length=128)),
-                ('module_name', models.CharField(blank=True, default='', max_length=128)),
-                ('path', models.CharField(blank=True, default='', max_length=1000)),
-                ('outcome', models.CharField(choices=[('recovered', 'recovered'), ('failed', 'failed'), ('incomplete', 'incomplete')], max_length=16)),
-                ('error', models.TextField(blank=True, default='')),
-                ('reason', models.TextField(blank=True, default='')),
-                ('events', models.BigIntegerField(blank=True, null=True)),
-                ('size', models.BigIntegerField(blank=True, null=True)),
-                ('old_build', models.BooleanField(default=False)),
-                ('backup_name', models.CharField(blank=True, default='', max_length=255)),
-                ('source', models.CharField(max_length=1000)),
-                ('line', models.PositiveIntegerField()),
-                ('lines', models.JSONField(default=list)),
-                ('recorded_at', models.DateTimeField(auto_now_add=True)),
-                ('backup', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='server_recoveries', to='opsdash.backup')),
-                ('incident', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='server_recoveries', to='opsdash.incident')),
-                ('module', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='server_recoveries', to='opsdash.modulestate')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("fingerprint", models.CharField(max_length=64, unique=True)),
+                ("at", models.DateTimeField(blank=True, null=True)),
+                ("host", models.CharField(max_length=255)),
+                ("branch", models.CharField(blank=True, default="", max_length=128)),
+                ("module_name", models.CharField(blank=True, default="", max_length=128)),
+                ("path", models.CharField(blank=True, default="", max_length=1000)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[("recovered", "recovered"), ("failed", "failed"), ("incomplete", "incomplete")],
+                        max_length=16,
+                    ),
+                ),
+                ("error", models.TextField(blank=True, default="")),
+                ("reason", models.TextField(blank=True, default="")),
+                ("events", models.BigIntegerField(blank=True, null=True)),
+                ("size", models.BigIntegerField(blank=True, null=True)),
+                ("old_build", models.BooleanField(default=False)),
+                ("backup_name", models.CharField(blank=True, default="", max_length=255)),
+                ("source", models.CharField(max_length=1000)),
+                ("line", models.PositiveIntegerField()),
+                ("lines", models.JSONField(default=list)),
+                ("recorded_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "backup",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="server_recoveries",
+                        to="opsdash.backup",
+                    ),
+                ),
+                (
+                    "incident",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="server_recoveries",
+                        to="opsdash.incident",
+                    ),
+                ),
+                (
+                    "module",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="server_recoveries",
+                        to="opsdash.modulestate",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'server recoveries',
-                'ordering': ['-at', '-id'],
-                'indexes': [models.Index(fields=['at'], name='opsdash_ser_at_1871fc_idx'), models.Index(fields=['module', 'at'], name='opsdash_ser_module__abbf60_idx')],
+                "verbose_name_plural": "server recoveries",
+                "ordering": ["-at", "-id"],
+                "indexes": [
+                    models.Index(fields=["at"], name="opsdash_ser_at_1871fc_idx"),
+                    models.Index(fields=["module", "at"], name="opsdash_ser_module__abbf60_idx"),
+                ],
             },
         ),
     ]

@@ -5,39 +5,81 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('opsdash', '0006_server_recovery'),
+        ("opsdash", "0006_server_recovery"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('rebuild', 'rebuild meta'), ('verify', 'verify now'), ('archive_backups', 'archive backups'), ('clean_temp', 'clean temp files'), ('bulk_rebuild', 'rebuild every critical module of the branch'), ('bulk_archive', 'archive every backup of the branch')], max_length=32)),
-                ('host', models.CharField(max_length=255)),
-                ('branch', models.CharField(max_length=128)),
-                ('module', models.CharField(blank=True, default='', max_length=128)),
-                ('requested_by', models.CharField(max_length=150)),
-                ('requested_from', models.GenericIPAddressField(blank=True, null=True)),
-                ('params', models.JSONField(default=dict)),
-                ('status', models.CharField(choices=[('queued', 'queued'), ('running', 'running'), ('succeeded', 'succeeded'), ('failed', 'failed')], default='queued', max_length=16)),
-                ('progress', models.FloatField(default=0.0)),
-                ('progress_text', models.CharField(blank=True, default='', max_length=200)),
-                ('result', models.JSONField(blank=True, null=True)),
-                ('error', models.TextField(blank=True, default='')),
-                ('task_id', models.CharField(blank=True, default='', max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat', models.DateTimeField(blank=True, null=True)),
-                ('target', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='jobs', to='opsdash.modulestate')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("rebuild", "rebuild meta"),
+                            ("verify", "verify now"),
+                            ("archive_backups", "archive backups"),
+                            ("clean_temp", "clean temp files"),
+                            ("bulk_rebuild", "rebuild every critical module of the branch"),
+                            ("bulk_archive", "archive every backup of the branch"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("host", models.CharField(max_length=255)),
+                ("branch", models.CharField(max_length=128)),
+                ("module", models.CharField(blank=True, default="", max_length=128)),
+                ("requested_by", models.CharField(max_length=150)),
+                ("requested_from", models.GenericIPAddressField(blank=True, null=True)),
+                ("params", models.JSONField(default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "queued"),
+                            ("running", "running"),
+                            ("succeeded", "succeeded"),
+                            ("failed", "failed"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("progress", models.FloatField(default=0.0)),
+                ("progress_text", models.CharField(blank=True, default="", max_length=200)),
+                ("result", models.JSONField(blank=True, null=True)),
+                ("error", models.TextField(blank=True, default="")),
+                ("task_id", models.CharField(blank=True, default="", max_length=64)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("heartbeat", models.DateTimeField(blank=True, null=True)),
+                (
+                    "target",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="jobs",
+                        to="opsdash.modulestate",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(fields=['host', 'status'], name='opsdash_job_host_728dce_idx'), models.Index(fields=['created_at'], name='opsdash_job_created_388e52_idx')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('status__in', ['queued', 'running'])), fields=('host', 'branch', 'module'), name='one_active_job_per_module')],
+                "ordering": ["-created_at", "-id"],
+                "indexes": [
+                    models.Index(fields=["host", "status"], name="opsdash_job_host_728dce_idx"),
+                    models.Index(fields=["created_at"], name="opsdash_job_created_388e52_idx"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("status__in", ["queued", "running"])),
+                        fields=("host", "branch", "module"),
+                        name="one_active_job_per_module",
+                    )
+                ],
             },
         ),
     ]

@@ -5,40 +5,61 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('opsdash', '0007_job'),
+        ("opsdash", "0007_job"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Alert',
+            name="Alert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('event', models.CharField(choices=[('problem', 'turned warning or critical'), ('recovered', 'recovered'), ('gone', 'disappeared')], max_length=16)),
-                ('status', models.CharField(max_length=16)),
-                ('previous_status', models.CharField(blank=True, default='', max_length=16)),
-                ('payload', models.JSONField(default=dict)),
-                ('created_at', models.DateTimeField()),
-                ('module', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='alerts', to='opsdash.modulestate')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "event",
+                    models.CharField(
+                        choices=[
+                            ("problem", "turned warning or critical"),
+                            ("recovered", "recovered"),
+                            ("gone", "disappeared"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("status", models.CharField(max_length=16)),
+                ("previous_status", models.CharField(blank=True, default="", max_length=16)),
+                ("payload", models.JSONField(default=dict)),
+                ("created_at", models.DateTimeField()),
+                (
+                    "module",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="alerts", to="opsdash.modulestate"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='AlertDelivery',
+            name="AlertDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('receiver', models.CharField(max_length=300)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('next_attempt_at', models.DateTimeField()),
-                ('delivered_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True, default='')),
-                ('alert', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='opsdash.alert')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("receiver", models.CharField(max_length=300)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("next_attempt_at", models.DateTimeField()),
+                ("delivered_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True, default="")),
+                (
+                    "alert",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="deliveries", to="opsdash.alert"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['delivered_at', 'next_attempt_at'], name='opsdash_ale_deliver_08815f_idx')],
+                "indexes": [
+                    models.Index(fields=["delivered_at", "next_attempt_at"], name="opsdash_ale_deliver_08815f_idx")
+                ],
             },
         ),
     ]

@@ -5,20 +5,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('opsdash', '0008_alerts'),
+        ("opsdash", "0008_alerts"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BackupBlob',
+            name="BackupBlob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('data', models.BinaryField()),
-                ('sha256', models.CharField(max_length=64)),
-                ('stored_at', models.DateTimeField(auto_now_add=True)),
-                ('backup', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='blob', to='opsdash.backup')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("data", models.BinaryField()),
+                ("sha256", models.CharField(max_length=64)),
+                ("stored_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "backup",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="blob", to="opsdash.backup"
+                    ),
+                ),
             ],
         ),
     ]

@@ -4,22 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('opsdash', '0009_backup_blob'),
+        ("opsdash", "0009_backup_blob"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='LoginFailure',
+            name="LoginFailure",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('username', models.CharField(max_length=150)),
-                ('at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("ip", models.GenericIPAddressField(blank=True, null=True)),
+                ("username", models.CharField(max_length=150)),
+                ("at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'indexes': [models.Index(fields=['ip', 'at'], name='opsdash_log_ip_c45aa8_idx'), models.Index(fields=['username', 'at'], name='opsdash_log_usernam_3a55a4_idx')],
+                "indexes": [
+                    models.Index(fields=["ip", "at"], name="opsdash_log_ip_c45aa8_idx"),
+                    models.Index(fields=["username", "at"], name="opsdash_log_usernam_3a55a4_idx"),
+                ],
             },
         ),
     ]

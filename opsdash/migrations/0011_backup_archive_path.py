@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('opsdash', '0010_login_failure'),
+        ("opsdash", "0010_login_failure"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='backup',
-            name='archive_path',
-            field=models.CharField(blank=True, default='', max_length=1000),
+            model_name="backup",
+            name="archive_path",
+            field=models.CharField(blank=True, default="", max_length=1000),
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('opsdash', '0011_backup_archive_path'),
+        ("opsdash", "0011_backup_archive_path"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='progress_info',
+            model_name="job",
+            name="progress_info",
             field=models.JSONField(blank=True, default=dict),
         ),
     ]

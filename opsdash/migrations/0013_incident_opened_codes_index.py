@@ -4,18 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('opsdash', '0012_job_progress_info'),
+        ("opsdash", "0012_job_progress_info"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='incident',
-            index=models.Index(fields=['opened_at', 'codes'], name='opsdash_inc_opened_codes_idx'),
+            model_name="incident",
+            index=models.Index(fields=["opened_at", "codes"], name="opsdash_inc_opened_codes_idx"),
         ),
         migrations.RemoveIndex(
-            model_name='incident',
-            name='opsdash_inc_opened__8dccc1_idx',
+            model_name="incident",
+            name="opsdash_inc_opened__8dccc1_idx",
         ),
     ]

@@ -13,36 +13,50 @@ def host_of_module_alerts(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('opsdash', '0013_incident_opened_codes_index'),
+        ("opsdash", "0013_incident_opened_codes_index"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='alert',
-            name='host',
-            field=models.CharField(blank=True, default='', max_length=255),
+            model_name="alert",
+            name="host",
+            field=models.CharField(blank=True, default="", max_length=255),
         ),
         migrations.AddField(
-            model_name='scanhost',
-            name='interval',
+            model_name="scanhost",
+            name="interval",
             field=models.FloatField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='scanhost',
-            name='stale_since',
+            model_name="scanhost",
+            name="stale_since",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='alert',
-            name='event',
-            field=models.CharField(choices=[('problem', 'turned warning or critical'), ('recovered', 'recovered'), ('gone', 'disappeared'), ('host_stale', 'host stopped reporting'), ('host_back', 'host reports again')], max_length=16),
+            model_name="alert",
+            name="event",
+            field=models.CharField(
+                choices=[
+                    ("problem", "turned warning or critical"),
+                    ("recovered", "recovered"),
+                    ("gone", "disappeared"),
+                    ("host_stale", "host stopped reporting"),
+                    ("host_back", "host reports again"),
+                ],
+                max_length=16,
+            ),
         ),
         migrations.AlterField(
-            model_name='alert',
-            name='module',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='alerts', to='opsdash.modulestate'),
+            model_name="alert",
+            name="module",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="alerts",
+                to="opsdash.modulestate",
+            ),
         ),
         migrations.RunPython(host_of_module_alerts, migrations.RunPython.noop),
     ]

@@ -23,37 +23,36 @@ def keys_of_recorded_failures(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('opsdash', '0014_host_heartbeats'),
+        ("opsdash", "0014_host_heartbeats"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='loginfailure',
-            name='opsdash_log_ip_c45aa8_idx',
+            model_name="loginfailure",
+            name="opsdash_log_ip_c45aa8_idx",
         ),
         migrations.RemoveIndex(
-            model_name='loginfailure',
-            name='opsdash_log_usernam_3a55a4_idx',
+            model_name="loginfailure",
+            name="opsdash_log_usernam_3a55a4_idx",
         ),
         migrations.AddField(
-            model_name='loginfailure',
-            name='client',
-            field=models.CharField(blank=True, default='', max_length=64),
+            model_name="loginfailure",
+            name="client",
+            field=models.CharField(blank=True, default="", max_length=64),
         ),
         migrations.AddField(
-            model_name='loginfailure',
-            name='name',
-            field=models.CharField(blank=True, default='', max_length=150),
+            model_name="loginfailure",
+            name="name",
+            field=models.CharField(blank=True, default="", max_length=150),
         ),
         migrations.AddIndex(
-            model_name='loginfailure',
-            index=models.Index(fields=['client', 'at'], name='opsdash_log_client_1c0dd5_idx'),
+            model_name="loginfailure",
+            index=models.Index(fields=["client", "at"], name="opsdash_log_client_1c0dd5_idx"),
         ),
         migrations.AddIndex(
-            model_name='loginfailure',
-            index=models.Index(fields=['name', 'at'], name='opsdash_log_name_50415f_idx'),
+            model_name="loginfailure",
+            index=models.Index(fields=["name", "at"], name="opsdash_log_name_50415f_idx"),
         ),
         migrations.RunPython(keys_of_recorded_failures, migrations.RunPython.noop),
     ]

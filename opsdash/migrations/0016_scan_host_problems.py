@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('opsdash', '0015_login_throttle_keys'),
+        ("opsdash", "0015_login_throttle_keys"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='scanhost',
-            name='problems',
+            model_name="scanhost",
+            name="problems",
             field=models.JSONField(blank=True, default=list),
         ),
     ]

@@ -24,11 +24,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from ..models import Alert, AlertDelivery, ModuleState, ScanHost, Status
+from ..models import PROBLEM_STATUSES, Alert, AlertDelivery, ModuleState, ScanHost, Status
 from .heartbeats import newly_stale
 
 log = logging.getLogger(__name__)
-PROBLEMS = (Status.WARNING, Status.CRITICAL)
 TIMEOUT_SECONDS = 5  # per HTTP call of the webhook (the SMTP timeout is in settings.MAILERS)
 # A delivery being sent is not due for anyone else this long (longer than any send may take).
 CLAIM_LEASE = timedelta(minutes=2)
@@ -53,21 +52,37 @@ def receivers() -> list[str]:
 
 
 def _event(old: str | None, new: str) -> str | None:
-    if new in PROBLEMS and old != new:
+    if new in PROBLEM_STATUSES and old != new:
         return Alert.Event.PROBLEM
-    if new == Status.HEALTHY and old in PROBLEMS:
+    if new == Status.HEALTHY and old in PROBLEM_STATUSES:
         return Alert.Event.RECOVERED
     if new == Status.GONE and old != Status.GONE and old is not None:
         return Alert.Event.GONE
     return None
 
 
-def _queue(event: str, payload: dict[str, Any], now: datetime, module: ModuleState | None, host: str, status: str = "", previous: str = "") -> Alert:
+def _queue(
+    event: str,
+    payload: dict[str, Any],
+    now: datetime,
+    module: ModuleState | None,
+    host: str,
+    status: str = "",
+    previous: str = "",
+) -> Alert:
     with transaction.atomic():  # an alert is never left without its deliveries
         alert = Alert.objects.create(
-            module=module, host=host, event=event, status=status, previous_status=previous, payload=payload, created_at=now
+            module=module,
+            host=host,
+            event=event,
+            status=status,
+            previous_status=previous,
+            payload=payload,
+            created_at=now,
         )
-        AlertDelivery.objects.bulk_create([AlertDelivery(alert=alert, receiver=r, next_attempt_at=now) for r in receivers()])
+        AlertDelivery.objects.bulk_create(
+            [AlertDelivery(alert=alert, receiver=r, next_attempt_at=now) for r in receivers()]
+        )
     return alert
 
 
@@ -91,9 +106,15 @@ def _link(path: str) -> str:
 
 def _payload(state: ModuleState, event: str, old: str | None, new: str, now: datetime) -> dict[str, Any]:
     return {
-        "event": event, "host": state.host, "branch": state.branch, "module": state.module, "status": new,
-        "previous_status": old, "findings": [{"code": f.get("code"), "message": f.get("message")} for f in state.findings],
-        "url": _link(state.get_absolute_url()), "at": now.isoformat(),
+        "event": event,
+        "host": state.host,
+        "branch": state.branch,
+        "module": state.module,
+        "status": new,
+        "previous_status": old,
+        "findings": [{"code": f.get("code"), "message": f.get("message")} for f in state.findings],
+        "url": _link(state.get_absolute_url()),
+        "at": now.isoformat(),
     }
 
 
@@ -103,13 +124,22 @@ def queue_host_alerts(stale: list[ScanHost], back: list[str], now: datetime | No
     now = now or timezone.now()
     for row in stale:
         payload = {
-            "event": Alert.Event.HOST_STALE, "host": row.host, "last_scan_at": row.last_pass_at.isoformat(),
-            "stale_after_seconds": settings.OPSDASH_STALE_SECONDS, "modules": row.modules,
-            "url": _link(reverse("opsdash:module_list") + "?" + urlencode({"q": row.host})), "at": now.isoformat(),
+            "event": Alert.Event.HOST_STALE,
+            "host": row.host,
+            "last_scan_at": row.last_pass_at.isoformat(),
+            "stale_after_seconds": settings.OPSDASH_STALE_SECONDS,
+            "modules": row.modules,
+            "url": _link(reverse("opsdash:module_list") + "?" + urlencode({"q": row.host})),
+            "at": now.isoformat(),
         }
         _queue(Alert.Event.HOST_STALE, payload, now, None, row.host)
     for host in back:
-        payload = {"event": Alert.Event.HOST_BACK, "host": host, "url": _link(reverse("opsdash:module_list")), "at": now.isoformat()}
+        payload = {
+            "event": Alert.Event.HOST_BACK,
+            "host": host,
+            "url": _link(reverse("opsdash:module_list")),
+            "at": now.isoformat(),
+        }
         _queue(Alert.Event.HOST_BACK, payload, now, None, host)
     return len(stale) + len(back)
 
@@ -132,7 +162,9 @@ def deliver_due(now: datetime | None = None, budget_seconds: float = DELIVERY_BU
     deadline = time.monotonic() + budget_seconds
     done = failed = 0
     broken: set[str] = set()
-    due = AlertDelivery.objects.filter(delivered_at__isnull=True, next_attempt_at__lte=now, attempts__lt=settings.OPSDASH_ALERT_MAX_ATTEMPTS)
+    due = AlertDelivery.objects.filter(
+        delivered_at__isnull=True, next_attempt_at__lte=now, attempts__lt=settings.OPSDASH_ALERT_MAX_ATTEMPTS
+    )
     for delivery in due.select_related("alert").order_by("next_attempt_at", "id")[:200]:
         kind = delivery.receiver.split(":", 1)[0]
         if kind in broken or time.monotonic() > deadline or not _claim(delivery, now):
@@ -147,8 +179,15 @@ def deliver_due(now: datetime | None = None, budget_seconds: float = DELIVERY_BU
             delivery.save(update_fields=["attempts", "last_error", "next_attempt_at"])
             failed += 1
             last = delivery.attempts >= settings.OPSDASH_ALERT_MAX_ATTEMPTS
-            log.log(logging.ERROR if last else logging.WARNING, "alert delivery %s to %s failed (attempt %s%s): %s",
-                    delivery.pk, delivery.receiver, delivery.attempts, ", giving up" if last else "", delivery.last_error)
+            log.log(
+                logging.ERROR if last else logging.WARNING,
+                "alert delivery %s to %s failed (attempt %s%s): %s",
+                delivery.pk,
+                delivery.receiver,
+                delivery.attempts,
+                ", giving up" if last else "",
+                delivery.last_error,
+            )
         else:
             delivery.delivered_at = now
             delivery.save(update_fields=["attempts", "delivered_at"])
@@ -160,9 +199,9 @@ def _claim(delivery: AlertDelivery, now: datetime) -> bool:
     """Take a due delivery for this process: push its next attempt past the send's timeout, but
     only if nobody else did since it was read. A process that dies mid-send leaves it due again
     after the lease."""
-    claimed = AlertDelivery.objects.filter(pk=delivery.pk, delivered_at__isnull=True, next_attempt_at=delivery.next_attempt_at).update(
-        next_attempt_at=now + CLAIM_LEASE
-    )
+    claimed = AlertDelivery.objects.filter(
+        pk=delivery.pk, delivered_at__isnull=True, next_attempt_at=delivery.next_attempt_at
+    ).update(next_attempt_at=now + CLAIM_LEASE)
     return claimed == 1
 
 
@@ -170,7 +209,9 @@ def _send(delivery: AlertDelivery) -> None:
     payload = delivery.alert.payload
     if delivery.receiver == "webhook":
         body = orjson.dumps(payload)
-        request = urllib.request.Request(settings.OPSDASH_ALERT_WEBHOOK_URL, data=body, method="POST", headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            settings.OPSDASH_ALERT_WEBHOOK_URL, data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
         if settings.OPSDASH_ALERT_WEBHOOK_SECRET:
             signature = hmac.new(settings.OPSDASH_ALERT_WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
             request.add_header("X-Opsdash-Signature", f"sha256={signature}")
@@ -187,13 +228,18 @@ def _mail(payload: dict[str, Any]) -> tuple[str, list[str]]:
     """The subject and the lines of an alert's email."""
     host = payload["host"]
     if payload["event"] == Alert.Event.HOST_STALE:
-        text = (f"The scanner of host {host} has not reported since {payload['last_scan_at']} (more than "
-                f"{payload['stale_after_seconds']} s): the status of its {payload['modules']} module(s) may be out of date.")
+        text = (
+            f"The scanner of host {host} has not reported since {payload['last_scan_at']} (more than "
+            f"{payload['stale_after_seconds']} s): the status of its {payload['modules']} module(s) may be out of date."
+        )
         return f"[opsdash] host {host} stopped reporting", [text]
     if payload["event"] == Alert.Event.HOST_BACK:
         return f"[opsdash] host {host} reports again", [f"The scanner of host {host} reports again."]
     subject = f"[opsdash] {payload['branch']}/{payload['module']} on {host}: {payload['status']}"
-    lines = [f"{payload['branch']}/{payload['module']} on {host} is {payload['status']} (was {payload['previous_status'] or 'unknown'}).", ""]
+    lines = [
+        f"{payload['branch']}/{payload['module']} on {host} is {payload['status']} (was {payload['previous_status'] or 'unknown'}).",
+        "",
+    ]
     return subject, lines + [f"- {f['code']}: {f['message']}" for f in payload["findings"]]
 
 

@@ -8,8 +8,9 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils import timezone
 
-from ..models import AuditEntry, ModuleState
+from ..models import AuditEntry, Job, ModuleState
 from .clients import client_ip
+from .nul import db_safe
 
 REFUSED = "refused"
 
@@ -41,6 +42,24 @@ def record(
 
 # Refusals recorded per user and minute at most: a script forging requests cannot flood the trail.
 REFUSALS_PER_MINUTE = 30
+
+
+def record_job(job: Job, action: str, module: str, status: str, detail: str, params: dict, audit: dict) -> AuditEntry:
+    """One audit entry for what a job did to ``module`` (a bulk job writes one per module), in
+    the name of whoever requested it, from where they asked."""
+    return AuditEntry.objects.create(
+        actor=job.requested_by,
+        ip=job.requested_from,
+        action=action,
+        host=job.host,
+        branch=job.branch,
+        module=module,
+        params=db_safe(params),
+        outcome="ok" if status == Job.State.SUCCEEDED else "failed",
+        detail=db_safe(detail),
+        meta_sha256_before=audit.get("before") or "",
+        meta_sha256_after=audit.get("after") or "",
+    )
 
 
 def record_refusal(request: HttpRequest, action: str = "") -> AuditEntry | None:

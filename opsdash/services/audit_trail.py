@@ -83,13 +83,18 @@ def choices() -> dict[str, list[str]]:
     """The values the filter selects offer: every actor, action and outcome on record, and the
     branches the dashboard knows (never a name typed into a refused URL)."""
     base = AuditEntry.objects.order_by()
-    out = {name: [v for v in base.order_by(name).values_list(name, flat=True).distinct() if v] for name in ("actor", "action", "outcome")}
+    out = {
+        name: [v for v in base.order_by(name).values_list(name, flat=True).distinct() if v]
+        for name in ("actor", "action", "outcome")
+    }
     return out | {"branch": branches()}
 
 
 def module_url(entry: AuditEntry) -> str | None:
     if entry.host and entry.branch and entry.module:
-        return reverse("opsdash:module_detail", kwargs={"host": entry.host, "branch": entry.branch, "module": entry.module})
+        return reverse(
+            "opsdash:module_detail", kwargs={"host": entry.host, "branch": entry.branch, "module": entry.module}
+        )
     return None
 
 

@@ -64,7 +64,11 @@ def zip_part(name: str) -> str:
     system: ASCII letters, digits, ``.``, ``_`` and ``-``. A name that had to change keeps a
     short hash of itself (``a<b`` and ``a>b`` stay apart); the manifest says how it maps."""
     safe = safe_filename(name)
-    return safe if safe == name else f"{safe[:100]}~{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return (
+        safe
+        if safe == name
+        else f"{safe[:100]}~{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    )
 
 
 def _entry_name(backup: Backup) -> tuple[str, str]:
@@ -99,7 +103,9 @@ def stream_zip(backups: Iterable[Backup], report: ZipReport) -> Iterator[bytes]:
             report.backups.append(backup.name)
             if digest.hexdigest() != backup.sha256:
                 report.mismatches.append(backup.name)
-                manifest.append(f"# MISMATCH {path}: the bytes hash to {digest.hexdigest()}, not the recorded sum below")
+                manifest.append(
+                    f"# MISMATCH {path}: the bytes hash to {digest.hexdigest()}, not the recorded sum below"
+                )
             manifest.append(f"{backup.sha256}  {path}")
             yield sink.take()
         zf.writestr(_info(MANIFEST, (1980, 1, 1, 0, 0, 0)), "\n".join(manifest) + "\n")

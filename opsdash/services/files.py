@@ -17,9 +17,9 @@ from django.db.models.functions import Length, Substr
 from django.utils.translation import gettext
 
 from eventstore import FilePreview, Module, layout
-from eventstore.store import PREVIEW_PARSE_LIMIT, preview_data, preview_file
 from eventstore.errors import EventStoreError, InvalidName, OutsideRoot
 from eventstore.fileio import confine, open_nofollow
+from eventstore.store import PREVIEW_PARSE_LIMIT, preview_data, preview_file
 
 from ..models import Backup, BackupBlob, ModuleState
 from .host import local_host
@@ -53,7 +53,10 @@ def live_module(state: ModuleState) -> Module:
     """The eventstore Module behind a row; FilesUnavailable if this host cannot read it."""
     here = local_host()
     if state.host != here.name:
-        raise FilesUnavailable(gettext("the files are on host %(host)s; this dashboard runs on %(here)s") % {"host": state.host, "here": here.name})
+        raise FilesUnavailable(
+            gettext("the files are on host %(host)s; this dashboard runs on %(here)s")
+            % {"host": state.host, "here": here.name}
+        )
     try:
         return here.open_store().module(state.branch, state.module)
     except EventStoreError as exc:
@@ -93,14 +96,18 @@ def meta_preview(state: ModuleState) -> PreviewView:
     except FileNotFoundError:
         raise FilesUnavailable(gettext("there is no events.meta.json")) from None
     except OSError as exc:
-        raise FilesUnavailable(gettext("events.meta.json cannot be read: %(error)s") % {"error": exc.strerror or exc}) from None
+        raise FilesUnavailable(
+            gettext("events.meta.json cannot be read: %(error)s") % {"error": exc.strerror or exc}
+        ) from None
 
 
 def backup_preview(backup: Backup) -> PreviewView:
     if backup.state == Backup.State.ARCHIVED:
         return _view(_archived_preview(backup))
     if backup.state != Backup.State.LIVE:
-        raise FilesUnavailable(gettext("the backup is %(state)s, not in the live folder") % {"state": backup.get_state_display()})
+        raise FilesUnavailable(
+            gettext("the backup is %(state)s, not in the live folder") % {"state": backup.get_state_display()}
+        )
     module = live_module(backup.module)
     try:
         return _view(module.preview_backup(backup.name))
@@ -109,7 +116,9 @@ def backup_preview(backup: Backup) -> PreviewView:
     except (FileNotFoundError, EventStoreError):
         raise FilesUnavailable(gettext("%(name)s is no longer in the live folder") % {"name": backup.name}) from None
     except OSError as exc:
-        raise FilesUnavailable(gettext("%(name)s cannot be read: %(error)s") % {"name": backup.name, "error": exc.strerror or exc}) from None
+        raise FilesUnavailable(
+            gettext("%(name)s cannot be read: %(error)s") % {"name": backup.name, "error": exc.strerror or exc}
+        ) from None
 
 
 def _archived_preview(backup: Backup) -> FilePreview:
@@ -129,7 +138,7 @@ def _archived_preview(backup: Backup) -> FilePreview:
 def archived_backup_path(backup: Backup) -> Path:
     """``<OPSDASH_ARCHIVE_ROOT>/<branch>/<module>/<name>``, built only from the row's own names,
     each checked by eventstore's path rules; FilesUnavailable if a name breaks them."""
-    root = getattr(settings, "OPSDASH_ARCHIVE_ROOT", None)
+    root = settings.OPSDASH_ARCHIVE_ROOT
     if not root:
         raise FilesUnavailable("OPSDASH_ARCHIVE_ROOT is not set")
     state = backup.module
@@ -222,19 +231,29 @@ def open_backup(backup: Backup) -> IO[bytes]:
         try:
             blob = _open_blob(backup)
         except OSError as exc:  # the row went away or shrank between the queries
-            raise FilesUnavailable(gettext("%(name)s cannot be read: %(error)s") % {"name": backup.name, "error": exc.strerror or exc}) from None
+            raise FilesUnavailable(
+                gettext("%(name)s cannot be read: %(error)s") % {"name": backup.name, "error": exc.strerror or exc}
+            ) from None
         if blob is not None:  # kept in the database: any host can serve it
             return blob
         here = local_host().name
         if backup.module.host != here:
-            raise FilesUnavailable(gettext("the archive is on host %(host)s; this dashboard runs on %(here)s") % {"host": backup.module.host, "here": here})
+            raise FilesUnavailable(
+                gettext("the archive is on host %(host)s; this dashboard runs on %(here)s")
+                % {"host": backup.module.host, "here": here}
+            )
         path = archived_backup_path(backup)
         try:
             return os.fdopen(open_nofollow(path), "rb")
         except OSError as exc:
-            raise FilesUnavailable(gettext("%(name)s cannot be read from the archive: %(error)s") % {"name": backup.name, "error": exc.strerror or exc}) from None
+            raise FilesUnavailable(
+                gettext("%(name)s cannot be read from the archive: %(error)s")
+                % {"name": backup.name, "error": exc.strerror or exc}
+            ) from None
     if backup.state != Backup.State.LIVE:
-        raise FilesUnavailable(gettext("the backup is %(state)s, not in the live folder") % {"state": backup.get_state_display()})
+        raise FilesUnavailable(
+            gettext("the backup is %(state)s, not in the live folder") % {"state": backup.get_state_display()}
+        )
     module = live_module(backup.module)
     try:
         return module.open_backup(backup.name)
@@ -243,4 +262,6 @@ def open_backup(backup: Backup) -> IO[bytes]:
     except (FileNotFoundError, EventStoreError):
         raise FilesUnavailable(gettext("%(name)s is no longer in the live folder") % {"name": backup.name}) from None
     except OSError as exc:
-        raise FilesUnavailable(gettext("%(name)s cannot be read: %(error)s") % {"name": backup.name, "error": exc.strerror or exc}) from None
+        raise FilesUnavailable(
+            gettext("%(name)s cannot be read: %(error)s") % {"name": backup.name, "error": exc.strerror or exc}
+        ) from None

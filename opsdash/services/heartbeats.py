@@ -76,7 +76,9 @@ def newly_stale(now: datetime | None = None) -> list[ScanHost]:
     now = now or timezone.now()
     claimed = []
     for row in ScanHost.objects.filter(last_pass_at__lt=stale_before(now), stale_since__isnull=True):
-        if ScanHost.objects.filter(pk=row.pk, stale_since__isnull=True, last_pass_at=row.last_pass_at).update(stale_since=now):
+        if ScanHost.objects.filter(pk=row.pk, stale_since__isnull=True, last_pass_at=row.last_pass_at).update(
+            stale_since=now
+        ):
             row.stale_since = now
             claimed.append(row)
     return claimed

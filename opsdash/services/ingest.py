@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from eventstore import serverlog
 
-from ..models import Backup, Incident, ModuleState, ServerRecovery, Status, codes_field
+from ..models import Backup, Incident, ModuleState, ServerRecovery, Status
 
 
 @dataclass
@@ -132,11 +132,9 @@ def _incident_for(rec: serverlog.Recovery, state: ModuleState, backup: Backup | 
             return linked  # the scan already recorded this recovery from its backup file
         if open_one is not None:  # an earlier failed attempt: this one ends it
             open_one.findings = [*open_one.findings, _finding(rec)]
-            open_one.ended_at = at
-            open_one.ended_how = Incident.EndedHow.STORE_SERVER
-            open_one.ended_by = "store server"
             open_one.backup = open_one.backup or backup
-            open_one.save(update_fields=["findings", "ended_at", "ended_how", "ended_by", "backup"])
+            open_one.save(update_fields=["findings", "backup"])
+            open_one.end(at, Incident.EndedHow.STORE_SERVER, Incident.BY_STORE_SERVER)
             return open_one
         return _create(state, rec, at, backup, ended=True)
     incident = linked or open_one
@@ -144,21 +142,23 @@ def _incident_for(rec: serverlog.Recovery, state: ModuleState, backup: Backup | 
         return _create(state, rec, at, backup, ended=False)
     # The scan took the backup for a recovery; the log says it failed: the incident stays open.
     incident.findings = [*incident.findings, _finding(rec)]
-    incident.ended_at, incident.ended_how, incident.ended_by = None, "", ""
-    incident.save(update_fields=["findings", "ended_at", "ended_how", "ended_by"])
+    incident.save(update_fields=["findings"])
+    incident.end(None, "", "")
     return incident
 
 
 def _create(state: ModuleState, rec: serverlog.Recovery, at: datetime, backup: Backup | None, ended: bool) -> Incident:
-    return Incident.objects.create(
-        module=state,
-        opened_at=at,
-        ended_at=at if ended else None,
-        ended_how=Incident.EndedHow.STORE_SERVER if ended else "",
-        ended_by="store server" if ended else "",
+    ending = (
+        {"ended_at": at, "ended_how": Incident.EndedHow.STORE_SERVER, "ended_by": Incident.BY_STORE_SERVER}
+        if ended
+        else {}
+    )
+    return Incident.open_for(
+        state,
+        at,
+        [_finding(rec)],
         severity=Status.CRITICAL,
-        findings=[_finding(rec)],
-        codes=codes_field({"meta_corrupt"}),
         source=Incident.Source.STORE_SERVER,
         backup=backup,
+        **ending,
     )

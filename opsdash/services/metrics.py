@@ -40,7 +40,9 @@ def _modules() -> Iterator[Metric]:
     for row in ModuleState.objects.values("host", "branch", "status").annotate(n=Count("id")).order_by():
         modules.add_metric([row["host"], row["branch"], row["status"]], row["n"])
     yield modules
-    findings = GaugeMetricFamily("opsdash_findings", "Modules that currently have a finding", labels=["host", "code", "severity"])
+    findings = GaugeMetricFamily(
+        "opsdash_findings", "Modules that currently have a finding", labels=["host", "code", "severity"]
+    )
     for (host, code, severity), n in sorted(_finding_counts().items()):
         findings.add_metric([host, code, severity], n)
     yield findings
@@ -88,8 +90,12 @@ def _backups() -> Iterator[Metric]:
 
 def _hosts() -> Iterator[Metric]:
     now = timezone.now()
-    age = GaugeMetricFamily("opsdash_host_last_scan_age_seconds", "Seconds since the host's last scan pass", labels=["host"])
-    stamp = GaugeMetricFamily("opsdash_host_last_scan_timestamp_seconds", "Time of the host's last scan pass", labels=["host"])
+    age = GaugeMetricFamily(
+        "opsdash_host_last_scan_age_seconds", "Seconds since the host's last scan pass", labels=["host"]
+    )
+    stamp = GaugeMetricFamily(
+        "opsdash_host_last_scan_timestamp_seconds", "Time of the host's last scan pass", labels=["host"]
+    )
     for host, at in ScanHost.objects.values_list("host", "last_pass_at"):
         age.add_metric([host], max(0.0, (now - at).total_seconds()))
         stamp.add_metric([host], at.timestamp())

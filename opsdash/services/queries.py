@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from django.db.models.functions import TruncDate
 from django.db import connection
 from django.db.models import CharField, Count, Func, Q, QuerySet
+from django.db.models.functions import TruncDate
 from django.http import QueryDict
 from django.utils import timezone
 
@@ -79,7 +79,7 @@ def modules(filters: ModuleFilters) -> QuerySet[ModuleState]:
 
 
 def status_counts() -> dict[str, int]:
-    counts = {status: 0 for status in Status.values}
+    counts = dict.fromkeys(Status.values, 0)
     for row in ModuleState.objects.values("status").annotate(n=Count("id")):
         counts[row["status"]] = row["n"]
     return counts
@@ -174,7 +174,9 @@ class _UtcDay(Func):
         return self.as_sql(compiler, connection, template="substr(%(expressions)s, 1, 10)", **extra)
 
     def as_postgresql(self, compiler, connection, **extra):
-        return self.as_sql(compiler, connection, template="to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD')", **extra)
+        return self.as_sql(
+            compiler, connection, template="to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD')", **extra
+        )
 
 
 def _count_per_day(qs: QuerySet[Incident]) -> list[tuple[date, int]]:
@@ -183,7 +185,9 @@ def _count_per_day(qs: QuerySet[Incident]) -> list[tuple[date, int]]:
     if connection.vendor in ("sqlite", "postgresql") and str(tz) in ("UTC", "Etc/UTC"):
         rows = qs.annotate(day=_UtcDay("opened_at")).values("day").annotate(n=Count("id")).values_list("day", "n")
         return [(date.fromisoformat(day), n) for day, n in rows]
-    rows = qs.annotate(day=TruncDate("opened_at", tzinfo=tz)).values("day").annotate(n=Count("id")).values_list("day", "n")
+    rows = (
+        qs.annotate(day=TruncDate("opened_at", tzinfo=tz)).values("day").annotate(n=Count("id")).values_list("day", "n")
+    )
     return list(rows)
 
 
@@ -214,7 +218,7 @@ def incidents_per_day(qs: QuerySet[Incident], filters: IncidentFilters, days: in
         since, until = until, since
     span = min((until - since).days + 1, 366)
     since = until - timedelta(days=span - 1)
-    counts = {day: 0 for day in (since + timedelta(days=i) for i in range(span))}
+    counts = dict.fromkeys((since + timedelta(days=i) for i in range(span)), 0)
     window = qs.filter(opened_at__gte=_start_of(since), opened_at__lt=_start_of(until + timedelta(days=1))).order_by()
     for day, n in _count_per_day(window):
         if day in counts:
@@ -225,7 +229,9 @@ def incidents_per_day(qs: QuerySet[Incident], filters: IncidentFilters, days: in
     bars = []
     for i, (day, count) in enumerate(counts.items()):
         h = (height - top) * count / peak if peak else 0
-        bars.append(Bar(day=day, count=count, x=round(i * slot + slot * 0.1, 2), y=round(height - h, 2), height=round(h, 2)))
+        bars.append(
+            Bar(day=day, count=count, x=round(i * slot + slot * 0.1, 2), y=round(height - h, 2), height=round(h, 2))
+        )
     return Chart(bars=bars, width=width, height=height, bar_width=round(slot * 0.8, 2), peak=peak)
 
 
@@ -259,5 +265,7 @@ def backups(filters: BackupFilters) -> QuerySet[Backup]:
     if filters.state:
         qs = qs.filter(state=filters.state)
     if filters.q:
-        qs = qs.filter(Q(name__icontains=filters.q) | Q(module__module__icontains=filters.q) | Q(sha256__istartswith=filters.q))
+        qs = qs.filter(
+            Q(name__icontains=filters.q) | Q(module__module__icontains=filters.q) | Q(sha256__istartswith=filters.q)
+        )
     return qs.order_by("-created_at", "-id")

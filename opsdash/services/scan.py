@@ -25,21 +25,33 @@ from django.utils.dateparse import parse_datetime
 from eventstore import EventStore, Health, Module, ModuleStats, RefusedFolder, layout
 from eventstore.health import make as make_finding
 
-from ..models import STATUS_RANK, Backup, Incident, ModuleState, ScanHost, ServerRecovery, Status, codes_field
+from ..models import (
+    PROBLEM_STATUSES,
+    STATUS_RANK,
+    Backup,
+    Incident,
+    ModuleState,
+    ScanHost,
+    ServerRecovery,
+    Status,
+    codes_field,
+)
+from .alerts import queue_transitions
 from .host import local_host
 from .nul import db_safe
 
 log = logging.getLogger(__name__)
 EXIT_CODES = {Status.HEALTHY: 0, Status.WARNING: 1, Status.CRITICAL: 2}
 EXIT_ROOT_UNUSABLE = 3
-PROBLEM_STATUSES = (Status.WARNING, Status.CRITICAL)
 
 
 @dataclass
 class ScanReport:
     root: Path
     modules: int = 0
-    counts: dict[str, int] = field(default_factory=lambda: {s: 0 for s in (Status.HEALTHY, Status.WARNING, Status.CRITICAL)})
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys((Status.HEALTHY, Status.WARNING, Status.CRITICAL), 0)
+    )
     changed: int = 0
     opened: int = 0
     ended: int = 0
@@ -50,8 +62,8 @@ class ScanReport:
     # (module row, old status or None for a new module, new status) for each status change.
     transitions: list[tuple[ModuleState, str | None, str]] = field(default_factory=list)
     # How an incident that this pass ends is recorded (an operator's rebuild says who fixed it).
-    ended_how: str = "resolved"
-    ended_by: str = "scan"
+    ended_how: str = Incident.EndedHow.RESOLVED
+    ended_by: str = Incident.BY_SCAN
     # Folders shaped like modules that were not scanned: a name that breaks the path rules, or a
     # module whose failure could not be recorded ({"path", "reason"}).
     refused: list[dict[str, str]] = field(default_factory=list)
@@ -100,7 +112,9 @@ def scan_root(root: Path | str | None = None, host: str | None = None, now: date
     now = now or timezone.now()
     report = ScanReport(root=store.root)
     # Only what the unchanged case needs; the other fields load on access for changed modules.
-    rows = ModuleState.objects.filter(host=host).only("id", "host", "branch", "module", "status", "temp_files", "scan_state")
+    rows = ModuleState.objects.filter(host=host).only(
+        "id", "host", "branch", "module", "status", "temp_files", "scan_state"
+    )
     known = {(s.branch, s.module): s for s in rows}
     seen: set[int] = set()
     with _Batches() as batches:
@@ -129,7 +143,13 @@ MAX_FAILURES_IN_A_ROW = 20
 
 
 def _record_failure(
-    report: ScanReport, batches: _Batches, host: str, module: Module, state: ModuleState | None, exc: Exception, now: datetime
+    report: ScanReport,
+    batches: _Batches,
+    host: str,
+    module: Module,
+    state: ModuleState | None,
+    exc: Exception,
+    now: datetime,
 ) -> ModuleState | None:
     """A module whose scan raised: logged with its traceback and recorded as critical with an
     ``unreadable`` finding saying why (its next pass reads it whole again). If even that cannot
@@ -137,7 +157,11 @@ def _record_failure(
     where = layout.printable(f"{module.branch}/{layout.MODULES_DIR}/{module.name}")
     log.error("the scan of %s on %s failed", where, host, exc_info=exc)
     reason = layout.printable(f"{type(exc).__name__}: {exc}")[:500]
-    failed = Health(Status.CRITICAL, [make_finding("unreadable", f"the scan of this module failed: {reason}", reason=reason)], ModuleStats())
+    failed = Health(
+        Status.CRITICAL,
+        [make_finding("unreadable", f"the scan of this module failed: {reason}", reason=reason)],
+        ModuleStats(),
+    )
     try:
         with batches.step():
             fresh = ModuleState.objects.get(pk=state.pk) if state is not None else None
@@ -186,7 +210,9 @@ class _Batches:
             self._close()
 
 
-def _scan_module(report: ScanReport, batches: _Batches, host: str, module: Module, state: ModuleState | None, now: datetime) -> ModuleState:
+def _scan_module(
+    report: ScanReport, batches: _Batches, host: str, module: Module, state: ModuleState | None, now: datetime
+) -> ModuleState:
     previous = state.scan_state if state is not None else None
     # Incremental: files whose size, mtime and inode are unchanged are not read again.
     health = module.check(now=now.timestamp(), previous=previous)
@@ -211,7 +237,12 @@ def _scan_module(report: ScanReport, batches: _Batches, host: str, module: Modul
     return state
 
 
-def scan_module(state: ModuleState, now: datetime | None = None, ended_how: str = "resolved", ended_by: str = "scan") -> ModuleState:
+def scan_module(
+    state: ModuleState,
+    now: datetime | None = None,
+    ended_how: str = Incident.EndedHow.RESOLVED,
+    ended_by: str = Incident.BY_SCAN,
+) -> ModuleState:
     """Re-check one module of this host at once (after an action) and record what changed; an
     incident this ends is recorded as ``ended_how`` by ``ended_by``."""
     store = open_store()
@@ -219,17 +250,19 @@ def scan_module(state: ModuleState, now: datetime | None = None, ended_how: str 
     report = ScanReport(root=store.root, ended_how=ended_how, ended_by=ended_by)
     with _Batches() as batches:
         state = _scan_module(report, batches, state.host, store.module(state.branch, state.module), state, now)
-    from .alerts import queue_transitions  # the next scan pass delivers them
-
     try:
-        queue_transitions(report.transitions, now)
+        queue_transitions(report.transitions, now)  # the next scan pass delivers them
     except Exception:  # an alert problem never fails the action that changed the module
-        logging.getLogger(__name__).exception("alerts for %s could not be queued", state)
+        log.exception("alerts for %s could not be queued", state)
     return state
 
 
 def record_pass(
-    report: ScanReport | None, host: str | None = None, error: str = "", now: datetime | None = None, interval: float | None = None
+    report: ScanReport | None,
+    host: str | None = None,
+    error: str = "",
+    now: datetime | None = None,
+    interval: float | None = None,
 ) -> bool:
     """The scanner heartbeat: one row per host saying when the last pass ran, how it went and
     how often it runs. Returns True when the host had been found stale and now reports again."""
@@ -268,7 +301,9 @@ def _state_fields(health: Health) -> dict[str, Any]:
         "findings": findings,
         "codes": codes_field({f.code for f in health.findings}),
         "stats": stats,
-        "meta_total_events": stats.get("meta_total_events") if isinstance(stats.get("meta_total_events"), int) else None,
+        "meta_total_events": stats.get("meta_total_events")
+        if isinstance(stats.get("meta_total_events"), int)
+        else None,
         "log_events": stats.get("log_events") or 0,
         "log_size": stats.get("log_size") or 0,
         "last_event_at": parse_datetime(last_event_at) if isinstance(last_event_at, str) else None,
@@ -293,7 +328,13 @@ def _record_module(
     fields = _state_fields(health)
     if state is None:
         state = ModuleState.objects.create(
-            host=host, branch=module.branch, module=module.name, first_seen=now, last_changed=now, status_since=now, **fields
+            host=host,
+            branch=module.branch,
+            module=module.name,
+            first_seen=now,
+            last_changed=now,
+            status_since=now,
+            **fields,
         )
         report.changed += 1
         report.transitions.append((state, None, state.status))
@@ -322,17 +363,11 @@ def _record_module(
 def _record_incident(report: ScanReport, state: ModuleState, now: datetime, fresh: bool = False) -> None:
     """Open, update or end the module's scan incident. ``fresh``: the row was just created, so it
     has no incident yet (saves a query per new module on a first scan)."""
-    current = None if fresh else state.incidents.filter(source=Incident.Source.SCAN, ended_at__isnull=True).first()
+    current = None if fresh else state.incidents.seen_by_scan().still_open().first()
     if state.status in PROBLEM_STATUSES:
         problems = [f for f in state.findings if f.get("severity") != "info"]
         if current is None:
-            Incident.objects.create(
-                module=state,
-                opened_at=now,
-                severity=state.status,
-                findings=problems,
-                codes=codes_field({f["code"] for f in problems}),
-            )
+            Incident.open_for(state, now, problems)
             report.opened += 1
             return
         worst = max(current.severity, state.status, key=lambda s: STATUS_RANK[s])
@@ -342,15 +377,8 @@ def _record_incident(report: ScanReport, state: ModuleState, now: datetime, fres
             current.save(update_fields=changed)
     elif current is not None:
         how = Incident.EndedHow.GONE if state.status == Status.GONE else report.ended_how
-        _end(current, now, how, report.ended_by)
+        current.end(now, how, report.ended_by)
         report.ended += 1
-
-
-def _end(incident: Incident, now: datetime, how: str, by: str = "scan") -> None:
-    incident.ended_at = now
-    incident.ended_how = how
-    incident.ended_by = by
-    incident.save(update_fields=["ended_at", "ended_how", "ended_by"])
 
 
 def _record_backups(report: ScanReport, state: ModuleState, infos: list, now: datetime) -> None:
@@ -399,8 +427,10 @@ def _record_store_server_recoveries(report: ScanReport, state: ModuleState) -> N
                 told.backup = backup
                 told.save(update_fields=["backup"])
             continue
-        covered = state.incidents.filter(source=Incident.Source.SCAN, opened_at__lte=backup.created_at).filter(
-            Q(ended_at__isnull=True) | Q(ended_at__gte=backup.created_at)
+        covered = (
+            state.incidents.seen_by_scan()
+            .filter(opened_at__lte=backup.created_at)
+            .filter(Q(ended_at__isnull=True) | Q(ended_at__gte=backup.created_at))
         )
         if covered.exists():
             continue
@@ -408,15 +438,14 @@ def _record_store_server_recoveries(report: ScanReport, state: ModuleState) -> N
         finding = {"code": "meta_corrupt", "severity": "critical", "message": message, "file": backup.name}
         if backup.error:
             finding["error"] = backup.error
-        Incident.objects.create(
-            module=state,
-            opened_at=backup.created_at,
+        Incident.open_for(
+            state,
+            backup.created_at,
+            [finding],
+            severity=Status.CRITICAL,
             ended_at=backup.created_at,
             ended_how=Incident.EndedHow.STORE_SERVER,
-            ended_by="store server",
-            severity=Status.CRITICAL,
-            findings=[finding],
-            codes=codes_field({"meta_corrupt"}),
+            ended_by=Incident.BY_STORE_SERVER,
             source=Incident.Source.STORE_SERVER,
             backup=backup,
         )

@@ -8,13 +8,16 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest
 from django.urls import reverse
 
+from ..actions import module_actions
 from ..models import Backup, Incident, ModuleState
 from .heartbeats import Heartbeat, heartbeat_of
 
 LIST_ROWS = 100
 
 
-def module_summary(request: HttpRequest, state: ModuleState, beats: dict[str, Heartbeat] | None = None) -> dict[str, Any]:
+def module_summary(
+    request: HttpRequest, state: ModuleState, beats: dict[str, Heartbeat] | None = None
+) -> dict[str, Any]:
     """A module as the list shows it; ``stale`` and ``last_scan_at`` say whether its host's
     scanner still reports (``beats``: heartbeats.all_heartbeats(), read once for a list)."""
     beat = heartbeat_of(state.host, beats)
@@ -78,12 +81,20 @@ def module_full(request: HttpRequest, state: ModuleState) -> dict[str, Any]:
     backups = Paginator(state.backups.order_by("-created_at", "-pk"), LIST_ROWS).get_page(request.GET.get("backups"))
     incidents = Paginator(state.incidents.select_related("backup"), LIST_ROWS).get_page(request.GET.get("incidents"))
     out["backups"] = [backup_dict(request, b) for b in backups.object_list]
-    out["backups_page"] = {"page": backups.number, "pages": backups.paginator.num_pages, "count": backups.paginator.count}
+    out["backups_page"] = {
+        "page": backups.number,
+        "pages": backups.paginator.num_pages,
+        "count": backups.paginator.count,
+    }
     out["incidents"] = [incident_dict(i) for i in incidents.object_list]
-    out["incidents_page"] = {"page": incidents.number, "pages": incidents.paginator.num_pages, "count": incidents.paginator.count}
+    out["incidents_page"] = {
+        "page": incidents.number,
+        "pages": incidents.paginator.num_pages,
+        "count": incidents.paginator.count,
+    }
     # Present for every role: the server decides who may POST.
     out["actions"] = {
-        kind: request.build_absolute_uri(reverse(f"opsdash:api_module_{kind}", kwargs=state.key))
-        for kind in ("rebuild", "verify", "archive_backups", "clean_temp")
+        a.kind: request.build_absolute_uri(reverse(f"opsdash:{a.api_url_name}", kwargs=state.key))
+        for a in module_actions()
     }
     return out

@@ -27,8 +27,14 @@ def make_worker(queue: str, batch: bool = False):
     from django_tasks_db.management.commands.db_worker import Worker
 
     return Worker(
-        queue_names=[queue], interval=0.5, batch=batch, backend_name="default", startup_delay=False,
-        max_tasks=None, worker_id=f"{queue}-{os.getpid()}-{threading.get_ident()}"[:64], excluded_queue_names=[],
+        queue_names=[queue],
+        interval=0.5,
+        batch=batch,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id=f"{queue}-{os.getpid()}-{threading.get_ident()}"[:64],
+        excluded_queue_names=[],
     )
 
 

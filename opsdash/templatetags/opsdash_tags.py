@@ -13,8 +13,10 @@ from django.utils.translation import ngettext
 
 from eventstore import meta as metamod
 
+from ..actions import ACTIONS
 from ..models import Backup, Job, ServerRecovery, Status
 from ..services.heartbeats import troubled_hosts
+from ..words import number
 
 register = template.Library()
 
@@ -35,8 +37,12 @@ def options(values: Any, selected: Any) -> str:
     out = []
     for value in values:
         text = escape(value)
-        out.append(f'<option value="{text}" selected>{text}</option>' if value == selected else f'<option value="{text}">{text}</option>')
-    return mark_safe("".join(out))  # noqa: S308 - every value is escaped above
+        out.append(
+            f'<option value="{text}" selected>{text}</option>'
+            if value == selected
+            else f'<option value="{text}">{text}</option>'
+        )
+    return mark_safe("".join(out))
 
 
 @register.filter
@@ -85,7 +91,7 @@ VOCABULARY: dict[str, dict[str, Any]] = {
     "backup_state": dict(Backup.State.choices),
     "backup_kind": BACKUP_KINDS,
     "job_state": dict(Job.State.choices),
-    "job_kind": dict(Job.Kind.choices),
+    "job_kind": {kind: action.title for kind, action in ACTIONS.items()},
     "outcome": OUTCOMES,
     "recovery": dict(ServerRecovery.Outcome.choices),
     "finding": FINDINGS,
@@ -99,46 +105,15 @@ def label(value: Any, vocabulary: str) -> Any:
     return VOCABULARY[vocabulary].get(value, value)
 
 
-@register.filter
-def number(value: Any) -> str:
-    """An integer or decimal grouped the way the page's language writes it (1,234 / 1.234)."""
-    if value is None or value == "":
-        return "–"
-    try:
-        return number_format(value, force_grouping=True)
-    except (TypeError, ValueError):
-        return str(value)
+register.filter("number", number)
 
 
 @register.simple_tag
 def job_summary(job: Any) -> str:
     """What a finished job did, in the page's language, from its recorded result."""
     result = job.result if isinstance(job.result, dict) else {}
-    kind = job.kind
-    if kind == Job.Kind.REBUILD and "events_read" in result:
-        n = result["events_read"]
-        if result.get("backup"):
-            return ngettext(
-                "Rebuilt from %(n)s event; the old meta is backed up as %(backup)s.",
-                "Rebuilt from %(n)s events; the old meta is backed up as %(backup)s.", n,
-            ) % {"n": number(n), "backup": result["backup"]}
-        return ngettext("Rebuilt from %(n)s event; there was no old meta to back up.",
-                        "Rebuilt from %(n)s events; there was no old meta to back up.", n) % {"n": number(n)}
-    if kind == Job.Kind.VERIFY and "status" in result:
-        codes = [f.get("code", "") for f in result.get("findings") or [] if isinstance(f, dict)]
-        return _("Checked: %(status)s, %(findings)s.") % {
-            "status": label(result["status"], "status"),
-            "findings": ", ".join(codes) if codes else _("no findings"),
-        }
-    if kind == Job.Kind.ARCHIVE_BACKUPS and "archived" in result:
-        n = len(result["archived"])
-        return ngettext("%(n)s backup archived, verified by sha256.", "%(n)s backups archived, each verified by sha256.", n) % {"n": number(n)}
-    if kind == Job.Kind.CLEAN_TEMP and "removed" in result:
-        n = len(result["removed"])
-        return ngettext("%(n)s orphan temp file removed.", "%(n)s orphan temp files removed.", n) % {"n": number(n)}
-    if kind in (Job.Kind.BULK_REBUILD, Job.Kind.BULK_ARCHIVE) and "modules" in result:
-        return _("%(done)s module(s) done, %(failed)s failed.") % {"done": number(len(result["modules"])), "failed": number(len(result.get("failed") or []))}
-    return str(result.get("summary", ""))
+    action = ACTIONS.get(job.kind)
+    return action.describe(result) if action else str(result.get("summary", ""))
 
 
 @register.simple_tag
@@ -157,33 +132,25 @@ def job_progress(job: Any) -> str:
     if info.get("unit") == "modules":
         values = {"done": number(done), "total": number(total), "module": info.get("now", "")}
         if info.get("now"):
-            return ngettext("%(done)s of %(total)s module, now %(module)s", "%(done)s of %(total)s modules, now %(module)s", total) % values
+            return (
+                ngettext(
+                    "%(done)s of %(total)s module, now %(module)s",
+                    "%(done)s of %(total)s modules, now %(module)s",
+                    total,
+                )
+                % values
+            )
         return ngettext("%(done)s of %(total)s module", "%(done)s of %(total)s modules", total) % values
     return ""
 
 
 @register.simple_tag
 def bulk_result(job: Any, entry: Any) -> str:
-    """What a bulk job did to one module, in the page's language (its English line otherwise)."""
+    """What a whole-branch job did to one module, in the page's language (its English line otherwise)."""
     if not isinstance(entry, dict):
         return ""
-    if job.kind == Job.Kind.BULK_REBUILD and isinstance(entry.get("events_read"), int):
-        n = entry["events_read"]
-        values = {"n": number(n), "backup": entry.get("backup") or ""}
-        if entry.get("backup"):
-            text = ngettext("rebuilt from %(n)s event; the old meta is backed up as %(backup)s",
-                            "rebuilt from %(n)s events; the old meta is backed up as %(backup)s", n) % values
-        else:
-            text = ngettext("rebuilt from %(n)s event; there was no old meta to back up",
-                            "rebuilt from %(n)s events; there was no old meta to back up", n) % values
-        if entry.get("status") in VOCABULARY["status"]:
-            text += " · " + _("status now %(status)s") % {"status": label(entry["status"], "status")}
-        return text
-    if job.kind == Job.Kind.BULK_ARCHIVE and isinstance(entry.get("archived"), list):
-        names = [str(name) for name in entry["archived"]]
-        n = len(names)
-        return ngettext("%(n)s backup archived: %(names)s", "%(n)s backups archived: %(names)s", n) % {"n": number(n), "names": ", ".join(names)}
-    return str(entry.get("result", ""))
+    action = ACTIONS.get(job.kind)
+    return action.describe_each(entry) if action and action.describe_each else str(entry.get("result", ""))
 
 
 # --- A finding's sentence in the page's language, built from its detail (the store writes its
@@ -217,57 +184,112 @@ def _finding_sentence(f: dict[str, Any], html: bool) -> tuple[str, dict[str, Any
     n = _count(f.get("count"))
     if code == "meta_corrupt" and all(_count(f.get(k)) is not None for k in ("line", "col", "byte")):
         return _("meta is not valid JSON at line %(line)s, column %(col)s (byte %(byte)s): %(error)s"), {
-            "line": number(f["line"]), "col": number(f["col"]), "byte": number(f["byte"]), "error": _english(f.get("error_message", ""), html)}
+            "line": number(f["line"]),
+            "col": number(f["col"]),
+            "byte": number(f["byte"]),
+            "error": _english(f.get("error_message", ""), html),
+        }
     if code == "meta_invalid":
         key = f.get("key")
         if _count(f.get("size")) is not None and _count(f.get("limit")) is not None:
-            return _("meta is %(size)s bytes, more than any usable meta (%(limit)s at most)"), {"size": number(f["size"]), "limit": number(f["limit"])}
+            return _("meta is %(size)s bytes, more than any usable meta (%(limit)s at most)"), {
+                "size": number(f["size"]),
+                "limit": number(f["limit"]),
+            }
         if "type" in f:
             return _("meta is not a JSON object"), {}
         if key == "totalEvents" and "value" in f:
-            shown = _json_text(f["value"]) if f["value"] is None or isinstance(f["value"], str | int | float | bool) else str(f["value"])
+            shown = (
+                _json_text(f["value"])
+                if f["value"] is None or isinstance(f["value"], str | int | float | bool)
+                else str(f["value"])
+            )
             return _("totalEvents is %(value)s, not a whole number of 0 or more"), {"value": _isolated(shown, html)}
         if key in ("branchId", "moduleId") and "value" in f:
-            return _("%(key)s names %(value)s, not this module's folder"), {"key": _isolated(key, html), "value": _isolated(f["value"], html)}
+            return _("%(key)s names %(value)s, not this module's folder"), {
+                "key": _isolated(key, html),
+                "value": _isolated(f["value"], html),
+            }
         if key in metamod.STRING_OR_NULL_KEYS:
             return _("%(key)s has the wrong type: a string or null is expected"), {"key": _isolated(key, html)}
         if key in metamod.OBJECT_KEYS:
             return _("%(key)s is not an object; Node falls back to an empty one"), {"key": _isolated(key, html)}
         return None
     if code == "meta_missing" and (events := _count(f.get("log_events"))) is not None:
-        return ngettext("the log has %(n)s event but there is no meta", "the log has %(n)s events but there is no meta", events), {"n": number(events)}
+        return ngettext(
+            "the log has %(n)s event but there is no meta", "the log has %(n)s events but there is no meta", events
+        ), {"n": number(events)}
     if code == "meta_drift" and _count(f.get("expected_total_events")) is not None:
-        values = {"meta": _isolated(f.get("meta_total_events"), html), "log": number(f["expected_total_events"]),
-                  "meta_id": _isolated(f.get("meta_last_event_id"), html), "log_id": _isolated(f.get("log_last_event_id"), html)}
+        values = {
+            "meta": _isolated(f.get("meta_total_events"), html),
+            "log": number(f["expected_total_events"]),
+            "meta_id": _isolated(f.get("meta_last_event_id"), html),
+            "log_id": _isolated(f.get("log_last_event_id"), html),
+        }
         if f.get("meta_total_events") == f["expected_total_events"]:
             return _("the meta's last event is %(meta_id)s, the log ends with %(log_id)s"), values
         if f.get("log_events") and f.get("meta_last_event_id") != f.get("log_last_event_id"):
-            return _("the meta counts %(meta)s events, the log gives %(log)s; the meta's last event is %(meta_id)s, the log ends with %(log_id)s"), values
+            return _(
+                "the meta counts %(meta)s events, the log gives %(log)s; the meta's last event is %(meta_id)s, the log ends with %(log_id)s"
+            ), values
         return _("the meta counts %(meta)s events, the log gives %(log)s"), values
     if code == "log_torn_tail" and all(_count(f.get(k)) is not None for k in ("length", "offset", "line")):
         values = {"length": number(f["length"]), "offset": number(f["offset"]), "line": number(f["line"])}
         if f.get("parses"):
-            return _("the log ends in a complete event without its newline (%(length)s bytes at byte %(offset)s, line %(line)s)"), values
+            return _(
+                "the log ends in a complete event without its newline (%(length)s bytes at byte %(offset)s, line %(line)s)"
+            ), values
         return _("the log ends in an incomplete line (%(length)s bytes at byte %(offset)s, line %(line)s)"), values
-    if code == "log_bad_line" and n is not None and isinstance(f.get("lines"), list) and f["lines"] and isinstance(f["lines"][0], dict):
+    if (
+        code == "log_bad_line"
+        and n is not None
+        and isinstance(f.get("lines"), list)
+        and f["lines"]
+        and isinstance(f["lines"][0], dict)
+    ):
         first = f["lines"][0]
-        return ngettext("%(n)s line does not parse as an event; the first is line %(line)s: %(error)s",
-                        "%(n)s lines do not parse as an event; the first is line %(line)s: %(error)s", n), {
-            "n": number(n), "line": number(first.get("line")), "error": _english(first.get("error", ""), html)}
+        return ngettext(
+            "%(n)s line does not parse as an event; the first is line %(line)s: %(error)s",
+            "%(n)s lines do not parse as an event; the first is line %(line)s: %(error)s",
+            n,
+        ), {"n": number(n), "line": number(first.get("line")), "error": _english(first.get("error", ""), html)}
     if code == "log_sequence_duplicate" and n is not None and isinstance(f.get("sequences"), list):
-        return ngettext("%(n)s event reuses a sequence number already used (e.g. %(examples)s)",
-                        "%(n)s events reuse a sequence number already used (e.g. %(examples)s)", n), {
-            "n": number(n), "examples": _isolated(", ".join(str(s) for s in f["sequences"][:5]), html)}
-    if code == "log_sequence_gap" and n is not None and isinstance(f.get("gaps"), list) and f["gaps"] and isinstance(f["gaps"][0], list | tuple) and len(f["gaps"][0]) == 2:
+        return ngettext(
+            "%(n)s event reuses a sequence number already used (e.g. %(examples)s)",
+            "%(n)s events reuse a sequence number already used (e.g. %(examples)s)",
+            n,
+        ), {"n": number(n), "examples": _isolated(", ".join(str(s) for s in f["sequences"][:5]), html)}
+    if (
+        code == "log_sequence_gap"
+        and n is not None
+        and isinstance(f.get("gaps"), list)
+        and f["gaps"]
+        and isinstance(f["gaps"][0], list | tuple)
+        and len(f["gaps"][0]) == 2
+    ):
         low, high = f["gaps"][0]
-        return ngettext("%(n)s sequence number is missing; the first gap is %(first)s", "%(n)s sequence numbers are missing; the first gap is %(first)s", n), {
-            "n": number(n), "first": _isolated(f"{low}..{high}", html)}
+        return ngettext(
+            "%(n)s sequence number is missing; the first gap is %(first)s",
+            "%(n)s sequence numbers are missing; the first gap is %(first)s",
+            n,
+        ), {"n": number(n), "first": _isolated(f"{low}..{high}", html)}
     if code == "temp_orphan" and n is not None:
-        return ngettext("%(n)s temp file of an interrupted write, older than the grace period", "%(n)s temp files of interrupted writes, older than the grace period", n), {"n": number(n)}
+        return ngettext(
+            "%(n)s temp file of an interrupted write, older than the grace period",
+            "%(n)s temp files of interrupted writes, older than the grace period",
+            n,
+        ), {"n": number(n)}
     if code == "backup_present" and n is not None:
-        return ngettext("%(n)s backup file of past recoveries in the live folder", "%(n)s backup files of past recoveries in the live folder", n), {"n": number(n)}
+        return ngettext(
+            "%(n)s backup file of past recoveries in the live folder",
+            "%(n)s backup files of past recoveries in the live folder",
+            n,
+        ), {"n": number(n)}
     if code == "unreadable" and isinstance(f.get("file"), str):
-        return _("%(file)s could not be read: %(reason)s"), {"file": _isolated(f["file"], html), "reason": _english(f.get("reason", ""), html)}
+        return _("%(file)s could not be read: %(reason)s"), {
+            "file": _isolated(f["file"], html),
+            "reason": _english(f.get("reason", ""), html),
+        }
     return None
 
 

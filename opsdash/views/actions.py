@@ -1,4 +1,5 @@
-"""Operator actions: POST only, CSRF, permission checked here on the server for every request."""
+"""Operator actions (opsdash.actions): POST only, CSRF, the action's permission checked here on
+the server for every request."""
 
 from __future__ import annotations
 
@@ -12,25 +13,22 @@ from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from ..actions import ACTIONS
 from ..models import Job, ModuleState
 from ..services.audit import record_refusal
 from ..services.clients import client_ip
 from ..services.jobs import Busy, fail_stale_jobs, request_job
 from .api import api_login_required, json_response
 
-PERMISSION = "opsdash.run_actions"
-# The URL names are opsdash:module_<kind> and opsdash:api_module_<kind>.
-MODULE_KINDS = ("rebuild", "verify", "archive_backups", "clean_temp")
 
-
-def _check(request: HttpRequest) -> None:
-    if not request.user.has_perm(PERMISSION):
+def _check(request: HttpRequest, kind: str) -> None:
+    if not request.user.has_perm(ACTIONS[kind].permission):
         raise PermissionDenied("only operators run actions")
 
 
 @require_POST
 def module_action(request: HttpRequest, host: str, branch: str, module: str, kind: str) -> HttpResponse:
-    _check(request)
+    _check(request, kind)
     state = get_object_or_404(ModuleState, host=host, branch=branch, module=module)
     try:
         job = request_job(kind, host, branch, module, request.user.get_username(), client_ip(request))
@@ -48,12 +46,14 @@ def module_action(request: HttpRequest, host: str, branch: str, module: str, kin
 
 @require_POST
 def branch_action(request: HttpRequest, host: str, branch: str, kind: str) -> HttpResponse:
-    _check(request)
+    _check(request, kind)
     if not ModuleState.objects.filter(host=host, branch=branch).exists():
         raise Http404("no such branch")
     back = reverse("opsdash:module_list") + "?" + urlencode({"branch": branch})
     if request.POST.get("confirm", "").strip() != branch:
-        messages.error(request, gettext("Type the branch name “%(branch)s” to confirm; nothing was done.") % {"branch": branch})
+        messages.error(
+            request, gettext("Type the branch name “%(branch)s” to confirm; nothing was done.") % {"branch": branch}
+        )
         return redirect(back)
     try:
         job = request_job(kind, host, branch, "", request.user.get_username(), client_ip(request))
@@ -74,11 +74,21 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 def job_json(request: HttpRequest, job: Job) -> dict:
     out = {
-        "id": job.pk, "url": request.build_absolute_uri(job.api_url()), "page": request.build_absolute_uri(job.get_absolute_url()),
-        "kind": job.kind, "host": job.host, "branch": job.branch, "module": job.module, "status": job.status,
-        "progress": round(job.progress, 4), "progress_text": job.progress_text,
-        "progress_info": job.progress_info, "requested_by": job.requested_by,
-        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+        "id": job.pk,
+        "url": request.build_absolute_uri(job.api_url()),
+        "page": request.build_absolute_uri(job.get_absolute_url()),
+        "kind": job.kind,
+        "host": job.host,
+        "branch": job.branch,
+        "module": job.module,
+        "status": job.status,
+        "progress": round(job.progress, 4),
+        "progress_text": job.progress_text,
+        "progress_info": job.progress_info,
+        "requested_by": job.requested_by,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
     }
     if job.status == Job.State.SUCCEEDED:
         out["result"] = job.result
@@ -92,7 +102,7 @@ def job_json(request: HttpRequest, job: Job) -> dict:
 @require_POST
 @api_login_required
 def api_module_action(request: HttpRequest, host: str, branch: str, module: str, kind: str) -> HttpResponse:
-    if not request.user.has_perm(PERMISSION):
+    if not request.user.has_perm(ACTIONS[kind].permission):
         record_refusal(request)
         return json_response({"error": "only operators run actions"}, status=403)
     if not ModuleState.objects.filter(host=host, branch=branch, module=module).exists():
@@ -101,7 +111,9 @@ def api_module_action(request: HttpRequest, host: str, branch: str, module: str,
         job = request_job(kind, host, branch, module, request.user.get_username(), client_ip(request))
     except Busy as exc:
         return json_response({"error": str(exc)}, status=409)
-    return json_response({"job": {"id": job.pk, "url": request.build_absolute_uri(job.api_url()), "status": job.status}}, status=202)
+    return json_response(
+        {"job": {"id": job.pk, "url": request.build_absolute_uri(job.api_url()), "status": job.status}}, status=202
+    )
 
 
 @require_GET

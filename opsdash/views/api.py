@@ -18,7 +18,6 @@ from ..services import queries
 from ..services.heartbeats import all_heartbeats
 from ..services.serialize import module_full, module_summary
 
-
 API_PAGE_SIZE = 500
 
 
@@ -49,14 +48,16 @@ def api_module_list(request: HttpRequest) -> HttpResponse:
     def link(number: int) -> str:
         return request.build_absolute_uri("?" + filters.as_query(page=str(number)))
 
-    return json_response({
-        "modules": [module_summary(request, m, beats) for m in page.object_list],
-        "count": page.paginator.count,
-        "page": page.number,
-        "pages": page.paginator.num_pages,
-        "next": link(page.next_page_number()) if page.has_next() else None,
-        "previous": link(page.previous_page_number()) if page.has_previous() else None,
-    })
+    return json_response(
+        {
+            "modules": [module_summary(request, m, beats) for m in page.object_list],
+            "count": page.paginator.count,
+            "page": page.number,
+            "pages": page.paginator.num_pages,
+            "next": link(page.next_page_number()) if page.has_next() else None,
+            "previous": link(page.previous_page_number()) if page.has_previous() else None,
+        }
+    )
 
 
 @require_GET

@@ -13,9 +13,9 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from . import wants_fragment
 from ..services import audit_trail
 from ..services.audit import record_refusal
+from . import wants_fragment
 from .api import api_login_required, json_response
 
 AUDIT_PERMISSION = "opsdash.view_audit"

@@ -7,11 +7,11 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from . import wants_fragment
 from ..models import Backup, ModuleState
 from ..services import queries
 from ..services.audit import record
 from ..services.files import FilesUnavailable, PreviewView, backup_preview
+from . import wants_fragment
 from .downloads import DOWNLOAD_PERMISSION
 
 
@@ -44,7 +44,7 @@ def backup_detail(request: HttpRequest, pk: int) -> HttpResponse:
     the file) only for those who may download it."""
     backup = get_object_or_404(Backup.objects.select_related("module"), pk=pk)
     may_preview = request.user.has_perm(DOWNLOAD_PERMISSION)
-    view, error = (_preview(request, backup) if may_preview else (None, None))
+    view, error = _preview(request, backup) if may_preview else (None, None)
     ctx = {"backup": backup, "view": view, "error": error, "may_preview": may_preview}
     template = "opsdash/backup.html#preview" if wants_fragment(request) else "opsdash/backup.html"
     return render(request, template, ctx)
@@ -56,6 +56,14 @@ def _preview(request: HttpRequest, backup: Backup) -> tuple[PreviewView | None, 
     except FilesUnavailable as exc:
         view, error = None, str(exc)
     state = backup.module
-    record(request, "backup_preview", "failed" if error else "ok", host=state.host, branch=state.branch, module=state.module,
-           params={"backups": [backup.name], "state": backup.state, "sha256": backup.sha256}, detail=error or "")
+    record(
+        request,
+        "backup_preview",
+        "failed" if error else "ok",
+        host=state.host,
+        branch=state.branch,
+        module=state.module,
+        params={"backups": [backup.name], "state": backup.state, "sha256": backup.sha256},
+        detail=error or "",
+    )
     return view, error

@@ -9,9 +9,9 @@ from django.views.decorators.vary import vary_on_headers
 
 from eventstore import CODES
 
-from . import wants_fragment
 from ..services import queries
 from ..services.heartbeats import stale_hosts
+from . import wants_fragment
 
 
 @require_GET
@@ -21,7 +21,9 @@ def incident_list(request: HttpRequest) -> HttpResponse:
     incidents = queries.incidents(filters)
     ctx = {
         "filters": filters,
-        "page": Paginator(incidents.prefetch_related("server_recoveries"), settings.OPSDASH_PAGE_SIZE).get_page(request.GET.get("page")),
+        "page": Paginator(incidents.prefetch_related("server_recoveries"), settings.OPSDASH_PAGE_SIZE).get_page(
+            request.GET.get("page")
+        ),
         "chart": queries.incidents_per_day(incidents, filters),
         "branches": queries.branches(),
         "codes": sorted(CODES),

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from ..services.clients import behind_proxy
 from ..services.metrics import DashboardCollector
 
+
 def _allowed_address(request: HttpRequest) -> bool:
     """A scrape without the token: only from an allowed address, and never behind a reverse
     proxy (on the same machine it makes every client on the internet look like 127.0.0.1)."""
@@ -37,7 +38,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
     elif not _allowed_address(request):
-        return HttpResponse("metrics: send the bearer token or scrape from an allowed address\n", status=403, content_type="text/plain")
+        return HttpResponse(
+            "metrics: send the bearer token or scrape from an allowed address\n", status=403, content_type="text/plain"
+        )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DashboardCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -12,21 +12,12 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from . import wants_fragment
+from ..actions import branch_actions, module_actions
 from ..models import Job, ModuleState
 from ..services import queries
-from ..services.heartbeats import all_heartbeats, heartbeat_of
-from ..services.host import local_host
 from ..services.files import FilesUnavailable, meta_preview
-
-# (action, button label, confirmation question naming the module, confirming button)
-ACTION_CHOICES = [
-    ("rebuild", _("Rebuild meta"), _("Back up the meta and rebuild it from the log for {module}?"), _("Yes, rebuild meta {module}")),
-    ("verify", _("Verify now"), _("Check the files again now for {module}?"), _("Yes, verify now {module}")),
-    ("archive_backups", _("Archive backups"), _("Move every backup out of the live folder (copied and verified first) for {module}?"),
-     _("Yes, archive backups {module}")),
-    ("clean_temp", _("Clean temp files"), _("Remove the orphan temp files older than the grace period of {module}?"), _("Yes, clean temp files {module}")),
-]
+from ..services.heartbeats import all_heartbeats, heartbeat_of
+from . import wants_fragment
 
 SORT_LABELS = {
     "status": _("worst first"),
@@ -54,8 +45,7 @@ def module_list(request: HttpRequest) -> HttpResponse:
         "page": page,
         "rows": rows,
         "counts": queries.status_counts(),
-        "bulk_choices": [("opsdash:branch_rebuild_critical", _("Rebuild every critical module")), ("opsdash:branch_archive_backups", _("Archive every backup"))],
-        "bulk_host": rows[0].host if rows else local_host().name,
+        "branch_actions": _branch_actions(rows[0].host, filters.branch) if rows and filters.branch else [],
         "branches": queries.branches(),
         "sorts": SORT_LABELS,
         "refresh": settings.OPSDASH_REFRESH_SECONDS,
@@ -63,6 +53,25 @@ def module_list(request: HttpRequest) -> HttpResponse:
     }
     template = "opsdash/overview.html#results" if wants_fragment(request) else "opsdash/overview.html"
     return render(request, template, ctx)
+
+
+def _branch_actions(host: str, branch: str) -> list[tuple[str, str]]:
+    """(button, URL) of each whole-branch action (the overview filtered by a branch it lists)."""
+    return [(str(a.label), reverse(f"opsdash:{a.url_name}", args=[host, branch])) for a in branch_actions()]
+
+
+def _module_actions(state: ModuleState) -> list[tuple[str, str, str, str]]:
+    """(button, confirmation naming the module, confirming button, URL) of each module action."""
+    name = format_html("<strong>{}/{}</strong>", state.branch, state.module)
+    return [
+        (
+            str(a.label),
+            format_html(str(a.question), module=name),
+            str(a.confirm).format(module=f"{state.branch}/{state.module}"),
+            reverse(f"opsdash:{a.url_name}", kwargs=state.key),
+        )
+        for a in module_actions()
+    ]
 
 
 def _shown_job(request: HttpRequest, state: ModuleState) -> Job | None:
@@ -93,8 +102,11 @@ def _list_pages(request: HttpRequest, qs, param: str, anchor: str) -> ListPages:
         query[param] = str(number)
         return f"?{query.urlencode()}#{anchor}"
 
-    return ListPages(page, link(page.previous_page_number()) if page.has_previous() else "",
-                     link(page.next_page_number()) if page.has_next() else "")
+    return ListPages(
+        page,
+        link(page.previous_page_number()) if page.has_previous() else "",
+        link(page.next_page_number()) if page.has_next() else "",
+    )
 
 
 @require_GET
@@ -105,7 +117,12 @@ def module_detail(request: HttpRequest, host: str, branch: str, module: str) -> 
     except FilesUnavailable as exc:
         meta, meta_error = None, str(exc)
     backup_pages = _list_pages(request, state.backups.all(), "backups", "backups-h")
-    incident_pages = _list_pages(request, state.incidents.select_related("backup").prefetch_related("server_recoveries"), "incidents", "incidents-h")
+    incident_pages = _list_pages(
+        request,
+        state.incidents.select_related("backup").prefetch_related("server_recoveries"),
+        "incidents",
+        "incidents-h",
+    )
     ctx = {
         "state": state,
         "heartbeat": heartbeat_of(state.host),
@@ -115,11 +132,7 @@ def module_detail(request: HttpRequest, host: str, branch: str, module: str) -> 
         "backup_pages": backup_pages,
         "incidents": incident_pages.page.object_list,
         "incident_pages": incident_pages,
-        "actions": [
-            (label, format_html(str(question), module=format_html("<strong>{}/{}</strong>", state.branch, state.module)),
-             str(button).format(module=f"{state.branch}/{state.module}"), reverse(f"opsdash:module_{kind}", kwargs=state.key))
-            for kind, label, question, button in ACTION_CHOICES
-        ],
+        "actions": _module_actions(state),
         "shown_job": _shown_job(request, state),
     }
     return render(request, "opsdash/module.html", ctx)

@@ -7,6 +7,7 @@ decides when a queued job runs and can hold a job halfway to look at its progres
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import re
@@ -43,7 +44,12 @@ def sha256(data: bytes) -> str:
 def errors(page):
     """Console errors and uncaught exceptions of every page the test opens."""
     seen: list[str] = []
-    page.on("console", lambda msg: seen.append(f"console.{msg.type}: {msg.text} ({msg.location.get('url')})") if msg.type == "error" else None)
+    page.on(
+        "console",
+        lambda msg: (
+            seen.append(f"console.{msg.type}: {msg.text} ({msg.location.get('url')})") if msg.type == "error" else None
+        ),
+    )
     page.on("pageerror", lambda exc: seen.append(f"pageerror: {exc}"))
     return seen
 
@@ -60,9 +66,11 @@ def live_dir(root: Path, branch: str, module: str) -> Path:
 # --- operator: rebuild -------------------------------------------------------------------------
 
 
-def test_an_operator_confirms_a_rebuild_watches_it_run_and_sees_the_module_healthy_everywhere(site, page, monkeypatch, errors):
+def test_an_operator_confirms_a_rebuild_watches_it_run_and_sees_the_module_healthy_everywhere(
+    site, page, monkeypatch, errors
+):
     """maadi/pos: a meta whose totalEvents is "abc" (critical); the rebuild's diff shows the fix."""
-    from opsdash.services import jobs
+    from opsdash.actions import ACTIONS
 
     login(page, site, "operator")
     page.goto(module_url(site, "maadi", "pos"))
@@ -82,7 +90,7 @@ def test_an_operator_confirms_a_rebuild_watches_it_run_and_sees_the_module_healt
     expect(job).to_contain_text(f"waiting for the worker of {HOST}")
 
     # Hold the job halfway and look at the page while it runs (the page polls every second).
-    real, seen = jobs.RUNNERS["rebuild"], []
+    real, seen = ACTIONS["rebuild"].runner, []
 
     def held(job_row, progress, audit):
         progress(1, 2, "halfway through the log")
@@ -95,7 +103,7 @@ def test_an_operator_confirms_a_rebuild_watches_it_run_and_sees_the_module_healt
             seen.append(exc)
         return real(job_row, progress, audit)
 
-    monkeypatch.setitem(jobs.RUNNERS, "rebuild", held)
+    monkeypatch.setitem(ACTIONS, "rebuild", dataclasses.replace(ACTIONS["rebuild"], runner=held))
     run_jobs()
     if seen:
         raise seen[0]
@@ -161,7 +169,7 @@ def test_an_operator_downloads_verifies_archives_and_cleans_up(site, page, data_
     expect(job).to_contain_text(re.compile(r"3 backups? ?(\(s\))? archived, each verified by sha256"))
     expect(job.get_by_role("listitem").filter(has_text=name)).to_contain_text(f"archived, sha256 {shown_sha[:16]}")
     assert not list(live_dir(data_root, "dar", "joborders").glob("*.bak"))
-    archived = [p for p in Path(settings.OPSDASH_ARCHIVE_ROOT).rglob(name)]
+    archived = list(Path(settings.OPSDASH_ARCHIVE_ROOT).rglob(name))
     assert len(archived) == 1 and sha256(archived[0].read_bytes()) == shown_sha
 
     page.reload()
@@ -242,7 +250,7 @@ def test_an_auditor_filters_the_audit_trail_exports_it_and_changes_nothing(site,
     lines = list(csv.reader(io.StringIO(Path(info.value.path()).read_text(encoding="utf-8"))))
     assert lines[0][:6] == ["id", "at", "actor", "ip", "action", "host"]
     assert {"branch", "module", "outcome", "meta_sha256_before", "meta_sha256_after"} <= set(lines[0])
-    body = [dict(zip(lines[0], line)) for line in lines[1:]]
+    body = [dict(zip(lines[0], line, strict=True)) for line in lines[1:]]
     assert [(r["actor"], r["action"], r["branch"], r["module"], r["outcome"]) for r in body] == [
         ("operator", "verify", "zamalek", "kds", "ok")
     ]
@@ -307,7 +315,7 @@ def test_a_manager_sees_no_actions_anywhere_and_a_forged_post_gets_403(site, pag
         f"/branches/{HOST}/dar/bulk_archive": "confirm=dar",
     }
     statuses = {url: page.evaluate(POST_ATTEMPT, [url, body]) for url, body in attempts.items()}
-    assert statuses == {url: 403 for url in attempts}
+    assert statuses == dict.fromkeys(attempts, 403)
     assert meta.read_bytes() == before
     page.reload()
     expect(page.locator("h1 .badge")).to_have_text("critical")
@@ -413,7 +421,7 @@ def test_keyboard_only_log_in_open_a_module_and_rebuild_it(site, page, errors):
 
     # Every action opens from the keyboard and its confirming button is the next stop.
     for label in ("Verify now", "Archive backups", "Clean temp files", "Rebuild meta"):
-        summary = tab_to(page, lambda f: f["tag"] == "summary" and f["text"] == f"{label}…")
+        summary = tab_to(page, lambda f, label=label: f["tag"] == "summary" and f["text"] == f"{label}…")
         assert summary["open"] is False
         f = press(page, "Enter")
         assert f["open"] is True
@@ -614,7 +622,9 @@ def test_an_operator_repairs_a_whole_branch_only_after_typing_its_name(site, pag
     confirm = bulk.get_by_role("textbox", name=re.compile(r"^Rebuild every critical module: type the branch name"))
     confirm.fill("helio")
     bulk.get_by_role("button", name="Rebuild every critical module").click()
-    expect(page.get_by_role("status")).to_contain_text("Type the branch name “heliopolis” to confirm; nothing was done.")
+    expect(page.get_by_role("status")).to_contain_text(
+        "Type the branch name “heliopolis” to confirm; nothing was done."
+    )
     expect(page).to_have_url(re.compile(r"/\?branch=heliopolis$"))
 
     confirm.fill("heliopolis")
@@ -637,8 +647,10 @@ def test_the_overview_refresh_never_takes_away_what_the_operator_is_doing(site, 
 
     def refreshed(within: float) -> bool:
         try:
-            with page.expect_request(lambda r: r.url.endswith("/?branch=dar") and r.headers.get("hx-request") == "true",
-                                     timeout=within * 1000):
+            with page.expect_request(
+                lambda r: r.url.endswith("/?branch=dar") and r.headers.get("hx-request") == "true",
+                timeout=within * 1000,
+            ):
                 pass
         except Exception:  # Playwright's TimeoutError
             return False

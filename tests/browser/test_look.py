@@ -148,7 +148,12 @@ def test_dark_pages_have_no_serious_accessibility_violations(site, new_page, pat
 
 @pytest.mark.parametrize("lang", ["en", "ar"])
 def test_at_375_px_the_overview_is_cards_with_status_and_actions(site, new_page, lang):
-    page = new_page(viewport={"width": 375, "height": 812}, extra_http_headers={"Accept-Language": lang}, is_mobile=True, has_touch=True)
+    page = new_page(
+        viewport={"width": 375, "height": 812},
+        extra_http_headers={"Accept-Language": lang},
+        is_mobile=True,
+        has_touch=True,
+    )
     login(page, site, "operator")
     width = page.evaluate("document.documentElement.clientWidth")
     assert page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scrolling
@@ -156,7 +161,7 @@ def test_at_375_px_the_overview_is_cards_with_status_and_actions(site, new_page,
     badge = card.locator(".badge.status-critical")
     expect(badge).to_be_visible()
     box = badge.bounding_box()
-    assert 0 <= box["x"] and box["x"] + box["width"] <= width
+    assert box["x"] >= 0 and box["x"] + box["width"] <= width
     # The card shows its fields one under the other, each with its label.
     label = card.locator("td[data-label]").first.evaluate("e => getComputedStyle(e, '::before').content")
     assert label.strip('"').startswith("الفرع" if lang == "ar" else "Branch")
@@ -166,7 +171,7 @@ def test_at_375_px_the_overview_is_cards_with_status_and_actions(site, new_page,
     confirm = card.get_by_role("button", name="dar/pos")
     expect(confirm).to_be_visible()
     box = confirm.bounding_box()
-    assert 0 <= box["x"] and box["x"] + box["width"] <= width
+    assert box["x"] >= 0 and box["x"] + box["width"] <= width
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -174,5 +179,7 @@ def test_no_page_scrolls_sideways_at_375_px(site, new_page, path):
     page = new_page(viewport={"width": 375, "height": 812}, is_mobile=True)
     login(page, site, "auditor" if path == "/audit/" else "operator")
     page.goto(f"{site}{path}")
-    assert page.evaluate("document.documentElement.scrollWidth") <= page.evaluate("document.documentElement.clientWidth"), path
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.evaluate(
+        "document.documentElement.clientWidth"
+    ), path
     assert axe_violations(page) == []

@@ -72,7 +72,9 @@ def store(data_root: Path):
 
 def _add_events(module, count: int = 3, table: str = "order_header") -> list[dict]:
     return [
-        module.append_event({"table": table, "record": {"id": f"ord-{i}"}, "meta": {"recordRef": {"table": table, "key": f"ord-{i}"}}})
+        module.append_event(
+            {"table": table, "record": {"id": f"ord-{i}"}, "meta": {"recordRef": {"table": table, "key": f"ord-{i}"}}}
+        )
         for i in range(count)
     ]
 

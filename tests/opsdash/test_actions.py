@@ -13,10 +13,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from opsdash.models import AuditEntry, Backup, Incident, Job, ModuleState
-from opsdash.services.jobs import Busy, fail_stale_jobs, request_job
 from eventstore import layout
 from eventstore.demo import write_demo_root
+from opsdash.models import AuditEntry, Backup, Incident, Job, ModuleState
+from opsdash.services.jobs import Busy, fail_stale_jobs, request_job
 from opsdash.services.scan import scan_root
 from opsdash.services.worker import make_worker
 
@@ -90,7 +90,9 @@ def test_the_api_answers_202_with_a_job_that_can_be_followed(broken, operator_cl
     job = operator_client.get(body["job"]["url"]).json()
     assert job["status"] == "succeeded" and job["progress"] == 1.0 and "diff" in job["result"]
     size = broken.log_path.stat().st_size
-    assert job["progress_info"] == {"unit": "bytes", "done": size, "total": size} and job["progress_text"].endswith("of the log read")
+    assert job["progress_info"] == {"unit": "bytes", "done": size, "total": size} and job["progress_text"].endswith(
+        "of the log read"
+    )
     module_json = operator_client.get(reverse("opsdash:api_module_detail", args=["testhost", "dar", "pos"])).json()
     assert set(module_json["actions"]) == {"rebuild", "verify", "archive_backups", "clean_temp"}
 
@@ -125,7 +127,7 @@ def test_a_failed_action_is_a_failed_job_with_one_line(broken, operator_client):
 
 
 def test_bulk_actions_need_the_branch_name_typed(broken, operator_client):
-    url = reverse("opsdash:branch_rebuild_critical", args=["testhost", "dar"])
+    url = reverse("opsdash:branch_bulk_rebuild", args=["testhost", "dar"])
     before = broken.meta_path.read_bytes()
     refused = operator_client.post(url, {"confirm": "not-dar"}, follow=True)
     assert "Type the branch name “dar” to confirm; nothing was done." in refused.content.decode()
@@ -137,14 +139,23 @@ def test_bulk_actions_need_the_branch_name_typed(broken, operator_client):
 
 
 def test_a_job_whose_worker_stopped_is_shown_as_failed(broken):
-    job = Job.objects.create(kind="rebuild", host="testhost", branch="dar", module="pos", requested_by="x",
-                             status="running", heartbeat=timezone.now() - timedelta(hours=1))
+    job = Job.objects.create(
+        kind="rebuild",
+        host="testhost",
+        branch="dar",
+        module="pos",
+        requested_by="x",
+        status="running",
+        heartbeat=timezone.now() - timedelta(hours=1),
+    )
     assert fail_stale_jobs() == 1
     job.refresh_from_db()
     assert job.status == "failed" and "interrupted" in job.error
 
 
-def test_the_overview_offers_a_rebuild_on_critical_rows_and_bulk_forms_per_branch(broken, operator_client, manager_client):
+def test_the_overview_offers_a_rebuild_on_critical_rows_and_bulk_forms_per_branch(
+    broken, operator_client, manager_client
+):
     html = operator_client.get(reverse("opsdash:module_list"), {"branch": "dar"}).content.decode()
     assert "Yes, rebuild meta dar/pos" in html and "type the branch name to confirm" in html
     html = manager_client.get(reverse("opsdash:module_list"), {"branch": "dar"}).content.decode()
@@ -231,11 +242,13 @@ def test_the_job_fragment_swaps_the_module_badge_when_the_job_ends(broken, opera
 
 
 def test_verify_rechecks_the_module_and_records_the_result(broken, operator_client):
-    broken.meta_path.write_text(broken.meta_path.read_text()[: -40])  # fixed by hand: now just the first document
+    broken.meta_path.write_text(broken.meta_path.read_text()[:-40])  # fixed by hand: now just the first document
     operator_client.post(_url("verify"), REMOTE_ADDR="10.1.2.3")
     _run_queue()
     job = Job.objects.get()
-    assert job.status == "succeeded" and job.result["status"] == ModuleState.objects.get(module="pos").status != "critical"
+    assert (
+        job.status == "succeeded" and job.result["status"] == ModuleState.objects.get(module="pos").status != "critical"
+    )
     entry = AuditEntry.objects.get(action="verify")
     assert (entry.actor, entry.ip, entry.outcome, entry.params) == ("operator", "10.1.2.3", "ok", {"job": job.pk})
     assert Incident.objects.get(source="scan").ended_by == "verify by operator"
@@ -263,7 +276,9 @@ def test_archiving_records_the_archive_path_and_audits_each_file(broken, operato
     operator_client.post(_url("archive_backups"))
     _run_queue()
     backup = Backup.objects.get(name=name)
-    assert backup.state == "archived" and backup.archive_path == str(settings.OPSDASH_ARCHIVE_ROOT / "dar" / "pos" / name)
+    assert backup.state == "archived" and backup.archive_path == str(
+        settings.OPSDASH_ARCHIVE_ROOT / "dar" / "pos" / name
+    )
     assert (settings.OPSDASH_ARCHIVE_ROOT / "dar" / "pos" / name).read_text() == "{}"
     entry = AuditEntry.objects.get(action="archive_backups")
     assert entry.outcome == "ok" and entry.params["files"] == [name]
@@ -275,12 +290,15 @@ def test_bulk_archive_moves_every_backup_of_the_branch(broken, store, operator_c
     for module in (broken, other):
         (module.live_dir / layout.meta_backup_name(1_700_000_000_000)).write_text("{}")
     scan_root()
-    operator_client.post(reverse("opsdash:branch_archive_backups", args=["testhost", "dar"]), {"confirm": "dar"})
+    operator_client.post(reverse("opsdash:branch_bulk_archive", args=["testhost", "dar"]), {"confirm": "dar"})
     _run_queue()
     job = Job.objects.get()
-    assert job.status == "succeeded" and "2 module(s) archived, 0 failed" == job.result["summary"]
+    assert job.status == "succeeded" and job.result["summary"] == "2 module(s) archived, 0 failed"
     assert set(Backup.objects.values_list("state", flat=True)) == {"archived"}
-    assert sorted(AuditEntry.objects.filter(action="archive_backups").values_list("module", flat=True)) == ["kds", "pos"]
+    assert sorted(AuditEntry.objects.filter(action="archive_backups").values_list("module", flat=True)) == [
+        "kds",
+        "pos",
+    ]
     name = layout.meta_backup_name(1_700_000_000_000)
     assert [m["archived"] for m in job.result["modules"]] == [[name], [name]]
     page = operator_client.get(job.get_absolute_url(), HTTP_ACCEPT_LANGUAGE="ar").content.decode()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from opsdash.models import Job, ModuleState, ScanHost
+from opsdash.models import ModuleState, ScanHost
 from opsdash.services.jobs import request_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,7 +38,10 @@ def test_each_agent_records_its_own_modules_once(two_hosts, settings):
     for _ in range(2):
         for host, root in two_hosts.items():
             call_command("agent", "--once", "--host", host, "--data-root", str(root), stdout=io.StringIO())
-    assert sorted(ModuleState.objects.values_list("host", "branch", "module")) == [("host-a", "dar", "pos"), ("host-b", "dar", "pos")]
+    assert sorted(ModuleState.objects.values_list("host", "branch", "module")) == [
+        ("host-a", "dar", "pos"),
+        ("host-b", "dar", "pos"),
+    ]
     assert sorted(ScanHost.objects.values_list("host", flat=True)) == ["host-a", "host-b"]
 
 
@@ -57,10 +60,21 @@ def test_a_job_for_host_b_runs_only_on_host_b(two_hosts, settings):
 
 
 def test_the_agent_stops_cleanly_on_sigterm(tmp_path, two_hosts):
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'agent.sqlite3'}", "DJANGO_SECRET_KEY": "agent-test-secret-key-0123456789abcdefghijklmnop",
-           "OPSDASH_DATA_ROOT": str(two_hosts["host-a"]), "OPSDASH_HOST_NAME": "host-a"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'agent.sqlite3'}",
+        "DJANGO_SECRET_KEY": "agent-test-secret-key-0123456789abcdefghijklmnop",
+        "OPSDASH_DATA_ROOT": str(two_hosts["host-a"]),
+        "OPSDASH_HOST_NAME": "host-a",
+    }
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
-    proc = subprocess.Popen([sys.executable, "manage.py", "agent", "--interval", "0.2"], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "agent", "--interval", "0.2"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 20
     lines = []
     while time.time() < deadline:
@@ -74,7 +88,9 @@ def test_the_agent_stops_cleanly_on_sigterm(tmp_path, two_hosts):
     assert "agent host-a: stopped" in out
 
 
-@pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="several agent processes share PostgreSQL")
+@pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="several agent processes share PostgreSQL"
+)
 def test_two_agent_processes_share_one_postgresql(two_hosts, tmp_path, settings, manager_client):
     from django.db import connection
     from django.urls import reverse
@@ -87,10 +103,20 @@ def test_two_agent_processes_share_one_postgresql(two_hosts, tmp_path, settings,
     url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     procs = {}
     for host, root in two_hosts.items():
-        env = {**os.environ, "DATABASE_URL": url, "OPSDASH_HOST_NAME": host, "OPSDASH_DATA_ROOT": str(root),
-               "OPSDASH_ARCHIVE_ROOT": str(tmp_path / "archive" / host)}
-        procs[host] = subprocess.Popen([sys.executable, "manage.py", "agent", "--interval", "0.3"], cwd=REPO, env=env,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "OPSDASH_HOST_NAME": host,
+            "OPSDASH_DATA_ROOT": str(root),
+            "OPSDASH_ARCHIVE_ROOT": str(tmp_path / "archive" / host),
+        }
+        procs[host] = subprocess.Popen(
+            [sys.executable, "manage.py", "agent", "--interval", "0.3"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     try:
         deadline = time.time() + 30
         while ScanHost.objects.count() < 2 and time.time() < deadline:
@@ -148,11 +174,15 @@ def test_a_failed_job_is_a_failed_task_in_the_workers_log(two_hosts, settings, c
     job = request_job("rebuild", "host-b", "dar", "pos", "operator", None)
     shutil.rmtree(two_hosts["host-b"] / "dar")  # the module is gone before its job runs
     with caplog.at_level(logging.INFO, "django.tasks"):
-        call_command("agent", "--once", "--host", "host-b", "--data-root", str(two_hosts["host-b"]), stdout=io.StringIO())
+        call_command(
+            "agent", "--once", "--host", "host-b", "--data-root", str(two_hosts["host-b"]), stdout=io.StringIO()
+        )
     job.refresh_from_db()
     assert job.status == "failed" and "no such module" in job.error
     assert DBTaskResult.objects.get(id=job.task_id).status == "FAILED"
-    finished = [r.getMessage() for r in caplog.records if "state=" in r.getMessage() and "RUNNING" not in r.getMessage()]
+    finished = [
+        r.getMessage() for r in caplog.records if "state=" in r.getMessage() and "RUNNING" not in r.getMessage()
+    ]
     assert finished and all("state=FAILED" in m for m in finished), finished
 
 
@@ -168,7 +198,11 @@ def test_an_interval_longer_than_the_stale_age_is_refused(settings):
 
 @pytest.mark.parametrize(
     ("env", "expected"),
-    [({}, "60 180"), ({"OPSDASH_SCAN_INTERVAL": "5"}, "5 15"), ({"OPSDASH_SCAN_INTERVAL": "5", "OPSDASH_STALE_SECONDS": "5"}, "5 5")],
+    [
+        ({}, "60 180"),
+        ({"OPSDASH_SCAN_INTERVAL": "5"}, "5 15"),
+        ({"OPSDASH_SCAN_INTERVAL": "5", "OPSDASH_STALE_SECONDS": "5"}, "5 5"),
+    ],
 )
 def test_the_stale_age_defaults_to_three_scan_intervals(env, expected):
     code = "from django.conf import settings; print(settings.OPSDASH_SCAN_INTERVAL, settings.OPSDASH_STALE_SECONDS)"
@@ -178,12 +212,25 @@ def test_the_stale_age_defaults_to_three_scan_intervals(env, expected):
 
 
 def test_a_stale_age_shorter_than_the_scan_interval_is_a_clear_error():
-    out = _settings_run("from django.conf import settings; settings.OPSDASH_STALE_SECONDS", {"OPSDASH_SCAN_INTERVAL": "60", "OPSDASH_STALE_SECONDS": "30"})
+    out = _settings_run(
+        "from django.conf import settings; settings.OPSDASH_STALE_SECONDS",
+        {"OPSDASH_SCAN_INTERVAL": "60", "OPSDASH_STALE_SECONDS": "30"},
+    )
     assert out.returncode != 0
     assert "OPSDASH_STALE_SECONDS (30) must not be shorter than OPSDASH_SCAN_INTERVAL (60)" in out.stderr
 
 
 def _settings_run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OPSDASH_") and k != "DATABASE_URL"}
-    return subprocess.run([sys.executable, "-c", f"import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'opsdash.settings'); {code}"],
-                          cwd=REPO, env={**clean, **env}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'opsdash.settings'); {code}",
+        ],
+        cwd=REPO,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -7,9 +7,7 @@ import hashlib
 import hmac
 import io
 import json
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core import mail
@@ -66,7 +64,13 @@ def test_one_alert_per_change_not_per_scan(store, add_events, receiver):
     _scan()
     assert _events(receiver) == ["problem"]
     body = receiver.received[0]["body"]
-    assert (body["host"], body["branch"], body["module"], body["status"], body["previous_status"]) == ("testhost", "dar", "pos", "critical", "healthy")
+    assert (body["host"], body["branch"], body["module"], body["status"], body["previous_status"]) == (
+        "testhost",
+        "dar",
+        "pos",
+        "critical",
+        "healthy",
+    )
     assert "meta_corrupt" in [f["code"] for f in body["findings"]] and all(f["message"] for f in body["findings"])
     assert body["url"] == "https://opsdash.example.com/modules/testhost/dar/pos/"
     assert timezone.datetime.fromisoformat(body["at"])
@@ -100,20 +104,26 @@ def test_a_module_first_seen_in_trouble_worse_and_gone_each_alert_once(store, ad
     meta["totalEvents"] = 2  # drift: a warning
     warn.meta_path.write_text(json.dumps(meta, indent=2))
     _scan()
-    assert sorted((r["body"]["module"], r["body"]["status"], r["body"]["previous_status"]) for r in receiver.received) == [
+    assert sorted(
+        (r["body"]["module"], r["body"]["status"], r["body"]["previous_status"]) for r in receiver.received
+    ) == [
         ("kds", "critical", None),
         ("pos", "warning", None),
     ]
     warn.meta_path.write_text("[]")  # warning -> critical
     _scan()
     _scan()
-    assert [(r["body"]["module"], r["body"]["status"], r["body"]["previous_status"]) for r in receiver.received[2:]] == [("pos", "critical", "warning")]
+    assert [
+        (r["body"]["module"], r["body"]["status"], r["body"]["previous_status"]) for r in receiver.received[2:]
+    ] == [("pos", "critical", "warning")]
     for path in sorted(first.live_dir.iterdir()):
         path.unlink()
     first.live_dir.rmdir()
     _scan()
     _scan()
-    assert [(r["body"]["event"], r["body"]["module"], r["body"]["status"]) for r in receiver.received[3:]] == [("gone", "kds", "gone")]
+    assert [(r["body"]["event"], r["body"]["module"], r["body"]["status"]) for r in receiver.received[3:]] == [
+        ("gone", "kds", "gone")
+    ]
     assert Alert.objects.count() == 4
 
 
@@ -137,7 +147,9 @@ def test_a_failing_receiver_is_retried_with_backoff_until_delivered(store, add_e
     _scan()
     delivery = AlertDelivery.objects.get(receiver="webhook")
     assert delivery.attempts == 1 and delivery.delivered_at is None and "503" in delivery.last_error
-    assert AlertDelivery.objects.get(receiver="email:ops@example.com").delivered_at  # one receiver failing does not hold the other
+    assert AlertDelivery.objects.get(
+        receiver="email:ops@example.com"
+    ).delivered_at  # one receiver failing does not hold the other
     assert deliver_due() == (0, 0)  # not due yet: backoff
     later = timezone.now() + timedelta(seconds=31)
     assert deliver_due(later) == (0, 1)
@@ -262,7 +274,10 @@ def test_a_failing_queue_or_delivery_is_logged_not_raised(monkeypatch, caplog, d
     monkeypatch.setattr(alerts, "queue_transitions", boom)
     monkeypatch.setattr(alerts, "deliver_due", boom)
     alerts.after_pass([])
-    assert [r.getMessage() for r in caplog.records] == ["alerts could not be queued; the scan goes on", "alerts could not be delivered; the scan goes on"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "alerts could not be queued; the scan goes on",
+        "alerts could not be delivered; the scan goes on",
+    ]
 
 
 def test_the_admin_lists_alerts_and_their_deliveries_read_only(store, add_events, receiver, admin_client):
@@ -296,7 +311,14 @@ def _silent_host(name: str, seconds: float, **fields) -> None:
     from opsdash.models import ScanHost
 
     ScanHost.objects.update_or_create(
-        host=name, defaults={"data_root": f"/srv/{name}", "last_pass_at": timezone.now() - timedelta(seconds=seconds), "worst_status": "healthy", "modules": 3, **fields}
+        host=name,
+        defaults={
+            "data_root": f"/srv/{name}",
+            "last_pass_at": timezone.now() - timedelta(seconds=seconds),
+            "worst_status": "healthy",
+            "modules": 3,
+            **fields,
+        },
     )
 
 
@@ -313,7 +335,11 @@ def test_a_host_that_stops_reporting_alerts_once_and_once_more_when_it_is_back(s
     _scan()  # a second look finds it already told
     assert _events(receiver) == ["host_stale"]
     body = receiver.received[0]["body"]
-    assert body["host"] == "store-b" and body["modules"] == 3 and body["stale_after_seconds"] == settings.OPSDASH_STALE_SECONDS
+    assert (
+        body["host"] == "store-b"
+        and body["modules"] == 3
+        and body["stale_after_seconds"] == settings.OPSDASH_STALE_SECONDS
+    )
     assert body["url"] == "https://opsdash.example.com/?q=store-b"
     assert [m.subject for m in mail.outbox] == ["[opsdash] host store-b stopped reporting"]
     with serving("store-b", store.root):  # its scanner runs again
@@ -321,7 +347,10 @@ def test_a_host_that_stops_reporting_alerts_once_and_once_more_when_it_is_back(s
         run_pass()
     assert _events(receiver) == ["host_stale", "host_back"]
     assert record_pass(None, host="store-b") is False
-    assert list(Alert.objects.order_by("id").values_list("host", "module", "event")) == [("store-b", None, "host_stale"), ("store-b", None, "host_back")]
+    assert list(Alert.objects.order_by("id").values_list("host", "module", "event")) == [
+        ("store-b", None, "host_stale"),
+        ("store-b", None, "host_back"),
+    ]
 
 
 def test_the_web_process_watch_alerts_when_the_only_scanner_stopped(db, receiver, settings):

@@ -29,28 +29,28 @@ import subprocess
 import sys
 import time
 import tracemalloc
+import urllib.parse
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-import urllib.parse
 from urllib.parse import quote, urlencode
 
 import orjson
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
-from django.db import connection
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django_tasks_db.models import DBTaskResult
 
-from eventstore import EventStore, layout
+from eventstore import layout
 from eventstore import log as logmod
 from opsdash.models import AuditEntry, Backup, Incident, Job, LoginFailure, ModuleState, ScanHost, Status
 from opsdash.services.ingest import ingest
@@ -174,15 +174,29 @@ class World:
 
     def files(self) -> dict[str, bytes]:
         """Every file under the data root, the archive and the outside, with its bytes."""
-        return {str(p): p.read_bytes() for base in (self.root, self.archive, self.outside) if base.exists()
-                for p in sorted(base.rglob("*")) if p.is_file() and not p.is_symlink()}
+        return {
+            str(p): p.read_bytes()
+            for base in (self.root, self.archive, self.outside)
+            if base.exists()
+            for p in sorted(base.rglob("*"))
+            if p.is_file() and not p.is_symlink()
+        }
 
 
 def db_state() -> tuple:
     """What a refused request must leave as it was (a refusal adds its own audit entry: who tried)."""
-    users = tuple(User.objects.order_by("pk").values_list("username", "password", "is_staff", "is_superuser", "is_active"))
-    return (users, Group.objects.count(), Job.objects.count(), DBTaskResult.objects.count(), AuditEntry.objects.exclude(outcome="refused").count(),
-            Backup.objects.filter(state=Backup.State.LIVE).count(), ModuleState.objects.count())
+    users = tuple(
+        User.objects.order_by("pk").values_list("username", "password", "is_staff", "is_superuser", "is_active")
+    )
+    return (
+        users,
+        Group.objects.count(),
+        Job.objects.count(),
+        DBTaskResult.objects.count(),
+        AuditEntry.objects.exclude(outcome="refused").count(),
+        Backup.objects.filter(state=Backup.State.LIVE).count(),
+        ModuleState.objects.count(),
+    )
 
 
 def _outside(tmp_path: Path) -> Path:
@@ -223,12 +237,31 @@ def world(db, store, add_events, data_root, tmp_path, settings, demo_users) -> W
     (archive / "dar" / "pos" / ARCHIVED_NAME).write_bytes(b'{\n  "totalEvents": 1\n')
     state = ModuleState.objects.get(branch="dar", module="pos")
     now = timezone.now()
-    archived = Backup.objects.create(module=state, name=ARCHIVED_NAME, kind="meta", size=21, sha256="0" * 64, created_at=now,
-                                     state=Backup.State.ARCHIVED, first_seen=now, last_changed=now)
+    archived = Backup.objects.create(
+        module=state,
+        name=ARCHIVED_NAME,
+        kind="meta",
+        size=21,
+        sha256="0" * 64,
+        created_at=now,
+        state=Backup.State.ARCHIVED,
+        first_seen=now,
+        last_changed=now,
+    )
     kds = ModuleState.objects.get(branch="dar", module="kds")
-    job = Job.objects.create(kind="verify", host=HOST, branch="dar", module="kds", target=kds, requested_by="operator",
-                             status=Job.State.SUCCEEDED, result={"status": "healthy"})
-    AuditEntry.objects.create(actor="operator", ip="127.0.0.1", action="verify", host=HOST, branch="dar", module="kds", outcome="ok")
+    job = Job.objects.create(
+        kind="verify",
+        host=HOST,
+        branch="dar",
+        module="kds",
+        target=kds,
+        requested_by="operator",
+        status=Job.State.SUCCEEDED,
+        result={"status": "healthy"},
+    )
+    AuditEntry.objects.create(
+        actor="operator", ip="127.0.0.1", action="verify", host=HOST, branch="dar", module="kds", outcome="ok"
+    )
     users = {role: User.objects.get(username=role) for role in (MANAGER, AUDITOR, OPERATOR)}
     users[SUPER] = User.objects.create_superuser("root", "root@example.com", PASSWORD)
     w = World(data_root, archive, outside, users, Backup.objects.get(name=LIVE_NAME), archived, job)
@@ -237,8 +270,13 @@ def world(db, store, add_events, data_root, tmp_path, settings, demo_users) -> W
         "branch": {"host": HOST, "branch": "dar"},
         "backup": {"pk": str(w.live.pk)},
         "job": {"pk": str(job.pk)},
-        "admin": {"object_id": str(AuditEntry.objects.get().pk), "id": str(users[MANAGER].pk), "app_label": "opsdash",
-                  "content_type_id": "1", "url": "nowhere/"},
+        "admin": {
+            "object_id": str(AuditEntry.objects.get().pk),
+            "id": str(users[MANAGER].pk),
+            "app_label": "opsdash",
+            "content_type_id": "1",
+            "url": "nowhere/",
+        },
         "none": {},
     }
     return w
@@ -272,13 +310,17 @@ def hit(client: Client, method: str, path: str, pattern: Pattern | str, *, forbi
     where = f"{method.upper()} {path[:160]} -> {response.status_code} ({pattern})"
     headers = "\n".join(f"{k}: {v}" for k, v in response.items()).encode()
     assert SENTINEL not in body and SENTINEL not in headers, _breach(f"sentinel leaked: {where}")
-    assert response.status_code < 500 or (str(pattern) == "opsdash:healthz" and response.status_code == 503), _breach(f"server error: {where}")
+    assert response.status_code < 500 or (str(pattern) == "opsdash:healthz" and response.status_code == 503), _breach(
+        f"server error: {where}"
+    )
     assert response.get("X-Content-Type-Options") == "nosniff", _breach(f"no nosniff: {where}")
     if response.get("Content-Type", "").startswith("text/html") and response.status_code != 400 and body:
         for name, value in HTML_HEADERS.items():
             assert response.get(name) == value, _breach(f"{name} missing: {where}")
         csp = response.get("Content-Security-Policy", "")
-        assert "default-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp, _breach(f"CSP: {where}")
+        assert "default-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp, _breach(
+            f"CSP: {where}"
+        )
         text = body.decode("utf-8", "replace")
         for raw in forbid:
             assert raw not in text, _breach(f"unescaped {raw!r}: {where}")
@@ -330,10 +372,17 @@ CASES: dict[str, Case] = {
     "opsdash:api_module_list": Case("get", API, query=MODULE_QUERY),
     "opsdash:api_module_detail": Case("get", API, "module"),
     **{f"opsdash:module_{kind}": Case("post", ACTION, "module", mutating=True, allowed=OPERATORS) for kind in KINDS},
-    "opsdash:branch_rebuild_critical": Case("post", ACTION, "branch", data={"confirm": "dar"}, mutating=True, allowed=OPERATORS),
-    "opsdash:branch_archive_backups": Case("post", ACTION, "branch", data={"confirm": "dar"}, mutating=True, allowed=OPERATORS),
+    "opsdash:branch_bulk_rebuild": Case(
+        "post", ACTION, "branch", data={"confirm": "dar"}, mutating=True, allowed=OPERATORS
+    ),
+    "opsdash:branch_bulk_archive": Case(
+        "post", ACTION, "branch", data={"confirm": "dar"}, mutating=True, allowed=OPERATORS
+    ),
     "opsdash:job_detail": Case("get", PAGE, "job"),
-    **{f"opsdash:api_module_{kind}": Case("post", API_ACTION, "module", mutating=True, allowed=OPERATORS) for kind in KINDS},
+    **{
+        f"opsdash:api_module_{kind}": Case("post", API_ACTION, "module", mutating=True, allowed=OPERATORS)
+        for kind in KINDS
+    },
     "opsdash:api_job_detail": Case("get", API, "job"),
     "opsdash:healthz": Case("get", PUBLIC),
     "opsdash:metrics": Case("get", PUBLIC),
@@ -358,23 +407,65 @@ PATTERNS = all_patterns()
 
 # Path-like payloads, as an attacker types them into a URL (the server percent-decodes once).
 PATH_PAYLOADS = [
-    "..", ".", "...", "..%2F..%2Fsecret.txt", "%2e%2e", "%2E%2E%2F%2E%2E%2Fsecret.txt", "%252e%252e", "%252e%252e%252fsecret.txt",
-    "..%5C..%5Csecret.txt", "..%00", "%00", "dar%00.bak", "%2Fetc%2Fpasswd", "a" * 300, ".hidden", "~root",
+    "..",
+    ".",
+    "...",
+    "..%2F..%2Fsecret.txt",
+    "%2e%2e",
+    "%2E%2E%2F%2E%2E%2Fsecret.txt",
+    "%252e%252e",
+    "%252e%252e%252fsecret.txt",
+    "..%5C..%5Csecret.txt",
+    "..%00",
+    "%00",
+    "dar%00.bak",
+    "%2Fetc%2Fpasswd",
+    "a" * 300,
+    ".hidden",
+    "~root",
     quote("\u2024\u2024", safe=""),  # one dot leaders
     quote("\uff0e\uff0e", safe=""),  # fullwidth full stops
     quote("\u2215etc\u2215passwd", safe=""),  # division slashes
     "%c0%ae%c0%ae%c0%af",  # overlong UTF-8 dots and slash
     "%0d%0aSet-Cookie:%20pwned=1",
 ]
-INT_PAYLOADS = ["..", "-1", "0", "99999999999999999999999", "1%2F..%2F..", "1.0", "1e3", quote("\u0661", safe=""), "%00"]
+INT_PAYLOADS = [
+    "..",
+    "-1",
+    "0",
+    "99999999999999999999999",
+    "1%2F..%2F..",
+    "1.0",
+    "1e3",
+    quote("\u0661", safe=""),
+    "%00",
+]
 # Query-string payloads, as decoded values.
 QUERY_PAYLOADS = [
-    "..", "../../secret.txt", "..%2f..%2fsecret.txt", "%252e%252e%252f", "\\..\\..\\secret.txt", "a" * 300, "\u2024\u2024/secret.txt",
-    "\uff0e\uff0e\uff0fsecret.txt", "-1", "99999999999999999999999", "' OR 1=1 --", '"><script>alert(41)</script>',
+    "..",
+    "../../secret.txt",
+    "..%2f..%2fsecret.txt",
+    "%252e%252e%252f",
+    "\\..\\..\\secret.txt",
+    "a" * 300,
+    "\u2024\u2024/secret.txt",
+    "\uff0e\uff0e\uff0fsecret.txt",
+    "-1",
+    "99999999999999999999999",
+    "' OR 1=1 --",
+    '"><script>alert(41)</script>',
     # edge dates and digits for every date and number parameter: the first and last days Python
     # knows (OverflowError one day further), a day that does not exist, digits isdigit() takes
     # and int() does not (or does: Arabic-Indic and fullwidth), a float beyond any integer
-    "0001-01-01", "9999-12-31", "2026-02-30", "0000-00-00", "\u00b2", "\u0661\u0662", "\uff11\uff12", "1e9999", "9" * 40,
+    "0001-01-01",
+    "9999-12-31",
+    "2026-02-30",
+    "0000-00-00",
+    "\u00b2",
+    "\u0661\u0662",
+    "\uff11\uff12",
+    "1e9999",
+    "9" * 40,
 ]
 QUERY_FORBID = ('"><script>alert(41)</script>', "<script>alert(41)")
 
@@ -409,7 +500,9 @@ def test_the_tour(world, pattern: Pattern):
         payloads = INT_PAYLOADS if param in pattern.ints else _payloads(world)
         for i, payload in enumerate(payloads):
             path = fill(pattern.route, {**{k: quote(v, safe="") for k, v in valid.items()}, param: payload})
-            for client in (superuser, operator) if i < 4 else (superuser,):  # the superuser passes every permission check
+            for client in (
+                (superuser, operator) if i < 4 else (superuser,)
+            ):  # the superuser passes every permission check
                 response, _ = hit(client, case.method, path, pattern, data=case.data)
                 assert response.status_code in (400, 404, 405), _breach(f"{path} -> {response.status_code}")
 
@@ -417,10 +510,10 @@ def test_the_tour(world, pattern: Pattern):
     # 2. the query parameters it reads, each carrying each payload; and a few it does not read
     if case.method == "get":
         for payload in [*QUERY_PAYLOADS, str(world.outside / "secret.txt")]:
-            params = {name: payload for name in case.query} | {"file": payload, "path": payload}
+            params = dict.fromkeys(case.query, payload) | {"file": payload, "path": payload}
             response, _ = hit(superuser, "get", url, pattern, data=params, forbid=QUERY_FORBID)
             assert response.status_code in (200, 302, 400, 404), _breach(f"{url}?{payload} -> {response.status_code}")
-        response, _ = hit(superuser, "get", url, pattern, data={name: "a\x00b" for name in case.query or ("q",)})
+        response, _ = hit(superuser, "get", url, pattern, data=dict.fromkeys(case.query or ("q",), "a\x00b"))
         assert response.status_code == 400, _breach(f"NUL in the query of {url} -> {response.status_code}")
 
     # 3. a NUL byte in a form field (url-encoded and multipart; PostgreSQL refuses NUL in text),
@@ -429,7 +522,9 @@ def test_the_tour(world, pattern: Pattern):
         for field in [*case.data, "username"]:
             response, _ = hit(superuser, "post", url, pattern, data={**case.data, field: "a\x00b"})
             assert response.status_code == 400, _breach(f"NUL in a multipart form to {url} -> {response.status_code}")
-            response, _ = hit(superuser, "post", url, pattern, data=f"{field}=a%00b", content_type="application/x-www-form-urlencoded")
+            response, _ = hit(
+                superuser, "post", url, pattern, data=f"{field}=a%00b", content_type="application/x-www-form-urlencoded"
+            )
             assert response.status_code == 400, _breach(f"NUL in a url-encoded form to {url} -> {response.status_code}")
     response, _ = hit(superuser, case.method, url, pattern, data=case.data, HTTP_HOST="evil.example.com")
     assert response.status_code == 400, _breach(f"a foreign Host header on {url} -> {response.status_code}")
@@ -438,7 +533,9 @@ def test_the_tour(world, pattern: Pattern):
     for role in sorted(ROLES, key=lambda r: r in case.allowed):
         state = db_state()
         response, _ = hit(world.client(role), case.method, url, pattern, data=case.data)
-        assert response.status_code in case.expect[role], _breach(f"{role} {case.method.upper()} {url} -> {response.status_code}")
+        assert response.status_code in case.expect[role], _breach(
+            f"{role} {case.method.upper()} {url} -> {response.status_code}"
+        )
         if case.mutating and role not in case.allowed:
             assert db_state() == state, _breach(f"{role} changed the database through {url}")
         if role == ANON and case.expect[ANON] == {302} and pattern.name not in ("set_language", "logout"):
@@ -464,15 +561,30 @@ def test_the_admin_tour(world):
             if p.name == "admin:login":
                 assert response.status_code in (200, 302)
             elif role == SUPER:
-                assert response.status_code in case.expect[SUPER] | {403}, _breach(f"superuser GET {url} -> {response.status_code}")
+                assert response.status_code in case.expect[SUPER] | {403}, _breach(
+                    f"superuser GET {url} -> {response.status_code}"
+                )
             else:
-                login_or_index = "/login/" in response["Location"] or (p.name == "admin:logout" and response["Location"] == "/admin/")
-                assert response.status_code == 302 and login_or_index, _breach(f"{role} GET {url} -> {response.status_code}")
+                login_or_index = "/login/" in response["Location"] or (
+                    p.name == "admin:logout" and response["Location"] == "/admin/"
+                )
+                assert response.status_code == 302 and login_or_index, _breach(
+                    f"{role} GET {url} -> {response.status_code}"
+                )
         for param in p.params:
-            for payload in ("..", "..%2F..%2Fsecret.txt", "%2e%2e", "a" * 300, quote(str(world.outside / "secret.txt"), safe=""), "1%00"):
+            for payload in (
+                "..",
+                "..%2F..%2Fsecret.txt",
+                "%2e%2e",
+                "a" * 300,
+                quote(str(world.outside / "secret.txt"), safe=""),
+                "1%00",
+            ):
                 path = fill(p.route, {**world.kwargs["admin"], param: payload})
                 response, _ = hit(clients[SUPER], "get", path, p)
-                assert response.status_code in (302, 400, 403, 404), _breach(f"superuser GET {path} -> {response.status_code}")
+                assert response.status_code in (302, 400, 403, 404), _breach(
+                    f"superuser GET {path} -> {response.status_code}"
+                )
         if case.mutating:
             state = db_state()
             for role in (ANON, MANAGER, AUDITOR, OPERATOR):
@@ -482,7 +594,9 @@ def test_the_admin_tour(world):
             assert response.status_code == 403, _breach(f"superuser POST without CSRF {url} -> {response.status_code}")
             assert db_state() == state
             if "auditentry" in p.name:  # read-only even for a superuser with a valid token
-                response, _ = hit(clients[SUPER], "post", url, p, data={"post": "yes", "actor": "forged", "outcome": "ok"})
+                response, _ = hit(
+                    clients[SUPER], "post", url, p, data={"post": "yes", "actor": "forged", "outcome": "ok"}
+                )
                 assert response.status_code == 403, _breach(f"superuser POST {url} -> {response.status_code}")
                 assert db_state() == state and AuditEntry.objects.get(pk=entry.pk).actor == entry.actor
 
@@ -523,12 +637,17 @@ def test_every_mutating_endpoint_refuses_get_and_forged_or_missing_csrf_for_ever
                 {"data": case.data},  # no token at all
                 {"data": {**case.data, "csrfmiddlewaretoken": forged}},
                 {"data": case.data, "headers": {"X-CSRFToken": forged}},
-                {"data": {**case.data, "csrfmiddlewaretoken": token}, "headers": {"Origin": "https://evil.example.com"}},
+                {
+                    "data": {**case.data, "csrfmiddlewaretoken": token},
+                    "headers": {"Origin": "https://evil.example.com"},
+                },
                 {"data": {**case.data, "csrfmiddlewaretoken": token}, "headers": {"Origin": "null"}},
             ]
             for attempt in attempts:
                 response, _ = hit(client, "post", url, p, **attempt)
-                assert response.status_code == 403, _breach(f"{role} forged POST {url} {attempt} -> {response.status_code}")
+                assert response.status_code == 403, _breach(
+                    f"{role} forged POST {url} {attempt} -> {response.status_code}"
+                )
             assert "_auth_user_id" in client.session or role == ANON  # still logged in: the forged logout did nothing
     assert world.files() == files and db_state() == state
 
@@ -536,20 +655,46 @@ def test_every_mutating_endpoint_refuses_get_and_forged_or_missing_csrf_for_ever
 @pytest.mark.django_db(transaction=True)
 def test_the_audit_trail_cannot_be_spoofed(world, settings):
     """Who and from where come from the session and the socket, never from what the client sends."""
-    spoof = {"HTTP_X_FORWARDED_FOR": "203.0.113.9", "HTTP_X_REAL_IP": "203.0.113.9", "HTTP_FORWARDED": "for=203.0.113.9",
-             "HTTP_REMOTE_USER": "root", "HTTP_X_REMOTE_USER": "root", "HTTP_X_USER": "root"}
+    spoof = {
+        "HTTP_X_FORWARDED_FOR": "203.0.113.9",
+        "HTTP_X_REAL_IP": "203.0.113.9",
+        "HTTP_FORWARDED": "for=203.0.113.9",
+        "HTTP_REMOTE_USER": "root",
+        "HTTP_X_REMOTE_USER": "root",
+        "HTTP_X_USER": "root",
+    }
     forged = {"actor": "root", "user": "root", "requested_by": "root", "ip": "203.0.113.9", "username": "root"}
     operator, auditor = world.client(OPERATOR), world.client(AUDITOR)
-    response, _ = hit(operator, "post", reverse("opsdash:module_verify", args=[HOST, "dar", "pos"]), "opsdash:module_verify", data=forged, **spoof)
+    response, _ = hit(
+        operator,
+        "post",
+        reverse("opsdash:module_verify", args=[HOST, "dar", "pos"]),
+        "opsdash:module_verify",
+        data=forged,
+        **spoof,
+    )
     assert response.status_code == 302
     job = Job.objects.get(module="pos")
     assert (job.requested_by, job.requested_from) == ("operator", "127.0.0.1")
     make_worker(HOST, batch=True).run()
     hit(auditor, "get", world.live.download_url(), "opsdash:backup_download", data=forged, **spoof)
-    response, _ = hit(auditor, "get", reverse("opsdash:module_backups_download", args=[HOST, "dar", "pos"]), "opsdash:module_backups_download", **spoof)
+    response, _ = hit(
+        auditor,
+        "get",
+        reverse("opsdash:module_backups_download", args=[HOST, "dar", "pos"]),
+        "opsdash:module_backups_download",
+        **spoof,
+    )
     entries = list(AuditEntry.objects.exclude(pk=AuditEntry.objects.order_by("pk").first().pk).order_by("pk"))
-    assert [(e.actor, e.ip) for e in entries] == [("operator", "127.0.0.1"), ("auditor", "127.0.0.1"), ("auditor", "127.0.0.1")]
-    assert all("root" not in orjson.dumps(e.params).decode() and "203.0.113.9" not in orjson.dumps(e.params).decode() for e in entries)
+    assert [(e.actor, e.ip) for e in entries] == [
+        ("operator", "127.0.0.1"),
+        ("auditor", "127.0.0.1"),
+        ("auditor", "127.0.0.1"),
+    ]
+    assert all(
+        "root" not in orjson.dumps(e.params).decode() and "203.0.113.9" not in orjson.dumps(e.params).decode()
+        for e in entries
+    )
     # the trail itself is append-only through every door: the ORM, the queryset, the admin (above)
     entry = entries[0]
     entry.actor = "root"
@@ -570,7 +715,9 @@ def _secret_module(base: Path) -> Path:
     live.mkdir(parents=True)
     secret = SENTINEL.decode()
     (live / layout.META_NAME).write_text('{\n  "totalEvents": 1,\n  "secret": "%s"\n}\n' % secret)
-    (live / layout.LOG_NAME).write_text('{"id": "evt-1", "sequence": 1, "table": "t", "record": {"id": "%s"}}\n' % secret)
+    (live / layout.LOG_NAME).write_text(
+        '{"id": "evt-1", "sequence": 1, "table": "t", "record": {"id": "%s"}}\n' % secret
+    )
     (live / LIVE_NAME).write_text('{"secret": "%s"}' % secret)
     (live / layout.temp_name(1_600_000_000_000, "old")).write_text(secret)
     os.utime(live / layout.temp_name(1_600_000_000_000, "old"), (1_600_000_000, 1_600_000_000))
@@ -621,9 +768,15 @@ def test_symlinks_out_of_the_data_root_are_reported_and_never_followed(world, st
         response, body = hit(auditor, "get", row.get_absolute_url(), "opsdash:backup_detail")
         assert response.status_code == 200 and b"harmless" not in body
     scan_root()
-    linked = {("linkbranch", "pos"): "linkbranch/modules/pos/live", ("dar", "linkmod"): "dar/modules/linkmod/live",
-              ("dar", "linklive"): "dar/modules/linklive/live", ("dar", "swapmod"): "dar/modules/swapmod/live",
-              ("dar", "logmod"): "events.log", ("dar", "metamod"): "events.meta.json", ("dar", "bakmod"): LIVE_NAME}
+    linked = {
+        ("linkbranch", "pos"): "linkbranch/modules/pos/live",
+        ("dar", "linkmod"): "dar/modules/linkmod/live",
+        ("dar", "linklive"): "dar/modules/linklive/live",
+        ("dar", "swapmod"): "dar/modules/swapmod/live",
+        ("dar", "logmod"): "events.log",
+        ("dar", "metamod"): "events.meta.json",
+        ("dar", "bakmod"): LIVE_NAME,
+    }
     for (branch, module), file in linked.items():
         state = ModuleState.objects.get(branch=branch, module=module)
         unreadable = [f for f in state.findings if f["code"] == "unreadable"]
@@ -635,33 +788,50 @@ def test_symlinks_out_of_the_data_root_are_reported_and_never_followed(world, st
         assert response.status_code == 200 and "unreadable" in html and "symlink" in html and "not followed" in html
         for url, name in [
             (state.api_url(), "opsdash:api_module_detail"),
-            (reverse("opsdash:module_backups_download", args=[HOST, branch, module]), "opsdash:module_backups_download"),
+            (
+                reverse("opsdash:module_backups_download", args=[HOST, branch, module]),
+                "opsdash:module_backups_download",
+            ),
             (reverse("opsdash:branch_backups_download", args=[HOST, branch]), "opsdash:branch_backups_download"),
         ]:
             response, _ = hit(auditor, "get", url, name)
             assert response.status_code == 200
     assert not Backup.objects.filter(module__module__in=["linkmod", "linklive"], module__branch="dar").exists()
     assert not Backup.objects.filter(module__branch="linkbranch").exists()
-    assert set(Backup.objects.filter(module__module__in=["bakmod", "swapmod"]).values_list("state", flat=True)) == {Backup.State.MISSING}
+    assert set(Backup.objects.filter(module__module__in=["bakmod", "swapmod"]).values_list("state", flat=True)) == {
+        Backup.State.MISSING
+    }
     for row in (bak_row, swap_row):
         row.refresh_from_db()
         assert hit(auditor, "get", row.download_url(), "opsdash:backup_download")[0].status_code == 404
-    for response_page in ("opsdash:module_list", "opsdash:backup_list", "opsdash:incident_list", "opsdash:api_module_list"):
+    for response_page in (
+        "opsdash:module_list",
+        "opsdash:backup_list",
+        "opsdash:incident_list",
+        "opsdash:api_module_list",
+    ):
         hit(operator, "get", reverse(response_page), response_page)
 
     # every action on every linked module, and both bulk actions on the branch, run to the end
     for branch, module in linked:
         for kind in KINDS:
             Job.objects.filter(status__in=Job.ACTIVE).delete()
-            hit(operator, "post", reverse(f"opsdash:module_{kind}", args=[HOST, branch, module]), f"opsdash:module_{kind}")
+            hit(
+                operator,
+                "post",
+                reverse(f"opsdash:module_{kind}", args=[HOST, branch, module]),
+                f"opsdash:module_{kind}",
+            )
             make_worker(HOST, batch=True).run()
-    for name in ("opsdash:branch_rebuild_critical", "opsdash:branch_archive_backups"):
+    for name in ("opsdash:branch_bulk_rebuild", "opsdash:branch_bulk_archive"):
         for branch in ("dar", "linkbranch"):
             hit(operator, "post", reverse(name, args=[HOST, branch]), name, data={"confirm": branch})
             make_worker(HOST, batch=True).run()
     failed = Job.objects.filter(status=Job.State.FAILED, kind="rebuild").values_list("module", "error")
     assert {m for m, _ in failed} >= {"linkmod", "linklive", "swapmod"}
-    assert all("outside the data root" in e or "symlink" in e for m, e in failed if m in ("linkmod", "linklive", "swapmod"))
+    assert all(
+        "outside the data root" in e or "symlink" in e for m, e in failed if m in ("linkmod", "linklive", "swapmod")
+    )
     assert {str(p): p.read_bytes() for p in sorted(outside.rglob("*")) if p.is_file()} == outside_before
     archived = b"".join(p.read_bytes() for p in world.archive.rglob("*") if p.is_file())
     assert SENTINEL not in archived
@@ -675,7 +845,9 @@ def test_a_symlink_inside_the_archive_is_not_followed(world, settings):
     response, _ = hit(world.client(OPERATOR), "get", world.archived.download_url(), "opsdash:backup_download")
     assert response.status_code == 404
     for extra in ({}, {"headers": {"HX-Request": "true"}}):  # its preview (hit() checks for the sentinel)
-        response, _ = hit(world.client(AUDITOR), "get", world.archived.get_absolute_url(), "opsdash:backup_detail", **extra)
+        response, _ = hit(
+            world.client(AUDITOR), "get", world.archived.get_absolute_url(), "opsdash:backup_detail", **extra
+        )
         assert response.status_code == 200
 
 
@@ -699,13 +871,18 @@ def test_nul_characters_in_the_files_never_fail_a_scan_a_job_or_an_ingest(world,
         hit(operator, "post", reverse(f"opsdash:module_{kind}", kwargs=state.key), f"opsdash:module_{kind}")
         make_worker(HOST, batch=True).run()
     assert list(Job.objects.filter(module="nul").values_list("status", flat=True)) == [Job.State.SUCCEEDED] * 2
-    lines = [b"2026-01-05T10:00:00.000Z [eventStore][loadMeta] CORRUPTED FILE DETECTED - Attempting recovery",
-             b"2026-01-05T10:00:00.001Z [eventStore][loadMeta] Error: Unexpected token \x00 in JSON",
-             b"2026-01-05T10:00:00.002Z [eventStore][loadMeta] File path: /d/branches/dar/modules/nul/live/events.meta.json",
-             b"2026-01-05T10:00:00.003Z [eventStore][loadMeta] Recovery failed: \x00\x00"]
+    lines = [
+        b"2026-01-05T10:00:00.000Z [eventStore][loadMeta] CORRUPTED FILE DETECTED - Attempting recovery",
+        b"2026-01-05T10:00:00.001Z [eventStore][loadMeta] Error: Unexpected token \x00 in JSON",
+        b"2026-01-05T10:00:00.002Z [eventStore][loadMeta] File path: /d/branches/dar/modules/nul/live/events.meta.json",
+        b"2026-01-05T10:00:00.003Z [eventStore][loadMeta] Recovery failed: \x00\x00",
+    ]
     assert ingest(lines, source="node.log", host=HOST).new == 1
-    for url, name in [(state.get_absolute_url(), "opsdash:module_detail"), (state.api_url(), "opsdash:api_module_detail"),
-                      (reverse("opsdash:incident_list"), "opsdash:incident_list")]:
+    for url, name in [
+        (state.get_absolute_url(), "opsdash:module_detail"),
+        (state.api_url(), "opsdash:api_module_detail"),
+        (reverse("opsdash:incident_list"), "opsdash:incident_list"),
+    ]:
         assert hit(operator, "get", url, name)[0].status_code == 200
     assert report.modules >= 3
 
@@ -724,9 +901,33 @@ XSS_REASON = "<img src=x onerror=alert(11)>"
 XSS_AUDIT = "<script>alert(12)</script>"
 XSS_JOB = "<script>alert(13)</script>"
 XSS_QUERY = '"><script>alert(14)</script>'
-XSS_ALL = (XSS_BRANCH, XSS_MODULE, XSS_MODULE2, XSS_META, XSS_DAMAGED, XSS_BACKUP, XSS_LOG, XSS_SERVER, XSS_REASON, XSS_AUDIT,
-           XSS_JOB, XSS_QUERY, "<script>alert", "<img src=x", "<svg onload")
-FORMULAS = ["=1+2", "+1+2", "-1+2", "@SUM(1+1)", "\t=1+2", "\r=1+2", '=HYPERLINK("http://evil.example.com","x")', "=cmd|' /C calc'!A0"]
+XSS_ALL = (
+    XSS_BRANCH,
+    XSS_MODULE,
+    XSS_MODULE2,
+    XSS_META,
+    XSS_DAMAGED,
+    XSS_BACKUP,
+    XSS_LOG,
+    XSS_SERVER,
+    XSS_REASON,
+    XSS_AUDIT,
+    XSS_JOB,
+    XSS_QUERY,
+    "<script>alert",
+    "<img src=x",
+    "<svg onload",
+)
+FORMULAS = [
+    "=1+2",
+    "+1+2",
+    "-1+2",
+    "@SUM(1+1)",
+    "\t=1+2",
+    "\r=1+2",
+    '=HYPERLINK("http://evil.example.com","x")',
+    "=cmd|' /C calc'!A0",
+]
 
 
 @pytest.fixture
@@ -757,12 +958,35 @@ def hostile(world, store, add_events) -> dict[str, Any]:
     ]
     report = ingest(lines, source=f"<b>{XSS_SERVER}</b>.log", host=HOST)
     assert report.new == 1 and not report.unmatched
-    for i, formula in enumerate(FORMULAS):
-        AuditEntry.objects.create(actor=formula, ip="127.0.0.1", action=formula[:64], host=HOST, branch=XSS_BRANCH, module=XSS_MODULE,
-                                  params={"x": XSS_AUDIT, "f": formula}, outcome=formula[:32], detail=f"{formula}{XSS_AUDIT}")
-    job = Job.objects.create(kind="rebuild", host=HOST, branch=XSS_BRANCH, module=XSS_MODULE, target=state1, requested_by=XSS_JOB,
-                             status=Job.State.FAILED, error=XSS_JOB, result={"note": XSS_JOB}, progress_text=XSS_JOB)
-    return {"states": list(ModuleState.objects.filter(branch=XSS_BRANCH)), "job": job, "m3": ModuleState.objects.get(module=FORMULAS[3])}
+    for formula in FORMULAS:
+        AuditEntry.objects.create(
+            actor=formula,
+            ip="127.0.0.1",
+            action=formula[:64],
+            host=HOST,
+            branch=XSS_BRANCH,
+            module=XSS_MODULE,
+            params={"x": XSS_AUDIT, "f": formula},
+            outcome=formula[:32],
+            detail=f"{formula}{XSS_AUDIT}",
+        )
+    job = Job.objects.create(
+        kind="rebuild",
+        host=HOST,
+        branch=XSS_BRANCH,
+        module=XSS_MODULE,
+        target=state1,
+        requested_by=XSS_JOB,
+        status=Job.State.FAILED,
+        error=XSS_JOB,
+        result={"note": XSS_JOB},
+        progress_text=XSS_JOB,
+    )
+    return {
+        "states": list(ModuleState.objects.filter(branch=XSS_BRANCH)),
+        "job": job,
+        "m3": ModuleState.objects.get(module=FORMULAS[3]),
+    }
 
 
 def test_html_in_names_files_and_logs_is_escaped_on_every_page(hostile, world):
@@ -770,7 +994,11 @@ def test_html_in_names_files_and_logs_is_escaped_on_every_page(hostile, world):
     htmx = {"headers": {"HX-Request": "true"}}
     pages: list[tuple[str, str, dict]] = [
         (reverse("opsdash:module_list"), "opsdash:module_list", {}),
-        (reverse("opsdash:module_list"), "opsdash:module_list", {"data": {"q": XSS_QUERY, "branch": XSS_BRANCH}, **htmx}),
+        (
+            reverse("opsdash:module_list"),
+            "opsdash:module_list",
+            {"data": {"q": XSS_QUERY, "branch": XSS_BRANCH}, **htmx},
+        ),
         (reverse("opsdash:incident_list"), "opsdash:incident_list", {"data": {"branch": XSS_BRANCH}}),
         (reverse("opsdash:incident_list"), "opsdash:incident_list", {"data": {"branch": XSS_QUERY}, **htmx}),
         (reverse("opsdash:backup_list"), "opsdash:backup_list", {"data": {"q": XSS_QUERY}}),
@@ -792,17 +1020,30 @@ def test_html_in_names_files_and_logs_is_escaped_on_every_page(hostile, world):
             assert response.status_code in (200, 403), (url, response.status_code)
             seen += body.decode()
     # the payloads did reach the pages, escaped: the test would be vacuous otherwise
-    for escaped in ["&lt;script&gt;alert(1)", "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;", "&lt;/pre&gt;&lt;script&gt;alert(5)",
-                    "&lt;script&gt;alert(6)", "&lt;svg onload=alert(8)&gt;", "&lt;script&gt;alert(9)", "&lt;script&gt;alert(10)",
-                    "&lt;img src=x onerror=alert(11)&gt;", "&lt;script&gt;alert(12)", "&lt;script&gt;alert(13)", "&quot;&gt;&lt;script&gt;alert(14)"]:
+    for escaped in [
+        "&lt;script&gt;alert(1)",
+        "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;",
+        "&lt;/pre&gt;&lt;script&gt;alert(5)",
+        "&lt;script&gt;alert(6)",
+        "&lt;svg onload=alert(8)&gt;",
+        "&lt;script&gt;alert(9)",
+        "&lt;script&gt;alert(10)",
+        "&lt;img src=x onerror=alert(11)&gt;",
+        "&lt;script&gt;alert(12)",
+        "&lt;script&gt;alert(13)",
+        "&quot;&gt;&lt;script&gt;alert(14)",
+    ]:
         assert escaped in seen, escaped
 
 
 def test_html_in_the_json_api_stays_data(hostile, world):
     """JSON answers carry the text as it is, as data: application/json, nosniff, never HTML."""
     auditor = world.client(AUDITOR)
-    urls = [(reverse("opsdash:api_module_list"), "opsdash:api_module_list"), (hostile["job"].api_url(), "opsdash:api_job_detail"),
-            (reverse("opsdash:api_audit_list"), "opsdash:api_audit_list")]
+    urls = [
+        (reverse("opsdash:api_module_list"), "opsdash:api_module_list"),
+        (hostile["job"].api_url(), "opsdash:api_job_detail"),
+        (reverse("opsdash:api_audit_list"), "opsdash:api_audit_list"),
+    ]
     urls += [(s.api_url(), "opsdash:api_module_detail") for s in hostile["states"]]
     text = ""
     for url, name in urls:
@@ -815,7 +1056,9 @@ def test_html_in_the_json_api_stays_data(hostile, world):
 
 def test_the_csv_export_neutralises_formulas_and_names_its_file_safely(hostile, world):
     auditor = world.client(AUDITOR)
-    response, body = hit(auditor, "get", reverse("opsdash:api_audit_list"), "opsdash:api_audit_list", data={"format": "csv"})
+    response, body = hit(
+        auditor, "get", reverse("opsdash:api_audit_list"), "opsdash:api_audit_list", data={"format": "csv"}
+    )
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     disposition = response["Content-Disposition"]
     assert disposition.startswith("attachment;") and "\r" not in disposition and "\n" not in disposition
@@ -824,19 +1067,27 @@ def test_the_csv_export_neutralises_formulas_and_names_its_file_safely(hostile, 
     assert len(rows) == len(FORMULAS) + 1
     for row in rows:
         for cell in row:
-            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), _breach(f"formula in the CSV export: {cell!r}")
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), _breach(
+                f"formula in the CSV export: {cell!r}"
+            )
     actors = [row[header.index("actor")] for row in rows]
     assert sorted(a for a in actors if a != "operator") == sorted("'" + f for f in FORMULAS)
     module_pages = [row[header.index("module_page")] for row in rows if row[header.index("module_page")]]
     assert all(p.startswith("http://testserver/modules/") for p in module_pages)
     # the JSON export of the same rows, and a branch named like a formula in the zip's file name
-    response, body = hit(auditor, "get", reverse("opsdash:api_audit_list"), "opsdash:api_audit_list", data={"format": "json"})
+    response, body = hit(
+        auditor, "get", reverse("opsdash:api_audit_list"), "opsdash:api_audit_list", data={"format": "json"}
+    )
     assert len(orjson.loads(body)["entries"]) == len(FORMULAS) + 1
     m3 = hostile["m3"]
-    response, _ = hit(auditor, "get", reverse("opsdash:module_backups_download", kwargs=m3.key), "opsdash:module_backups_download")
+    response, _ = hit(
+        auditor, "get", reverse("opsdash:module_backups_download", kwargs=m3.key), "opsdash:module_backups_download"
+    )
     assert re.fullmatch(r'attachment; filename="[A-Za-z0-9._-]+"', response["Content-Disposition"])
     xss = hostile["states"][0]
-    response, _ = hit(auditor, "get", reverse("opsdash:module_backups_download", kwargs=xss.key), "opsdash:module_backups_download")
+    response, _ = hit(
+        auditor, "get", reverse("opsdash:module_backups_download", kwargs=xss.key), "opsdash:module_backups_download"
+    )
     assert re.fullmatch(r'attachment; filename="[A-Za-z0-9._-]+"', response["Content-Disposition"])
 
 
@@ -849,19 +1100,37 @@ PRODUCTION_ENV = {
     "DJANGO_ALLOWED_HOSTS": "opsdash.example.com",
 }
 PRODUCTION_KEYS = [
-    "SESSION_COOKIE_SECURE", "SESSION_COOKIE_HTTPONLY", "SESSION_COOKIE_SAMESITE", "CSRF_COOKIE_SECURE", "CSRF_COOKIE_SAMESITE",
-    "LANGUAGE_COOKIE_SECURE", "LANGUAGE_COOKIE_HTTPONLY", "LANGUAGE_COOKIE_SAMESITE", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS",
-    "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD", "X_FRAME_OPTIONS", "SECURE_REFERRER_POLICY", "SECURE_CONTENT_TYPE_NOSNIFF",
-    "DEBUG", "ALLOWED_HOSTS",
+    "SESSION_COOKIE_SECURE",
+    "SESSION_COOKIE_HTTPONLY",
+    "SESSION_COOKIE_SAMESITE",
+    "CSRF_COOKIE_SECURE",
+    "CSRF_COOKIE_SAMESITE",
+    "LANGUAGE_COOKIE_SECURE",
+    "LANGUAGE_COOKIE_HTTPONLY",
+    "LANGUAGE_COOKIE_SAMESITE",
+    "SECURE_SSL_REDIRECT",
+    "SECURE_HSTS_SECONDS",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+    "SECURE_HSTS_PRELOAD",
+    "X_FRAME_OPTIONS",
+    "SECURE_REFERRER_POLICY",
+    "SECURE_CONTENT_TYPE_NOSNIFF",
+    "DEBUG",
+    "ALLOWED_HOSTS",
 ]
 
 
 def _production_settings(tmp_path: Path) -> dict[str, Any]:
     """The settings the README's production environment yields (read in a fresh interpreter)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "OPSDASH_", "DATABASE_URL"))}
-    env |= PRODUCTION_ENV | {"DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite3'}", "DJANGO_SETTINGS_MODULE": "opsdash.settings"}
-    code = ("import json, django; django.setup(); from django.conf import settings as s; "
-            f"print(json.dumps({{k: getattr(s, k, None) for k in {PRODUCTION_KEYS!r}}}))")
+    env |= PRODUCTION_ENV | {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite3'}",
+        "DJANGO_SETTINGS_MODULE": "opsdash.settings",
+    }
+    code = (
+        "import json, django; django.setup(); from django.conf import settings as s; "
+        f"print(json.dumps({{k: getattr(s, k, None) for k in {PRODUCTION_KEYS!r}}}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return orjson.loads(out.stdout.strip().splitlines()[-1])
@@ -883,15 +1152,28 @@ def test_cookies_and_headers_under_the_production_settings(world, settings, tmp_
     csrf = response.cookies["csrftoken"]
     assert csrf["secure"] and csrf["samesite"] == "Lax"
     token = csrf.value
-    response, _ = hit(client, "post", reverse("login"), "login", secure=True, data={"username": "manager", "password": PASSWORD,
-                      "csrfmiddlewaretoken": token}, headers={"Referer": "https://opsdash.example.com/accounts/login/"})
+    response, _ = hit(
+        client,
+        "post",
+        reverse("login"),
+        "login",
+        secure=True,
+        data={"username": "manager", "password": PASSWORD, "csrfmiddlewaretoken": token},
+        headers={"Referer": "https://opsdash.example.com/accounts/login/"},
+    )
     assert response.status_code == 302, response.content[:300]
     session = response.cookies["sessionid"]
     assert session["httponly"] and session["secure"] and session["samesite"] == "Lax"
     token = client.cookies["csrftoken"].value  # a login rotates the token
-    response, _ = hit(client, "post", reverse("set_language"), "set_language", secure=True,
-                      data={"language": "ar", "next": "https://evil.example.com/", "csrfmiddlewaretoken": token},
-                      headers={"Referer": "https://opsdash.example.com/"})
+    response, _ = hit(
+        client,
+        "post",
+        reverse("set_language"),
+        "set_language",
+        secure=True,
+        data={"language": "ar", "next": "https://evil.example.com/", "csrfmiddlewaretoken": token},
+        headers={"Referer": "https://opsdash.example.com/"},
+    )
     assert response.status_code == 302 and not response["Location"].startswith("https://evil")  # no open redirect
     language = response.cookies["django_language"]
     assert language["httponly"] and language["secure"] and language["samesite"] == "Lax"
@@ -918,15 +1200,28 @@ def test_no_hsts_without_https_and_cookies_are_http_only_by_default(world):
 def test_no_open_redirect_and_no_nul_in_a_login(world):
     """Every redirect a visitor can steer (after login, logout, a language change) stays on this site;
     a NUL byte in a login form is refused before it reaches the database (PostgreSQL would fail)."""
-    evil = ["https://evil.example.com/", "//evil.example.com/", "/\\evil.example.com/", "https:evil.example.com", "javascript:alert(1)"]
+    evil = [
+        "https://evil.example.com/",
+        "//evil.example.com/",
+        "/\\evil.example.com/",
+        "https:evil.example.com",
+        "javascript:alert(1)",
+    ]
     for target in evil:
-        for name, role, data in [("login", ANON, {"username": "manager", "password": PASSWORD}), ("logout", MANAGER, {}),
-                                 ("set_language", ANON, {"language": "en"})]:
+        for name, role, data in [
+            ("login", ANON, {"username": "manager", "password": PASSWORD}),
+            ("logout", MANAGER, {}),
+            ("set_language", ANON, {"language": "en"}),
+        ]:
             client = world.client(role)
-            response, _ = hit(client, "post", reverse(name) + "?" + urlencode({"next": target}), name, data={**data, "next": target})
+            response, _ = hit(
+                client, "post", reverse(name) + "?" + urlencode({"next": target}), name, data={**data, "next": target}
+            )
             assert response.status_code == 302, (name, target, response.status_code)
             location = response["Location"]
-            assert location.startswith("/") and not location.startswith(("//", "/\\")), _breach(f"{name} redirected to {location}")
+            assert location.startswith("/") and not location.startswith(("//", "/\\")), _breach(
+                f"{name} redirected to {location}"
+            )
     for name in ("login", "admin:login"):
         for data in [{"username": "root\x00", "password": PASSWORD}, {"username": "root", "password": "pw\x00"}]:
             response, _ = hit(Client(), "post", reverse(name), name, data=data)
@@ -942,17 +1237,37 @@ def test_login_throttling_has_no_side_door(world, settings):
     client = Client()
     # one address trying many user names (credential stuffing), each request claiming another origin
     for i in range(3):
-        response, _ = hit(client, "post", login, "login", data={"username": f"user{i}", "password": "x"},
-                          HTTP_X_FORWARDED_FOR=f"198.51.100.{i}", HTTP_X_REAL_IP=f"198.51.100.{i}")
+        response, _ = hit(
+            client,
+            "post",
+            login,
+            "login",
+            data={"username": f"user{i}", "password": "x"},
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{i}",
+            HTTP_X_REAL_IP=f"198.51.100.{i}",
+        )
         assert response.status_code == 200
-    response, _ = hit(client, "post", login, "login", data={"username": "root", "password": PASSWORD}, HTTP_X_FORWARDED_FOR="198.51.100.99")
+    response, _ = hit(
+        client,
+        "post",
+        login,
+        "login",
+        data={"username": "root", "password": PASSWORD},
+        HTTP_X_FORWARDED_FOR="198.51.100.99",
+    )
     assert response.status_code == 429 and "_auth_user_id" not in client.session
     response, _ = hit(client, "post", admin_login, "admin:login", data={"username": "root", "password": PASSWORD})
     assert response.status_code == 429 and "_auth_user_id" not in client.session
     # one user name from many addresses, through the admin's form
     LoginFailure.objects.all().delete()
     for i in range(3):
-        response, _ = hit(Client(REMOTE_ADDR=f"192.0.2.{i}"), "post", admin_login, "admin:login", data={"username": "root", "password": f"guess{i}"})
+        response, _ = hit(
+            Client(REMOTE_ADDR=f"192.0.2.{i}"),
+            "post",
+            admin_login,
+            "admin:login",
+            data={"username": "root", "password": f"guess{i}"},
+        )
         assert response.status_code == 200
     other = Client(REMOTE_ADDR="192.0.2.200")
     response, _ = hit(other, "post", admin_login, "admin:login", data={"username": "root", "password": PASSWORD})
@@ -960,7 +1275,9 @@ def test_login_throttling_has_no_side_door(world, settings):
     response, _ = hit(other, "post", login, "login", data={"username": "root", "password": PASSWORD})
     assert response.status_code == 429
     # another user from another address still gets in, through either form
-    response, _ = hit(Client(REMOTE_ADDR="192.0.2.201"), "post", login, "login", data={"username": "operator", "password": PASSWORD})
+    response, _ = hit(
+        Client(REMOTE_ADDR="192.0.2.201"), "post", login, "login", data={"username": "operator", "password": PASSWORD}
+    )
     assert response.status_code == 302
     LoginFailure.objects.all().delete()
     fresh = Client(REMOTE_ADDR="192.0.2.202")
@@ -1039,11 +1356,17 @@ def test_a_1_gb_log_is_scanned_in_bounded_memory_and_no_page_reads_it(world, sto
         state = ModuleState.objects.get(branch="big", module="log")
         assert "log_bad_line" in state.codes and state.log_size > 1 << 30
         operator = world.client(OPERATOR)
-        for url, name in [(state.get_absolute_url(), "opsdash:module_detail"), (state.api_url(), "opsdash:api_module_detail"),
-                          (reverse("opsdash:module_list"), "opsdash:module_list")]:
+        for url, name in [
+            (state.get_absolute_url(), "opsdash:module_detail"),
+            (state.api_url(), "opsdash:api_module_detail"),
+            (reverse("opsdash:module_list"), "opsdash:module_list"),
+        ]:
             response, body, m = _page(operator, url, name)
             assert response.status_code == 200 and m["read"] < MB and m["peak"] < 4 * MB, (url, m)
-            _figure(f"1 GiB log, GET {name}", f"{m['read']} bytes read from files, Python peak {m['peak'] / MB:.2f} MiB, {len(body)} bytes sent")
+            _figure(
+                f"1 GiB log, GET {name}",
+                f"{m['read']} bytes read from files, Python peak {m['peak'] / MB:.2f} MiB, {len(body)} bytes sent",
+            )
     finally:
         module.log_path.unlink()
 
@@ -1054,9 +1377,11 @@ def test_a_huge_server_log_line_is_ingested_in_bounded_memory(world, tmp_path):
     log = tmp_path / "node.log"
     with open(log, "wb") as fh:
         fh.seek(1 << 28)
-        fh.write(b"\n2026-01-05T10:00:00.000Z [eventStore][loadMeta] CORRUPTED FILE DETECTED - Attempting recovery\n"
-                 b"2026-01-05T10:00:00.001Z [eventStore][loadMeta] File path: /srv/data/branches/dar/modules/pos/live/events.meta.json\n"
-                 b"2026-01-05T10:00:00.002Z [eventStore][loadMeta] Meta file rebuilt successfully\n")
+        fh.write(
+            b"\n2026-01-05T10:00:00.000Z [eventStore][loadMeta] CORRUPTED FILE DETECTED - Attempting recovery\n"
+            b"2026-01-05T10:00:00.001Z [eventStore][loadMeta] File path: /srv/data/branches/dar/modules/pos/live/events.meta.json\n"
+            b"2026-01-05T10:00:00.002Z [eventStore][loadMeta] Meta file rebuilt successfully\n"
+        )
     try:
         out = io.StringIO()
         started = time.monotonic()
@@ -1082,21 +1407,30 @@ def test_a_50_mb_meta_and_backup_are_previewed_capped_and_downloaded_streaming(w
     try:
         with measured() as m:
             scan_root()
-        _figure("50 MB meta + backup, scan_root()", f"{m['read'] / MB:.0f} MiB read, Python peak {m['peak'] / MB:.0f} MiB (the scanner parses the meta whole, as the Node server does)")
+        _figure(
+            "50 MB meta + backup, scan_root()",
+            f"{m['read'] / MB:.0f} MiB read, Python peak {m['peak'] / MB:.0f} MiB (the scanner parses the meta whole, as the Node server does)",
+        )
         state = ModuleState.objects.get(branch="big", module="meta")
         backup = state.backups.get()
         auditor = world.client(AUDITOR)
-        for url, name, extra in [(state.get_absolute_url(), "opsdash:module_detail", {}),
-                                 (backup.get_absolute_url(), "opsdash:backup_detail", {}),
-                                 (backup.get_absolute_url(), "opsdash:backup_detail", {"headers": {"HX-Request": "true"}}),
-                                 (state.api_url(), "opsdash:api_module_detail", {})]:
+        for url, name, extra in [
+            (state.get_absolute_url(), "opsdash:module_detail", {}),
+            (backup.get_absolute_url(), "opsdash:backup_detail", {}),
+            (backup.get_absolute_url(), "opsdash:backup_detail", {"headers": {"HX-Request": "true"}}),
+            (state.api_url(), "opsdash:api_module_detail", {}),
+        ]:
             response, body, m = _page(auditor, url, name, **extra)
             assert response.status_code == 200 and m["read"] <= 128 * 1024 and m["peak"] < 4 * MB, (url, m)
             assert len(body) < 512 * 1024, (url, len(body))
-            _figure(f"50 MB meta, GET {name}{' (htmx)' if extra else ''}",
-                    f"{m['read']} bytes read from files, Python peak {m['peak'] / MB:.2f} MiB, {len(body)} bytes sent")
-        for url, name, limit in [(backup.download_url(), "opsdash:backup_download", 4 * MB),
-                                 (reverse("opsdash:module_backups_download", kwargs=state.key), "opsdash:module_backups_download", 8 * MB)]:
+            _figure(
+                f"50 MB meta, GET {name}{' (htmx)' if extra else ''}",
+                f"{m['read']} bytes read from files, Python peak {m['peak'] / MB:.2f} MiB, {len(body)} bytes sent",
+            )
+        for url, name, limit in [
+            (backup.download_url(), "opsdash:backup_download", 4 * MB),
+            (reverse("opsdash:module_backups_download", kwargs=state.key), "opsdash:module_backups_download", 8 * MB),
+        ]:
             with measured() as m:
                 TALLY.requests += 1
                 TALLY.patterns.add(name)
@@ -1116,41 +1450,118 @@ def _insert_modules(count: int, now, finding: list[dict]) -> None:
     """``count`` ModuleState rows in 500-module branches, a third of each status, inserted with
     executemany (bulk_create spends most of a minute preparing 100,000 objects on a busy machine)."""
     fields = [f for f in ModuleState._meta.concrete_fields if not f.primary_key]
-    base = ModuleState(host=HOST, branch="", module="", status=Status.HEALTHY, status_rank=0, findings=[], codes="",
-                       stats={"log_events": 4}, log_events=4, meta_total_events=3, first_seen=now, last_changed=now, status_since=now)
+    base = ModuleState(
+        host=HOST,
+        branch="",
+        module="",
+        status=Status.HEALTHY,
+        status_rank=0,
+        findings=[],
+        codes="",
+        stats={"log_events": 4},
+        log_events=4,
+        meta_total_events=3,
+        first_seen=now,
+        last_changed=now,
+        status_since=now,
+    )
     prepared = {f.column: f.get_db_prep_save(getattr(base, f.attname), connection) for f in fields}
-    statuses = [(Status.HEALTHY, 0, prepared["findings"], ""), (Status.WARNING, 1, None, " meta_drift "), (Status.CRITICAL, 2, None, " meta_drift ")]
+    statuses = [
+        (Status.HEALTHY, 0, prepared["findings"], ""),
+        (Status.WARNING, 1, None, " meta_drift "),
+        (Status.CRITICAL, 2, None, " meta_drift "),
+    ]
     findings_field = ModuleState._meta.get_field("findings")
     with_finding = findings_field.get_db_prep_save(finding, connection)
     columns = [f.column for f in fields]
     sql = "INSERT INTO {} ({}) VALUES ({})".format(
-        connection.ops.quote_name(ModuleState._meta.db_table), ", ".join(connection.ops.quote_name(c) for c in columns), ", ".join(["%s"] * len(columns)))
+        connection.ops.quote_name(ModuleState._meta.db_table),
+        ", ".join(connection.ops.quote_name(c) for c in columns),
+        ", ".join(["%s"] * len(columns)),
+    )
     with connection.cursor() as cursor:
         for start in range(0, count, 10_000):
             rows = []
             for i in range(start, min(count, start + 10_000)):
                 status, rank, findings, codes = statuses[i % 3]
-                values = prepared | {"branch": f"b{i // 200:03d}", "module": f"m{i % 200:03d}", "status": status, "status_rank": rank,
-                                     "findings": findings if rank == 0 else with_finding, "codes": codes}
+                values = prepared | {
+                    "branch": f"b{i // 200:03d}",
+                    "module": f"m{i % 200:03d}",
+                    "status": status,
+                    "status_rank": rank,
+                    "findings": findings if rank == 0 else with_finding,
+                    "codes": codes,
+                }
                 rows.append([values[c] for c in columns])
             cursor.executemany(sql, rows)
 
 
-def test_100000_modules_page_and_count_in_bounded_size_queries_and_memory(world, settings, django_assert_max_num_queries):
+def test_100000_modules_page_and_count_in_bounded_size_queries_and_memory(
+    world, settings, django_assert_max_num_queries
+):
     now = timezone.now()
-    finding = [{"code": "meta_drift", "severity": "warning", "message": "meta disagrees with the log: totalEvents is 3, the log gives 4"}]
+    finding = [
+        {
+            "code": "meta_drift",
+            "severity": "warning",
+            "message": "meta disagrees with the log: totalEvents is 3, the log gives 4",
+        }
+    ]
     started = time.monotonic()
     _insert_modules(100_000, now, finding)
     states = list(ModuleState.objects.filter(branch="b000", module__lt="m050"))
-    Incident.objects.bulk_create([Incident(module=s, opened_at=now - timedelta(days=i % 40), severity=Status.WARNING,
-                                           codes=" meta_drift ", findings=finding) for i, s in enumerate(states * 20)])
-    ScanHost.objects.update_or_create(host=HOST, defaults={"data_root": str(world.root), "last_pass_at": now, "modules": 100_000, "worst_status": Status.CRITICAL})
+    Incident.objects.bulk_create(
+        [
+            Incident(
+                module=s,
+                opened_at=now - timedelta(days=i % 40),
+                severity=Status.WARNING,
+                codes=" meta_drift ",
+                findings=finding,
+            )
+            for i, s in enumerate(states * 20)
+        ]
+    )
+    ScanHost.objects.update_or_create(
+        host=HOST,
+        defaults={
+            "data_root": str(world.root),
+            "last_pass_at": now,
+            "modules": 100_000,
+            "worst_status": Status.CRITICAL,
+        },
+    )
     # one module with 3,000 backups and 3,000 incidents (the Node server leaves a backup per failed recovery)
     pos = ModuleState.objects.get(branch="dar", module="pos")
-    Backup.objects.bulk_create([Backup(module=pos, name=layout.meta_backup_name(1_700_000_000_000 + i), kind="meta", size=10, sha256="0" * 64,
-                                       created_at=now, first_seen=now, last_changed=now) for i in range(3000)])
-    Incident.objects.bulk_create([Incident(module=pos, opened_at=now - timedelta(minutes=i), ended_at=now, severity=Status.CRITICAL,
-                                           codes=" meta_corrupt ", findings=finding, source=Incident.Source.STORE_SERVER) for i in range(3000)])
+    Backup.objects.bulk_create(
+        [
+            Backup(
+                module=pos,
+                name=layout.meta_backup_name(1_700_000_000_000 + i),
+                kind="meta",
+                size=10,
+                sha256="0" * 64,
+                created_at=now,
+                first_seen=now,
+                last_changed=now,
+            )
+            for i in range(3000)
+        ]
+    )
+    Incident.objects.bulk_create(
+        [
+            Incident(
+                module=pos,
+                opened_at=now - timedelta(minutes=i),
+                ended_at=now,
+                severity=Status.CRITICAL,
+                codes=" meta_corrupt ",
+                findings=finding,
+                source=Incident.Source.STORE_SERVER,
+            )
+            for i in range(3000)
+        ]
+    )
     assert ModuleState.objects.count() == 100_002
     _figure("100,000 modules, inserted", f"{time.monotonic() - started:.1f} s")
     manager = world.client(MANAGER)
@@ -1159,8 +1570,16 @@ def test_100000_modules_page_and_count_in_bounded_size_queries_and_memory(world,
         (reverse("opsdash:module_list"), "opsdash:module_list", {}),
         (reverse("opsdash:module_list"), "opsdash:module_list", {"data": {"page": "1500"}}),
         (reverse("opsdash:module_list"), "opsdash:module_list", {"data": {"page": "99999999"}}),
-        (reverse("opsdash:module_list"), "opsdash:module_list", {"data": {"q": "m19", "status": "critical", "sort": "events"}}),
-        (reverse("opsdash:module_list"), "opsdash:module_list", {"data": {"page": "3"}, "headers": {"HX-Request": "true"}}),
+        (
+            reverse("opsdash:module_list"),
+            "opsdash:module_list",
+            {"data": {"q": "m19", "status": "critical", "sort": "events"}},
+        ),
+        (
+            reverse("opsdash:module_list"),
+            "opsdash:module_list",
+            {"data": {"page": "3"}, "headers": {"HX-Request": "true"}},
+        ),
         (reverse("opsdash:api_module_list"), "opsdash:api_module_list", {}),
         (reverse("opsdash:api_module_list"), "opsdash:api_module_list", {"data": {"page": "200"}}),
         (reverse("opsdash:incident_list"), "opsdash:incident_list", {}),
@@ -1204,26 +1623,42 @@ def test_backup_contents_need_the_download_permission_and_every_preview_is_audit
             response, body = hit(world.client(MANAGER), "get", url, "opsdash:backup_detail", **headers)
             assert response.status_code == 200 and backup.sha256.encode() in body or headers, _breach(f"manager, {url}")
             assert shown.encode() not in body, _breach(f"a manager read the contents of {backup.name} ({headers})")
-            assert b"shown to those who may download backups" in body, _breach(f"no reason given to the manager on {url}")
+            assert b"shown to those who may download backups" in body, _breach(
+                f"no reason given to the manager on {url}"
+            )
         before = AuditEntry.objects.filter(action="backup_preview").count()
         for role in (OPERATOR, AUDITOR):
             response, body = hit(world.client(role), "get", url, "opsdash:backup_detail", HTTP_HX_REQUEST="true")
-            assert response.status_code == 200 and shown.encode() in body.replace(b"&quot;", b'"'), _breach(f"{role} saw no preview")
+            assert response.status_code == 200 and shown.encode() in body.replace(b"&quot;", b'"'), _breach(
+                f"{role} saw no preview"
+            )
         assert marker.encode() not in body.replace(b"&quot;", b'"') or backup is world.live
         previews = AuditEntry.objects.filter(action="backup_preview").order_by("-id")[:2]
         assert AuditEntry.objects.filter(action="backup_preview").count() == before + 2
-        assert {(e.actor, e.module, e.params["backups"][0]) for e in previews} == {("operator", "pos", backup.name), ("auditor", "pos", backup.name)}
-    page, body = hit(world.client(MANAGER), "get", reverse("opsdash:module_detail", kwargs=world.kwargs["module"]), "opsdash:module_detail")
+        assert {(e.actor, e.module, e.params["backups"][0]) for e in previews} == {
+            ("operator", "pos", backup.name),
+            ("auditor", "pos", backup.name),
+        }
+    page, body = hit(
+        world.client(MANAGER),
+        "get",
+        reverse("opsdash:module_detail", kwargs=world.kwargs["module"]),
+        "opsdash:module_detail",
+    )
     assert b'hx-target="#backup-preview"' not in body, _breach("the module page offers managers a preview")
 
 
-@pytest.mark.parametrize("header", ["HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_VIA", "HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED"])
+@pytest.mark.parametrize(
+    "header", ["HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_VIA", "HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED"]
+)
 def test_metrics_want_the_token_from_anything_that_came_through_a_proxy(world, settings, header):
     settings.OPSDASH_METRICS_TOKEN = token = "scrape-token-0123456789"
     url = reverse("opsdash:metrics")
     response, _ = hit(Client(), "get", url, "opsdash:metrics", **{header: "https"})
     assert response.status_code == 403, _breach(f"/metrics with only {header} -> {response.status_code}")
-    response, _ = hit(Client(), "get", url, "opsdash:metrics", HTTP_AUTHORIZATION=f"Bearer {token}", **{header: "https"})
+    response, _ = hit(
+        Client(), "get", url, "opsdash:metrics", HTTP_AUTHORIZATION=f"Bearer {token}", **{header: "https"}
+    )
     assert response.status_code == 200
 
 
@@ -1235,11 +1670,27 @@ def test_metrics_behind_the_documented_tls_proxy_want_the_token(world, settings)
     assert response.status_code == 403, _breach(f"/metrics behind a proxy without the token -> {response.status_code}")
     response, body = hit(Client(), "get", url, "opsdash:metrics", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 200 and b"opsdash_modules" in body
-    for variable, expected in (({"DJANGO_BEHIND_TLS_PROXY": "1"}, True), ({"OPSDASH_TRUSTED_PROXIES": "10.0.0.1"}, True), ({}, False)):
-        out = subprocess.run([sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.OPSDASH_BEHIND_PROXY)"],
-                             cwd=REPO, capture_output=True, text=True, timeout=60,
-                             env={**{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_BEHIND", "OPSDASH_TRUSTED"))},
-                                  "DJANGO_SETTINGS_MODULE": "opsdash.settings", **variable})
+    for variable, expected in (
+        ({"DJANGO_BEHIND_TLS_PROXY": "1"}, True),
+        ({"OPSDASH_TRUSTED_PROXIES": "10.0.0.1"}, True),
+        ({}, False),
+    ):
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import django; django.setup(); from django.conf import settings; print(settings.OPSDASH_BEHIND_PROXY)",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_BEHIND", "OPSDASH_TRUSTED"))},
+                "DJANGO_SETTINGS_MODULE": "opsdash.settings",
+                **variable,
+            },
+        )
         assert out.stdout.strip() == str(expected), out.stderr
 
 
@@ -1258,15 +1709,21 @@ def test_respelled_user_names_share_one_throttle(world, settings, form):
     for i, spelling in enumerate([" root", "root ", "\uff52\uff4f\uff4f\uff54", "ROOT", "\uff32oot"]):
         client = Client(REMOTE_ADDR=f"198.51.100.{i}")
         status = _login(client, form, spelling, PASSWORD)
-        assert status == 429 and "_auth_user_id" not in client.session, _breach(f"{spelling!r} got past the throttle via {form}: {status}")
+        assert status == 429 and "_auth_user_id" not in client.session, _breach(
+            f"{spelling!r} got past the throttle via {form}: {status}"
+        )
 
 
 def test_an_ipv6_client_is_counted_by_its_64(world, settings):
     settings.OPSDASH_LOGIN_MAX_FAILURES = 3
     for i in range(3):
         assert _login(Client(REMOTE_ADDR=f"2001:db8:1:2::{i + 1:x}"), "login", f"user{i}", "wrong") == 200
-    assert _login(Client(REMOTE_ADDR="2001:db8:1:2:ffff:1:2:3"), "login", "operator", PASSWORD) == 429, _breach("a new address in the same /64")
-    assert _login(Client(REMOTE_ADDR="2001:db8:1:3::1"), "login", "operator", PASSWORD) == 302  # the next /64 is another client
+    assert _login(Client(REMOTE_ADDR="2001:db8:1:2:ffff:1:2:3"), "login", "operator", PASSWORD) == 429, _breach(
+        "a new address in the same /64"
+    )
+    assert (
+        _login(Client(REMOTE_ADDR="2001:db8:1:3::1"), "login", "operator", PASSWORD) == 302
+    )  # the next /64 is another client
 
 
 def test_behind_a_trusted_proxy_each_client_is_itself(world, settings):
@@ -1277,12 +1734,18 @@ def test_behind_a_trusted_proxy_each_client_is_itself(world, settings):
     settings.OPSDASH_TRUSTED_PROXIES = [ipaddress.ip_network("10.0.0.0/24")]
     proxy = {"REMOTE_ADDR": "10.0.0.2"}
     for i in range(3):
-        assert _login(Client(**proxy, HTTP_X_FORWARDED_FOR=f"203.0.113.66, 10.0.0.9"), "login", f"user{i}", "wrong") == 200
+        assert (
+            _login(Client(**proxy, HTTP_X_FORWARDED_FOR="203.0.113.66, 10.0.0.9"), "login", f"user{i}", "wrong") == 200
+        )
     assert _login(Client(**proxy, HTTP_X_FORWARDED_FOR="203.0.113.66"), "login", "operator", PASSWORD) == 429
     other = Client(**proxy, HTTP_X_FORWARDED_FOR="198.51.100.7, 203.0.113.5")  # the left hop is the client's own claim
-    assert _login(other, "login", "operator", PASSWORD) == 302, _breach("one client behind the proxy locked out another")
+    assert _login(other, "login", "operator", PASSWORD) == 302, _breach(
+        "one client behind the proxy locked out another"
+    )
     assert set(LoginFailure.objects.values_list("ip", flat=True)) == {"203.0.113.66"}
-    response, _ = hit(other, "post", reverse("opsdash:module_rebuild", kwargs=world.kwargs["module"]), "opsdash:module_rebuild")
+    response, _ = hit(
+        other, "post", reverse("opsdash:module_rebuild", kwargs=world.kwargs["module"]), "opsdash:module_rebuild"
+    )
     assert AuditEntry.objects.filter(action="rebuild", actor="operator").exists() or response.status_code == 302
     entry = AuditEntry.objects.order_by("-id").first()
     job = Job.objects.order_by("-id").first()
@@ -1324,7 +1787,9 @@ def test_parallel_wrong_passwords_never_try_more_than_the_limit(world, settings,
         session = Client()
         token = session.get(reverse("login")).cookies["csrftoken"].value
         data = urlencode({"username": "root", "password": f"guess-{i}", "csrfmiddlewaretoken": token}).encode()
-        request = urllib.request.Request(live_server.url + reverse("login"), data=data, headers={"Cookie": f"csrftoken={token}"})
+        request = urllib.request.Request(
+            live_server.url + reverse("login"), data=data, headers={"Cookie": f"csrftoken={token}"}
+        )
         start.wait()
         for _ in range(5):  # the live server's listen backlog is small: a refused connection is tried again
             try:
@@ -1345,7 +1810,9 @@ def test_parallel_wrong_passwords_never_try_more_than_the_limit(world, settings,
     TALLY.requests += 40
     TALLY.patterns.add("login")
     assert sorted(set(statuses)) == [200, 429] and len(statuses) == 40, statuses
-    assert len(checked) <= 10 and statuses.count(200) <= 10, _breach(f"{len(checked)} passwords checked, limit 10: {sorted(checked)} {statuses}")
+    assert len(checked) <= 10 and statuses.count(200) <= 10, _breach(
+        f"{len(checked)} passwords checked, limit 10: {sorted(checked)} {statuses}"
+    )
 
 
 def test_refusals_never_bloat_the_trail_or_its_filters(world, settings):
@@ -1355,7 +1822,9 @@ def test_refusals_never_bloat_the_trail_or_its_filters(world, settings):
     response, _ = hit(manager, "post", url, "opsdash:module_rebuild")
     assert response.status_code == 403
     entry = AuditEntry.objects.filter(outcome="refused").order_by("-id").first()
-    assert (entry.host, entry.branch, entry.module) == ("", "", ""), _breach(f"a forged name was recorded as a place: {entry.branch!r}")
+    assert (entry.host, entry.branch, entry.module) == ("", "", ""), _breach(
+        f"a forged name was recorded as a place: {entry.branch!r}"
+    )
     assert entry.params["path"] == urllib.parse.unquote(url)[:500]
     known = reverse("opsdash:module_rebuild", kwargs=world.kwargs["module"])
     hit(manager, "post", known, "opsdash:module_rebuild")
@@ -1363,11 +1832,15 @@ def test_refusals_never_bloat_the_trail_or_its_filters(world, settings):
     assert (entry.host, entry.branch, entry.module) == (HOST, "dar", "pos")  # a real place is named
     response, body = hit(world.client(AUDITOR), "get", reverse("opsdash:audit_list"), "opsdash:audit_list")
     branches = re.search(rb'<select name="branch">(.*?)</select>', body, re.S).group(1)
-    assert "\u202e".encode() not in branches and b"evil" not in branches, _breach("a forged branch in the audit filters")
+    assert "\u202e".encode() not in branches and b"evil" not in branches, _breach(
+        "a forged branch in the audit filters"
+    )
     assert b"<option" in branches  # the known ones are there
     for _ in range(80):
         hit(manager, "post", url, "opsdash:module_rebuild")
-    recorded = AuditEntry.objects.filter(outcome="refused", actor="manager", at__gte=timezone.now() - timedelta(minutes=1)).count()
+    recorded = AuditEntry.objects.filter(
+        outcome="refused", actor="manager", at__gte=timezone.now() - timedelta(minutes=1)
+    ).count()
     assert recorded <= 30, _breach(f"{recorded} refusals recorded in a minute")
 
 
@@ -1396,7 +1869,9 @@ def test_healthz_tells_strangers_only_the_status(world, settings, monkeypatch):
     from django.db.backends.utils import CursorWrapper
 
     response, body = hit(Client(), "get", reverse("opsdash:healthz"), "opsdash:healthz")
-    assert orjson.loads(body) == {"status": "ok"} and str(world.root).encode() not in body, _breach("/healthz told its data root")
+    assert orjson.loads(body) == {"status": "ok"} and str(world.root).encode() not in body, _breach(
+        "/healthz told its data root"
+    )
     settings.OPSDASH_DATA_ROOT = world.root / "gone"
     response, body = hit(Client(), "get", reverse("opsdash:healthz"), "opsdash:healthz")
     assert response.status_code == 503 and orjson.loads(body) == {"status": "error"}, _breach("/healthz told why")
@@ -1407,4 +1882,6 @@ def test_healthz_tells_strangers_only_the_status(world, settings, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(CursorWrapper, "execute", down)
         response, body = hit(Client(), "get", reverse("opsdash:healthz"), "opsdash:healthz")
-    assert response.status_code == 503 and b"10.1.2.3" not in body and b"db.internal" not in body, _breach("/healthz told the database error")
+    assert response.status_code == 503 and b"10.1.2.3" not in body and b"db.internal" not in body, _breach(
+        "/healthz told the database error"
+    )

@@ -28,5 +28,8 @@ def test_the_admin_is_read_only(admin_client):
     entry = AuditEntry.objects.get(outcome="ok")
     assert admin_client.post(f"/admin/opsdash/auditentry/{entry.pk}/delete/").status_code == 403
     # Both attempts are themselves in the trail, and the entry is untouched.
-    assert list(AuditEntry.objects.filter(outcome="refused").order_by("pk").values_list("actor", "action")) == [("admin", "opsdash_auditentry_add"), ("admin", "opsdash_auditentry_delete")]
+    assert list(AuditEntry.objects.filter(outcome="refused").order_by("pk").values_list("actor", "action")) == [
+        ("admin", "opsdash_auditentry_add"),
+        ("admin", "opsdash_auditentry_delete"),
+    ]
     assert AuditEntry.objects.get(pk=entry.pk).outcome == "ok"

@@ -20,7 +20,14 @@ API = reverse("opsdash:api_audit_list")
 
 
 def _entry(at: datetime, **fields) -> AuditEntry:
-    defaults = {"actor": "operator", "action": "rebuild", "outcome": "ok", "host": "testhost", "branch": "dar", "module": "pos"}
+    defaults = {
+        "actor": "operator",
+        "action": "rebuild",
+        "outcome": "ok",
+        "host": "testhost",
+        "branch": "dar",
+        "module": "pos",
+    }
     entry = AuditEntry.objects.create(**(defaults | fields))
     # ``at`` is auto_now_add and the ORM refuses updates: the test sets the time in SQL.
     with connection.cursor() as cursor:
@@ -31,10 +38,26 @@ def _entry(at: datetime, **fields) -> AuditEntry:
 @pytest.fixture
 def trail(demo_users) -> list[AuditEntry]:
     return [
-        _entry(datetime(2025, 10, 1, 9, tzinfo=UTC), meta_sha256_before="a" * 64, meta_sha256_after="b" * 64, ip="10.0.0.7"),
-        _entry(datetime(2025, 10, 2, 9, tzinfo=UTC), action="backup_download", actor="auditor", outcome="failed", params={"backups": ["x.bak"]}),
+        _entry(
+            datetime(2025, 10, 1, 9, tzinfo=UTC), meta_sha256_before="a" * 64, meta_sha256_after="b" * 64, ip="10.0.0.7"
+        ),
+        _entry(
+            datetime(2025, 10, 2, 9, tzinfo=UTC),
+            action="backup_download",
+            actor="auditor",
+            outcome="failed",
+            params={"backups": ["x.bak"]},
+        ),
         _entry(datetime(2025, 10, 3, 9, tzinfo=UTC), branch="bab", module="kds", outcome="failed"),
-        _entry(datetime(2025, 10, 4, 9, tzinfo=UTC), actor="=HYPERLINK(\"http://evil\")", action="verify", detail="+1", host="", branch="", module=""),
+        _entry(
+            datetime(2025, 10, 4, 9, tzinfo=UTC),
+            actor='=HYPERLINK("http://evil")',
+            action="verify",
+            detail="+1",
+            host="",
+            branch="",
+            module="",
+        ),
     ]
 
 
@@ -77,7 +100,11 @@ def test_filters_narrow_the_page_and_both_exports_alike(trail, auditor_client, q
     assert [e.outcome for e in page.context["page"]] == expected
     entries = orjson.loads(b"".join(auditor_client.get(API, query | {"format": "json"}).streaming_content))["entries"]
     assert [e["outcome"] for e in entries] == expected
-    rows = list(csv.DictReader(io.StringIO(b"".join(auditor_client.get(API, query | {"format": "csv"}).streaming_content).decode())))
+    rows = list(
+        csv.DictReader(
+            io.StringIO(b"".join(auditor_client.get(API, query | {"format": "csv"}).streaming_content).decode())
+        )
+    )
     assert [r["outcome"] for r in rows] == expected
 
 
@@ -98,17 +125,39 @@ def test_the_json_export_has_every_field(trail, auditor_client):
     response = auditor_client.get(API, {"format": "json"})
     assert response["Content-Type"] == "application/json" and response.streaming
     first = orjson.loads(b"".join(response.streaming_content))["entries"][-1]
-    assert {"at", "actor", "action", "host", "branch", "module", "outcome", "ip", "params", "meta_sha256_before", "meta_sha256_after"} <= first.keys()
+    assert {
+        "at",
+        "actor",
+        "action",
+        "host",
+        "branch",
+        "module",
+        "outcome",
+        "ip",
+        "params",
+        "meta_sha256_before",
+        "meta_sha256_after",
+    } <= first.keys()
     assert first["at"].startswith("2025-10-01T09:00:00") and first["ip"] == "10.0.0.7"
-    assert first["module_page"] == "http://testserver" + reverse("opsdash:module_detail", kwargs={"host": "testhost", "branch": "dar", "module": "pos"})
+    assert first["module_page"] == "http://testserver" + reverse(
+        "opsdash:module_detail", kwargs={"host": "testhost", "branch": "dar", "module": "pos"}
+    )
 
 
 def test_the_csv_export_escapes_formulas(trail, auditor_client):
     response = auditor_client.get(API, {"format": "csv", "action": "verify"})
     assert response["Content-Disposition"].startswith("attachment; filename=")
     [row] = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert row["actor"] == "'=HYPERLINK(\"http://evil\")" and row["detail"] == "'+1"
-    assert [csv_cell(v) for v in ("-2", "@x", "\tx", "\rx", "ok", None, {"a": 1})] == ["'-2", "'@x", "'\tx", "'\rx", "ok", "", '{"a":1}']
+    assert row["actor"] == '\'=HYPERLINK("http://evil")' and row["detail"] == "'+1"
+    assert [csv_cell(v) for v in ("-2", "@x", "\tx", "\rx", "ok", None, {"a": 1})] == [
+        "'-2",
+        "'@x",
+        "'\tx",
+        "'\rx",
+        "ok",
+        "",
+        '{"a":1}',
+    ]
 
 
 def test_an_unknown_export_format_is_400(trail, auditor_client):
@@ -137,11 +186,19 @@ def test_the_admin_refuses_to_change_add_or_delete(trail, admin_client):
     response = admin_client.post(f"/admin/opsdash/auditentry/{pk}/change/", {"outcome": "forged", "actor": "x"})
     assert response.status_code == 403
     assert admin_client.post(f"/admin/opsdash/auditentry/{pk}/delete/", {"post": "yes"}).status_code == 403
-    assert admin_client.post("/admin/opsdash/auditentry/add/", {"actor": "x", "action": "y", "outcome": "ok"}).status_code == 403
+    assert (
+        admin_client.post("/admin/opsdash/auditentry/add/", {"actor": "x", "action": "y", "outcome": "ok"}).status_code
+        == 403
+    )
     ids = [e.pk for e in trail]
-    response = admin_client.post("/admin/opsdash/auditentry/", {"action": "delete_selected", "_selected_action": ids, "post": "yes"})
+    response = admin_client.post(
+        "/admin/opsdash/auditentry/", {"action": "delete_selected", "_selected_action": ids, "post": "yes"}
+    )
     kept = AuditEntry.objects.exclude(outcome="refused")
-    assert sorted(kept.values_list("pk", flat=True)) == sorted(ids) and not AuditEntry.objects.filter(outcome="forged").exists()
+    assert (
+        sorted(kept.values_list("pk", flat=True)) == sorted(ids)
+        and not AuditEntry.objects.filter(outcome="forged").exists()
+    )
     assert response.status_code in (200, 302, 403)
     assert AuditEntry.objects.filter(outcome="refused", actor="admin").count() >= 3  # each attempt, written down
 

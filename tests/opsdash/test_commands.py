@@ -19,7 +19,9 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _manage(env: dict[str, str], *args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, **kwargs)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, **kwargs
+    )
 
 
 def test_scan_loop_stops_cleanly_on_sigterm(tmp_path):

@@ -13,8 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from opsdash.models import AuditEntry, Backup, ModuleState
-from opsdash.services.downloads import safe_filename
-from opsdash.services.downloads import zip_part
+from opsdash.services.downloads import safe_filename, zip_part
 from opsdash.services.scan import scan_root
 
 pytestmark = pytest.mark.django_db
@@ -49,8 +48,15 @@ def backups(store, add_events, archive_root) -> dict[str, Backup]:
 def _row(state: ModuleState, name: str, data: bytes, backup_state: str) -> Backup:
     now = timezone.now()
     return Backup.objects.create(
-        module=state, name=name, kind="meta", size=len(data), sha256=hashlib.sha256(data).hexdigest(),
-        created_at=now, state=backup_state, first_seen=now, last_changed=now,
+        module=state,
+        name=name,
+        kind="meta",
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        created_at=now,
+        state=backup_state,
+        first_seen=now,
+        last_changed=now,
     )
 
 
@@ -115,7 +121,9 @@ def test_a_file_name_never_carries_quotes_or_separators():
     assert safe_filename("..", "") == "_-_"
 
 
-@pytest.mark.parametrize("name", ["../x", "../../etc/passwd", "events.meta.json.corrupted.1.bak/../../x", ".hidden.bak"])
+@pytest.mark.parametrize(
+    "name", ["../x", "../../etc/passwd", "events.meta.json.corrupted.1.bak/../../x", ".hidden.bak"]
+)
 @pytest.mark.parametrize("state", [Backup.State.LIVE, Backup.State.ARCHIVED])
 def test_a_row_whose_name_is_a_traversal_attempt_is_refused(backups, operator_client, archive_root, name, state):
     (archive_root / "x").write_text("secret")
@@ -141,7 +149,9 @@ def test_the_module_zip_holds_every_backup_and_a_manifest_of_their_sums(backups,
     assert zf.testzip() is None
     assert zf.read(f"dar/pos/{LIVE_NAME}") == LIVE_BYTES and zf.read(f"dar/pos/{ARCHIVED_NAME}") == ARCHIVED_BYTES
     sums = [line.split("  ") for line in zf.read("MANIFEST.sha256").decode().splitlines() if not line.startswith("#")]
-    assert sorted(sums) == sorted([hashlib.sha256(zf.read(n)).hexdigest(), n] for n in zf.namelist() if n != "MANIFEST.sha256")
+    assert sorted(sums) == sorted(
+        [hashlib.sha256(zf.read(n)).hexdigest(), n] for n in zf.namelist() if n != "MANIFEST.sha256"
+    )
     entry = AuditEntry.objects.get()
     assert (entry.action, entry.outcome, entry.branch, entry.module) == ("backups_zip_download", "ok", "dar", "pos")
     assert sorted(entry.params["backups"]) == sorted([LIVE_NAME, ARCHIVED_NAME]) and entry.params["bytes"] == len(data)
@@ -152,19 +162,32 @@ def test_the_branch_zip_holds_every_module_and_says_what_it_could_not_read(backu
     add_events(kds)
     scan_root()
     _row(ModuleState.objects.get(module="kds"), "events.meta.json.corrupted.1.bak", b"gone", Backup.State.MISSING)
-    response = operator_client.get(reverse("opsdash:branch_backups_download", kwargs={"host": "testhost", "branch": "dar"}))
+    response = operator_client.get(
+        reverse("opsdash:branch_backups_download", kwargs={"host": "testhost", "branch": "dar"})
+    )
     zf = _unzip(response)
     assert sorted(zf.namelist()) == sorted(["MANIFEST.sha256", f"dar/pos/{LIVE_NAME}", f"dar/pos/{ARCHIVED_NAME}"])
-    assert "# UNAVAILABLE dar/kds/events.meta.json.corrupted.1.bak: the backup is missing" in zf.read("MANIFEST.sha256").decode()
+    assert (
+        "# UNAVAILABLE dar/kds/events.meta.json.corrupted.1.bak: the backup is missing"
+        in zf.read("MANIFEST.sha256").decode()
+    )
     entry = AuditEntry.objects.get()
-    assert (entry.branch, entry.module, entry.params["unavailable"]) == ("dar", "", ["events.meta.json.corrupted.1.bak"])
+    assert (entry.branch, entry.module, entry.params["unavailable"]) == (
+        "dar",
+        "",
+        ["events.meta.json.corrupted.1.bak"],
+    )
 
 
-def test_bytes_that_no_longer_match_the_recorded_sum_are_flagged_in_the_manifest(backups, operator_client, archive_root):
+def test_bytes_that_no_longer_match_the_recorded_sum_are_flagged_in_the_manifest(
+    backups, operator_client, archive_root
+):
     (archive_root / "dar" / "pos" / ARCHIVED_NAME).write_bytes(b"tampered")
     url = reverse("opsdash:module_backups_download", kwargs={"host": "testhost", "branch": "dar", "module": "pos"})
     manifest = _unzip(operator_client.get(url)).read("MANIFEST.sha256").decode()
-    assert f"# MISMATCH dar/pos/{ARCHIVED_NAME}: the bytes hash to {hashlib.sha256(b'tampered').hexdigest()}" in manifest
+    assert (
+        f"# MISMATCH dar/pos/{ARCHIVED_NAME}: the bytes hash to {hashlib.sha256(b'tampered').hexdigest()}" in manifest
+    )
     assert f"{backups['archived'].sha256}  dar/pos/{ARCHIVED_NAME}" in manifest
     entry = AuditEntry.objects.get()
     assert entry.outcome == "mismatch" and entry.params["mismatches"] == [ARCHIVED_NAME]
@@ -186,7 +209,12 @@ def test_a_download_abandoned_by_the_client_is_audited_as_interrupted(backups, o
 
 
 def test_a_zip_of_an_unknown_module_or_branch_is_404(backups, operator_client):
-    assert operator_client.get(reverse("opsdash:branch_backups_download", kwargs={"host": "testhost", "branch": "nope"})).status_code == 404
+    assert (
+        operator_client.get(
+            reverse("opsdash:branch_backups_download", kwargs={"host": "testhost", "branch": "nope"})
+        ).status_code
+        == 404
+    )
     url = reverse("opsdash:module_backups_download", kwargs={"host": "other", "branch": "dar", "module": "pos"})
     assert operator_client.get(url).status_code == 404
 
@@ -228,7 +256,11 @@ def test_an_archived_backup_is_served_from_the_database_a_chunk_at_a_time(in_dat
     assert size == len(data) and digest.digest() == hashlib.sha256(data).digest()
     assert peak < len(data) // 4, f"{peak:,} bytes at the peak: the copy was held whole"
     assert [e.params["bytes"] for e in AuditEntry.objects.all()] == [len(data)] * 2
-    zipped = _unzip(operator_client.get(reverse("opsdash:module_backups_download", kwargs={"host": "testhost", "branch": "dar", "module": "pos"})))
+    zipped = _unzip(
+        operator_client.get(
+            reverse("opsdash:module_backups_download", kwargs={"host": "testhost", "branch": "dar", "module": "pos"})
+        )
+    )
     assert zipped.read(f"dar/pos/{ARCHIVED_NAME}") == data
 
 

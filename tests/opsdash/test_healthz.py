@@ -40,7 +40,9 @@ def test_an_operator_sees_the_detail_and_a_manager_does_not(scanned, operator_cl
     assert _get(manager_client) == (200, {"status": "ok"})
 
 
-def test_it_answers_503_when_the_data_root_is_missing_and_says_why_only_to_the_log_and_operators(scanned, settings, tmp_path, caplog, operator_client):
+def test_it_answers_503_when_the_data_root_is_missing_and_says_why_only_to_the_log_and_operators(
+    scanned, settings, tmp_path, caplog, operator_client
+):
     settings.OPSDASH_DATA_ROOT = tmp_path / "gone"
     with caplog.at_level(logging.ERROR, "opsdash.views.health"):
         assert _get() == (503, {"status": "error"})
@@ -49,10 +51,14 @@ def test_it_answers_503_when_the_data_root_is_missing_and_says_why_only_to_the_l
     assert status == 503 and "does not exist" in body["reason"]
 
 
-def test_a_web_only_process_is_healthy_when_its_database_is_and_lists_the_hosts_that_stopped_reporting(settings, operator_client):
+def test_a_web_only_process_is_healthy_when_its_database_is_and_lists_the_hosts_that_stopped_reporting(
+    settings, operator_client
+):
     settings.OPSDASH_DATA_ROOT = None
     assert _get() == (200, {"status": "ok"})
-    ScanHost.objects.create(host="store-b", data_root="/srv/b", last_pass_at=timezone.now() - timedelta(hours=1), worst_status="healthy")
+    ScanHost.objects.create(
+        host="store-b", data_root="/srv/b", last_pass_at=timezone.now() - timedelta(hours=1), worst_status="healthy"
+    )
     ScanHost.objects.create(host="store-a", data_root="/srv/a", last_pass_at=timezone.now(), worst_status="healthy")
     assert _get() == (200, {"status": "ok"})
     status, body = _get(operator_client)
@@ -60,7 +66,9 @@ def test_a_web_only_process_is_healthy_when_its_database_is_and_lists_the_hosts_
 
 
 def test_a_store_host_whose_scanner_stopped_is_unhealthy(scanned, settings):
-    ScanHost.objects.filter(host="testhost").update(last_pass_at=timezone.now() - timedelta(seconds=settings.OPSDASH_STALE_SECONDS + 1))
+    ScanHost.objects.filter(host="testhost").update(
+        last_pass_at=timezone.now() - timedelta(seconds=settings.OPSDASH_STALE_SECONDS + 1)
+    )
     assert _get() == (503, {"status": "error"})
     ScanHost.objects.all().delete()
     assert _get() == (503, {"status": "error"})  # never reported at all
@@ -70,7 +78,9 @@ def test_it_answers_503_when_the_database_fails_without_telling_the_database_err
     from django.db.backends.utils import CursorWrapper
 
     def broken(self, sql, params=None):
-        raise DatabaseError("connection to server at 10.0.0.5, port 5432 failed: FATAL: password authentication failed for user opsdash")
+        raise DatabaseError(
+            "connection to server at 10.0.0.5, port 5432 failed: FATAL: password authentication failed for user opsdash"
+        )
 
     monkeypatch.setattr(CursorWrapper, "execute", broken)
     with caplog.at_level(logging.ERROR, "opsdash.views.health"):

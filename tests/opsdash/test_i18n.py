@@ -7,21 +7,21 @@ import re
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from hypothesis import given
-from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
 from django.test import Client
 from django.urls import reverse
 from django.utils import translation
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
+from eventstore import CODES
 from opsdash.models import Backup, ModuleState
 from opsdash.services.scan import scan_root
-from eventstore import CODES
 from opsdash.templatetags.opsdash_tags import finding_text, number
 
 pytestmark = pytest.mark.django_db
@@ -87,13 +87,16 @@ def test_arabic_module_page_words_for_values_and_the_machine_text_stays_readable
     assert '<span class="code sev-critical">meta_corrupt</span>' in html  # the code itself is data
     # The store's message in Arabic, built from the finding's detail; the JSON parser's own words
     # stay English and are marked so.
-    assert re.search(r'<p>الميتا ليست JSON صالحًا عند السطر \d+، العمود \d+ \(البايت [\d.]+\): <span lang="en" dir="ltr">[^<]+</span></p>', html)
+    assert re.search(
+        r'<p>الميتا ليست JSON صالحًا عند السطر \d+، العمود \d+ \(البايت [\d.]+\): <span lang="en" dir="ltr">[^<]+</span></p>',
+        html,
+    )
     assert "نعم، أعد بناء الميتا للوحدة dar/kds" in html  # the confirming button names the module
     assert '<pre class="raw" tabindex="0" aria-label="محتوى الميتا، تالف">' in html
 
 
 def test_dates_and_numbers_follow_the_language(scanned, manager_client):
-    when = datetime(2025, 11, 3, 14, 5, tzinfo=timezone.utc)
+    when = datetime(2025, 11, 3, 14, 5, tzinfo=UTC)
     ModuleState.objects.filter(module="pos").update(last_event_at=when)
     english = manager_client.get(reverse("opsdash:module_list")).content.decode()
     assert ">2025-11-03 14:05</time>" in english and "1,234 / 1,234" in english
@@ -119,10 +122,17 @@ def test_the_switcher_works_on_the_login_page_and_is_remembered(demo_users):
     # Without the CSRF token nothing changes.
     refused = client.post(reverse("set_language"), {"language": "ar", "next": "/accounts/login/"})
     assert refused.status_code == 403 and settings.LANGUAGE_COOKIE_NAME not in refused.cookies
-    response = client.post(reverse("set_language"), {"language": "ar", "next": "/accounts/login/", "csrfmiddlewaretoken": token})
+    response = client.post(
+        reverse("set_language"), {"language": "ar", "next": "/accounts/login/", "csrfmiddlewaretoken": token}
+    )
     assert response.status_code == 302 and response["Location"] == "/accounts/login/"
     cookie = response.cookies[settings.LANGUAGE_COOKIE_NAME]
-    assert cookie.value == "ar" and cookie["max-age"] == 365 * 24 * 3600 and cookie["httponly"] and cookie["samesite"] == "Lax"
+    assert (
+        cookie.value == "ar"
+        and cookie["max-age"] == 365 * 24 * 3600
+        and cookie["httponly"]
+        and cookie["samesite"] == "Lax"
+    )
     assert "تسجيل الدخول" in client.get(reverse("login")).content.decode()
 
 
@@ -136,7 +146,7 @@ def test_the_switcher_never_redirects_off_site_and_ignores_unknown_languages(dem
 
 def test_busy_and_refusal_messages_are_translated(scanned, operator_client):
     arabic(operator_client)
-    url = reverse("opsdash:branch_rebuild_critical", args=[scanned.host, "dar"])
+    url = reverse("opsdash:branch_bulk_rebuild", args=[scanned.host, "dar"])
     page = operator_client.post(url, {"confirm": "nope"}, follow=True).content.decode()
     assert "اكتب اسم الفرع «dar» للتأكيد؛ لم يُنفَّذ شيء." in page
 
@@ -176,12 +186,15 @@ def test_the_arabic_catalogue_translates_everything_and_the_shipped_mo_matches_i
     import gettext
 
     catalogue = gettext.GNUTranslations(mo.open("rb"))
-    for msgid, msgstr in entries.items():
+    for msgid in entries:
         if msgid:
             assert catalogue._catalog.get(msgid) or catalogue._catalog.get((msgid, 0)), msgid
     # Placeholders survive translation.
     for msgid, msgstr in entries.items():
-        assert sorted(re.findall(r"%\(\w+\)s|\{\w+\}", msgid)) == sorted(set(re.findall(r"%\(\w+\)s|\{\w+\}", msgstr))) or "%(n)s" in msgid, msgid
+        assert (
+            sorted(re.findall(r"%\(\w+\)s|\{\w+\}", msgid)) == sorted(set(re.findall(r"%\(\w+\)s|\{\w+\}", msgstr)))
+            or "%(n)s" in msgid
+        ), msgid
 
 
 @pytest.mark.skipif(not shutil.which("xgettext"), reason="gettext is not installed (.ci/run installs it)")
@@ -195,7 +208,10 @@ def test_every_string_in_the_templates_and_the_code_is_in_the_catalogue(tmp_path
     before = set(_po_entries(work / "locale/ar/LC_MESSAGES/django.po"))
     subprocess.run(
         [sys.executable, "manage.py", "makemessages", "-l", "ar", "--no-location", "--no-obsolete"],
-        cwd=work, check=True, capture_output=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        cwd=work,
+        check=True,
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
     )
     after = set(_po_entries(work / "locale/ar/LC_MESSAGES/django.po"))
     assert after - before == set(), "new strings: run makemessages -l ar, translate them, compilemessages"
@@ -208,7 +224,9 @@ def test_every_finding_code_is_explained_in_the_pages_words():
     from opsdash.templatetags.opsdash_tags import FINDINGS
 
     with translation.override("en"):
-        assert {code: str(text) for code, text in FINDINGS.items()} == {code: meaning for code, (_sev, meaning) in CODES.items()}
+        assert {code: str(text) for code, text in FINDINGS.items()} == {
+            code: meaning for code, (_sev, meaning) in CODES.items()
+        }
 
 
 # -- a finding's sentence in the page's language --------------------------------------------
@@ -227,7 +245,11 @@ def _findings_of_every_shape(tmp_path) -> list[dict]:
     out = [f.to_dict() for m in store.modules() for f in m.check().findings]
     odd = store.module("odd", "pos")
     odd.append_event({"table": "t", "record": {"id": "1"}})
-    for meta in (b"[1]", b'{"totalEvents": -1}', b'{"totalEvents": 1, "lastAckId": 5, "tableCursors": [], "branchId": "other"}'):
+    for meta in (
+        b"[1]",
+        b'{"totalEvents": -1}',
+        b'{"totalEvents": 1, "lastAckId": 5, "tableCursors": [], "branchId": "other"}',
+    ):
         odd.meta_path.write_bytes(meta)
         out += [f.to_dict() for f in odd.check().findings]
     odd.meta_path.unlink()
@@ -252,13 +274,21 @@ def test_every_finding_the_store_writes_reads_in_both_languages(tmp_path):
             if isinstance(f.get(key), int) and f["code"] not in ("log_bad_line", "meta_drift"):
                 assert f"{f[key]:,}" in english, (key, f, english)
         if f["code"] == "meta_drift":
-            assert f"{f['expected_total_events']:,}" in english or f["meta_total_events"] == f["expected_total_events"], english
+            assert (
+                f"{f['expected_total_events']:,}" in english or f["meta_total_events"] == f["expected_total_events"]
+            ), english
         if f["code"] in ("meta_corrupt", "log_bad_line", "unreadable"):  # a parser's or the OS's words stay English
             assert '<span lang="en" dir="ltr">' in arabic, arabic
 
 
 def test_a_finding_sentence_escapes_what_it_quotes_and_falls_back_for_unknown_shapes():
-    f = {"code": "meta_invalid", "severity": "warning", "message": "m", "key": "branchId", "value": "<script>x</script>"}
+    f = {
+        "code": "meta_invalid",
+        "severity": "warning",
+        "message": "m",
+        "key": "branchId",
+        "value": "<script>x</script>",
+    }
     with translation.override("ar"):
         html = finding_text(f)
     assert "<script>" not in html and "&lt;script&gt;" in html and '<bdi dir="ltr">' in html
@@ -271,7 +301,10 @@ def test_a_finding_sentence_escapes_what_it_quotes_and_falls_back_for_unknown_sh
 
 def test_the_overview_titles_findings_in_the_page_language(scanned, manager_client):
     english = manager_client.get(reverse("opsdash:module_list")).content.decode()
-    assert re.search(r'title="critical · meta is not valid JSON: meta is not valid JSON at line \d+, column \d+ \(byte [\d,]+\): [^"<]+">meta_corrupt<', english)
+    assert re.search(
+        r'title="critical · meta is not valid JSON: meta is not valid JSON at line \d+, column \d+ \(byte [\d,]+\): [^"<]+">meta_corrupt<',
+        english,
+    )
     overview = arabic(manager_client).get(reverse("opsdash:module_list")).content.decode()
     assert 'title="حرج · الميتا ليست JSON صالحًا: الميتا ليست JSON صالحًا عند السطر' in overview
 
@@ -280,20 +313,57 @@ def test_a_finding_sentence_takes_values_orjson_refuses():
     for value in (10**30, "\ud800", [[[1]]]):
         f = {"code": "meta_invalid", "severity": "critical", "message": "m", "key": "totalEvents", "value": value}
         assert finding_text(f).startswith("totalEvents is <bdi")
-    drift = {"code": "meta_drift", "expected_total_events": 3, "meta_total_events": 10**30, "log_events": 3,
-             "meta_last_event_id": "a", "log_last_event_id": "b"}
+    drift = {
+        "code": "meta_drift",
+        "expected_total_events": 3,
+        "meta_total_events": 10**30,
+        "log_events": 3,
+        "meta_last_event_id": "a",
+        "log_last_event_id": "b",
+    }
     assert "1000000000000000000000000000000" in finding_text(drift, html=False)
 
 
-_KEYS = ("code", "count", "line", "col", "byte", "error_message", "size", "limit", "type", "key", "value", "log_events",
-         "expected_total_events", "meta_total_events", "meta_last_event_id", "log_last_event_id", "length", "offset",
-         "parses", "lines", "sequences", "gaps", "file", "reason")
-_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+_KEYS = (
+    "code",
+    "count",
+    "line",
+    "col",
+    "byte",
+    "error_message",
+    "size",
+    "limit",
+    "type",
+    "key",
+    "value",
+    "log_events",
+    "expected_total_events",
+    "meta_total_events",
+    "meta_last_event_id",
+    "log_last_event_id",
+    "length",
+    "offset",
+    "parses",
+    "lines",
+    "sequences",
+    "gaps",
+    "file",
+    "reason",
+)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
 
 
 @hypothesis_settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(_KEYS), _JSON | st.sampled_from(sorted(CODES)) | st.sampled_from(["totalEvents", "branchId", "tableCursors"])))
+@given(
+    st.dictionaries(
+        st.sampled_from(_KEYS),
+        _JSON | st.sampled_from(sorted(CODES)) | st.sampled_from(["totalEvents", "branchId", "tableCursors"]),
+    )
+)
 def test_a_finding_of_any_shape_never_breaks_the_page(f):
     for html in (True, False):
         with translation.override("ar"):

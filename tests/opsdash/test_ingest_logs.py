@@ -84,7 +84,9 @@ def test_a_journald_recovery_links_to_the_scan_incident_of_its_backup(modules, t
     rec = ServerRecovery.objects.get()
     assert (rec.outcome, rec.events, rec.size, rec.branch, rec.module_name) == ("recovered", 3, 3012, "dar", "pos")
     assert rec.at == datetime(2025, 10, 27, 12, 23, 47, tzinfo=UTC)
-    assert rec.error == "Unexpected token : in JSON at position 2884" and rec.path.endswith("dar/modules/pos/live/events.meta.json")
+    assert rec.error == "Unexpected token : in JSON at position 2884" and rec.path.endswith(
+        "dar/modules/pos/live/events.meta.json"
+    )
     assert rec.module == ModuleState.objects.get(branch="dar", module="pos")
     assert rec.backup.name == BACKUP and rec.incident == scan_incident
     assert Incident.objects.filter(source="store-server").count() == 1  # not duplicated
@@ -97,9 +99,11 @@ def test_pm2_failed_then_recovered_opens_and_ends_one_incident_and_the_old_build
     assert "4 recoveries found: 4 new (1 recovered, 3 failed), 0 already known; 1 unmatched modules: zzz/nope" in out
     kds = ModuleState.objects.get(branch="dar", module="kds")
     [incident] = kds.incidents.all()
-    assert incident.source == "store-server" and incident.opened_at == datetime(2025, 10, 28, 6, 0, 1, 250000, tzinfo=UTC)
+    assert incident.source == "store-server" and incident.opened_at == datetime(
+        2025, 10, 28, 6, 0, 1, 250000, tzinfo=UTC
+    )
     assert incident.ended_at == datetime(2025, 10, 28, 6, 5, tzinfo=UTC)
-    assert (incident.ended_how, incident.ended_by) == ("recovered by the store server", "store server")
+    assert (incident.ended_how, incident.ended_by) == ("store_server", "store server")
     assert "ENOSPC" in incident.findings[0]["message"] and "3 events" in incident.findings[1]["message"]
     assert kds.server_recoveries.count() == 2
     old = ServerRecovery.objects.get(branch="bab")
@@ -110,7 +114,9 @@ def test_pm2_failed_then_recovered_opens_and_ends_one_incident_and_the_old_build
 
 
 def test_a_failed_recovery_reopens_the_incident_the_scan_took_for_a_success(modules, tmp_path):
-    text = journald(modules).replace(f"{P}Meta file rebuilt successfully", f"{P}Recovery failed: EACCES: permission denied")
+    text = journald(modules).replace(
+        f"{P}Meta file rebuilt successfully", f"{P}Recovery failed: EACCES: permission denied"
+    )
     log = tmp_path / "node.journal"
     log.write_text(text)
     _run(str(log), "--year", "2025")
@@ -170,7 +176,7 @@ def test_a_recovery_of_a_module_scanned_later_is_linked_on_the_next_run(modules,
     scan_root()
     assert "1 already known (1 now linked to their module); 0 unmatched" in _run(str(log), "--year", "2025")
     rec = ServerRecovery.objects.get()
-    assert rec.module.branch == "new" and rec.incident.ended_how == "recovered by the store server"
+    assert rec.module.branch == "new" and rec.incident.ended_how == "store_server"
     assert "1 already known; 0 unmatched" in _run(str(log), "--year", "2025")
 
 

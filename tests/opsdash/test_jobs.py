@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from datetime import timedelta
@@ -12,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone, translation
 
+from opsdash.actions import ACTIONS
 from opsdash.models import AuditEntry, Job, ModuleState
 from opsdash.services import jobs
 from opsdash.services.jobs import Busy, execute, fail_stale_jobs, request_job
@@ -41,7 +43,9 @@ def _run_queue() -> None:
 
 
 def _running(job: Job, heartbeat_age: float = 0.0) -> Job:
-    Job.objects.filter(pk=job.pk).update(status="running", started_at=timezone.now(), heartbeat=timezone.now() - timedelta(seconds=heartbeat_age))
+    Job.objects.filter(pk=job.pk).update(
+        status="running", started_at=timezone.now(), heartbeat=timezone.now() - timedelta(seconds=heartbeat_age)
+    )
     job.refresh_from_db()
     return job
 
@@ -73,8 +77,10 @@ def test_a_bulk_job_and_the_module_jobs_of_its_branch_exclude_each_other(branch)
 
 
 def test_a_stale_job_is_failed_and_no_longer_blocks_its_module(branch, settings):
-    stale = _running(request_job("rebuild", "testhost", "dar", "pos", "operator", None),
-                     heartbeat_age=settings.OPSDASH_JOB_STALE_SECONDS + 1)
+    stale = _running(
+        request_job("rebuild", "testhost", "dar", "pos", "operator", None),
+        heartbeat_age=settings.OPSDASH_JOB_STALE_SECONDS + 1,
+    )
     fresh = request_job("verify", "testhost", "dar", "pos", "operator", None)
     stale.refresh_from_db()
     assert (stale.status, stale.error) == ("failed", "interrupted: the worker stopped") and stale.finished_at
@@ -82,7 +88,10 @@ def test_a_stale_job_is_failed_and_no_longer_blocks_its_module(branch, settings)
 
 
 def test_a_running_job_with_a_recent_heartbeat_is_left_alone(branch, settings):
-    job = _running(request_job("rebuild", "testhost", "dar", "pos", "operator", None), heartbeat_age=settings.OPSDASH_JOB_STALE_SECONDS - 5)
+    job = _running(
+        request_job("rebuild", "testhost", "dar", "pos", "operator", None),
+        heartbeat_age=settings.OPSDASH_JOB_STALE_SECONDS - 5,
+    )
     assert fail_stale_jobs() == 0
     job.refresh_from_db()
     assert job.status == "running"
@@ -103,7 +112,7 @@ def test_a_long_step_keeps_its_heartbeat_fresh(branch, settings, monkeypatch):
         seen["failed_meanwhile"] = fail_stale_jobs()
         return {"summary": "checked"}
 
-    monkeypatch.setitem(jobs.RUNNERS, "verify", slow_verify)
+    monkeypatch.setitem(ACTIONS, "verify", dataclasses.replace(ACTIONS["verify"], runner=slow_verify))
     job = request_job("verify", "testhost", "dar", "pos", "operator", None)
     execute(job.pk)
     job.refresh_from_db()
@@ -196,10 +205,16 @@ def test_a_bulk_job_goes_past_a_failing_module_and_keeps_what_it_did(store, add_
     assert (pos["events_read"], pos["status"]) == (3, "healthy") and pos["backup"].startswith("events.meta.json.")
     assert job.progress_info == {"unit": "modules", "done": 2, "total": 2}
     with translation.override("en"):
-        assert bulk_result(job, pos) == f"rebuilt from 3 events; the old meta is backed up as {pos['backup']} · status now healthy"
+        assert (
+            bulk_result(job, pos)
+            == f"rebuilt from 3 events; the old meta is backed up as {pos['backup']} · status now healthy"
+        )
         assert job_progress(job) == "2 of 2 modules"
     with translation.override("ar"):
-        assert bulk_result(job, pos) == f"أُعيد البناء من 3 أحداث؛ حُفظت الميتا القديمة باسم {pos['backup']} · الحالة الآن سليم"
+        assert (
+            bulk_result(job, pos)
+            == f"أُعيد البناء من 3 أحداث؛ حُفظت الميتا القديمة باسم {pos['backup']} · الحالة الآن سليم"
+        )
         assert job_progress(job) == "2 من 2 وحدتين"
         job.progress_info = {"unit": "modules", "done": 1, "total": 12, "now": "pos"}
         assert job_progress(job) == "1 من 12 وحدة، الآن pos"

@@ -101,7 +101,9 @@ def test_a_finding_severity_is_capped_by_the_module_status_and_gone_modules_have
     now = timezone.now()
     common = {"branch": "b", "first_seen": now, "last_changed": now, "status_since": now}
     # meta_invalid is critical in the vocabulary, but Node's silent fallbacks make it a warning.
-    ModuleState.objects.create(host="h", module="a", status="warning", codes=codes_field({"meta_invalid", "meta_drift"}), **common)
+    ModuleState.objects.create(
+        host="h", module="a", status="warning", codes=codes_field({"meta_invalid", "meta_drift"}), **common
+    )
     ModuleState.objects.create(host="h", module="b", status="critical", codes=codes_field({"meta_invalid"}), **common)
     ModuleState.objects.create(host="h", module="c", status="gone", codes=codes_field({"meta_corrupt"}), **common)
     m = _samples(client)
@@ -115,8 +117,16 @@ def test_a_finding_severity_is_capped_by_the_module_status_and_gone_modules_have
 def test_a_scrape_costs_the_same_queries_for_many_modules(db, client, django_assert_max_num_queries):
     now = timezone.now()
     ModuleState.objects.bulk_create(
-        ModuleState(host=f"h{i % 3}", branch=f"b{i % 40}", module=f"m{i}", status="critical", codes=codes_field({"meta_corrupt", "backup_present"}),
-                    first_seen=now, last_changed=now, status_since=now)
+        ModuleState(
+            host=f"h{i % 3}",
+            branch=f"b{i % 40}",
+            module=f"m{i}",
+            status="critical",
+            codes=codes_field({"meta_corrupt", "backup_present"}),
+            first_seen=now,
+            last_changed=now,
+            status_since=now,
+        )
         for i in range(3000)
     )
     with django_assert_max_num_queries(9):
@@ -128,8 +138,16 @@ def test_a_scrape_costs_the_same_queries_for_many_modules(db, client, django_ass
 def test_job_counts_and_durations(scanned, client):
     t = timezone.now()
     for seconds, status in ((3, "succeeded"), (40, "succeeded"), (4000, "failed")):
-        Job.objects.create(kind="rebuild", host="testhost", branch="dar", module="", requested_by="op", status=status,
-                           started_at=t, finished_at=t + timedelta(seconds=seconds))
+        Job.objects.create(
+            kind="rebuild",
+            host="testhost",
+            branch="dar",
+            module="",
+            requested_by="op",
+            status=status,
+            started_at=t,
+            finished_at=t + timedelta(seconds=seconds),
+        )
     Job.objects.create(kind="verify", host="testhost", branch="dar", module="kds", requested_by="op", status="queued")
     m = _samples(client)
     assert m[("opsdash_jobs", (("kind", "rebuild"), ("status", "succeeded")))] == 2
@@ -147,7 +165,9 @@ def test_metrics_need_a_token_or_an_allowed_address(scanned, client, settings):
     assert client.get(URL, REMOTE_ADDR="10.1.2.3").status_code == 403
     wrong = client.get(URL, REMOTE_ADDR="10.1.2.3", HTTP_AUTHORIZATION="Bearer nope")
     assert wrong.status_code == 401 and wrong["WWW-Authenticate"].startswith("Bearer")
-    assert client.get(URL, HTTP_AUTHORIZATION="Basic czNjcmV0").status_code == 401  # a header is judged even from 127.0.0.1
+    assert (
+        client.get(URL, HTTP_AUTHORIZATION="Basic czNjcmV0").status_code == 401
+    )  # a header is judged even from 127.0.0.1
     assert _samples(client, REMOTE_ADDR="10.1.2.3", HTTP_AUTHORIZATION="Bearer s3cret")
     settings.OPSDASH_METRICS_TOKEN = ""
     assert client.get(URL, REMOTE_ADDR="10.1.2.3", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 401
@@ -167,7 +187,9 @@ def test_a_request_through_a_proxy_needs_the_token(scanned, client, settings):
     settings.OPSDASH_METRICS_TOKEN = "s3cret"
     for header in ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP"):
         assert client.get(URL, REMOTE_ADDR="127.0.0.1", **{header: "203.0.113.9"}).status_code == 403
-    assert _samples(client, REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9", HTTP_AUTHORIZATION="Bearer s3cret")
+    assert _samples(
+        client, REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9", HTTP_AUTHORIZATION="Bearer s3cret"
+    )
 
 
 def test_allowed_networks_setting(monkeypatch):

@@ -26,8 +26,8 @@ BRANCH = ["testhost", "dar"]
 MUTATING = [
     *[(f"opsdash:module_{kind}", MODULE, {}) for kind in ("rebuild", "verify", "archive_backups", "clean_temp")],
     *[(f"opsdash:api_module_{kind}", MODULE, {}) for kind in ("rebuild", "verify", "archive_backups", "clean_temp")],
-    ("opsdash:branch_rebuild_critical", BRANCH, {"confirm": "dar"}),
-    ("opsdash:branch_archive_backups", BRANCH, {"confirm": "dar"}),
+    ("opsdash:branch_bulk_rebuild", BRANCH, {"confirm": "dar"}),
+    ("opsdash:branch_bulk_archive", BRANCH, {"confirm": "dar"}),
 ]
 ENDPOINTS = pytest.mark.parametrize("name, args, data", MUTATING, ids=[m[0].split(":")[1] for m in MUTATING])
 
@@ -62,7 +62,9 @@ def _unchanged_after(client: Client, name: str, args: list[str], data: dict, roo
 
 @pytest.mark.django_db(transaction=True)
 @ENDPOINTS
-def test_managers_and_auditors_get_403_and_no_file_changes(target, settings, name, args, data, manager_client, auditor_client):
+def test_managers_and_auditors_get_403_and_no_file_changes(
+    target, settings, name, args, data, manager_client, auditor_client
+):
     for client in (manager_client, auditor_client):
         assert _unchanged_after(client, name, args, data, target, settings.OPSDASH_ARCHIVE_ROOT) == 403
 
@@ -105,7 +107,9 @@ def test_the_api_accepts_the_session_with_the_csrf_header(target, demo_users):
 
 
 @pytest.mark.django_db
-def test_operators_see_the_action_buttons_and_managers_and_auditors_do_not(target, operator_client, manager_client, auditor_client):
+def test_operators_see_the_action_buttons_and_managers_and_auditors_do_not(
+    target, operator_client, manager_client, auditor_client
+):
     page = reverse("opsdash:module_detail", args=MODULE)
     overview = reverse("opsdash:module_list") + "?branch=dar"
     forms = [f'action="{reverse(n, args=a)}"' for n, a, _ in MUTATING if ":api_" not in n]
@@ -116,7 +120,11 @@ def test_operators_see_the_action_buttons_and_managers_and_auditors_do_not(targe
         assert not any(form in html for form in forms) and "Rebuild meta" not in html
     # the JSON lists the action URLs for every role; the server decides who may POST
     assert set(manager_client.get(reverse("opsdash:api_module_detail", args=MODULE)).json()["actions"]) == {
-        "rebuild", "verify", "archive_backups", "clean_temp"}
+        "rebuild",
+        "verify",
+        "archive_backups",
+        "clean_temp",
+    }
 
 
 @pytest.mark.django_db
@@ -135,7 +143,11 @@ def test_the_user_command_creates_a_user_with_a_role_and_changes_it():
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "role, perms",
-    [("manager", set()), ("operator", {"run_actions", "download_backups"}), ("auditor", {"view_audit", "download_backups"})],
+    [
+        ("manager", set()),
+        ("operator", {"run_actions", "download_backups"}),
+        ("auditor", {"view_audit", "download_backups"}),
+    ],
 )
 def test_each_role_has_exactly_its_permissions(role, perms):
     call_command("user", f"u-{role}", "--role", role, stdout=io.StringIO())
@@ -152,14 +164,26 @@ def test_a_refused_attempt_is_in_the_audit_trail_with_who_what_and_where(target,
     assert response.status_code == 403 and "Not allowed" in response.content.decode()
     entry = AuditEntry.objects.get()
     assert (entry.actor, entry.ip, entry.action, entry.host, entry.branch, entry.module, entry.outcome) == (
-        "manager", "10.1.2.3", "module_rebuild", "testhost", "dar", "pos", "refused")
+        "manager",
+        "10.1.2.3",
+        "module_rebuild",
+        "testhost",
+        "dar",
+        "pos",
+        "refused",
+    )
     assert entry.params == {"method": "POST", "path": url}
     # The JSON API and the audit export refuse the same way; a page refused too.
     assert manager_client.post(reverse("opsdash:api_module_rebuild", args=MODULE)).status_code == 403
     assert manager_client.get(reverse("opsdash:api_audit_list")).status_code == 403
     assert manager_client.get(reverse("opsdash:audit_list")).status_code == 403
     actions = list(AuditEntry.objects.filter(outcome="refused").order_by("pk").values_list("actor", "action"))
-    assert actions == [("manager", "module_rebuild"), ("manager", "api_module_rebuild"), ("manager", "api_audit_list"), ("manager", "audit_list")]
+    assert actions == [
+        ("manager", "module_rebuild"),
+        ("manager", "api_module_rebuild"),
+        ("manager", "api_audit_list"),
+        ("manager", "audit_list"),
+    ]
     # Auditors see the attempts, and can filter on them.
     page = auditor_client.get(reverse("opsdash:audit_list") + "?outcome=refused").content.decode()
     assert page.count('class="outcome outcome-refused"') == 4

@@ -99,7 +99,7 @@ def test_a_node_backup_becomes_store_server_history(store, add_events):
     incident = Incident.objects.get()
     assert incident.source == "store-server"
     assert incident.opened_at == incident.ended_at == when
-    assert incident.ended_how == "recovered by the store server"
+    assert incident.ended_how == "store_server"
     assert incident.backup == backup
     assert ModuleState.objects.get().status == "healthy"  # backup_present is info only
 
@@ -132,7 +132,7 @@ def test_removed_backups_become_missing_and_vanished_modules_gone(store, add_eve
     assert Backup.objects.get().state == "missing"
     kds = ModuleState.objects.get(module="kds")
     assert kds.status == "gone"
-    assert kds.incidents.get().ended_how == "module disappeared"
+    assert kds.incidents.get().ended_how == "gone"
 
 
 def test_scan_command_exits_by_worst_status(store, add_events, capsys):
@@ -232,7 +232,7 @@ def test_values_no_database_can_store_are_made_storable_and_the_rescan_writes_no
     deep = "[" * 600 + '"x"' + "]" * 600
     with module.log_path.open("a") as f:
         # An event for Node (JSON.parse takes the lone surrogate): its id becomes the last event's.
-        f.write('{"id": "evt-\\ud800-\\u0000", "sequence": 4, "table": "t", "record": {"id": ' + deep + '}}\n')
+        f.write('{"id": "evt-\\ud800-\\u0000", "sequence": 4, "table": "t", "record": {"id": ' + deep + "}}\n")
         f.write('{"id": "evt-\\ud800-\\u0000\x00", "sequence": 5, oops}\n')  # a bad line quoting the same
     report = scan_root()
     state = ModuleState.objects.get()
@@ -250,7 +250,9 @@ def test_db_safe_keeps_good_values_and_cleans_bad_ones_at_any_depth():
 
     good = {"a": [1, 2.5, "é😀", None, {"b": True}]}
     assert db_safe(good) is good
-    assert db_safe({"k\x00": ["\udc80", float("inf"), float("nan"), "ok"]}) == {"k\ufffd": ["\ufffd", "inf", "nan", "ok"]}
+    assert db_safe({"k\x00": ["\udc80", float("inf"), float("nan"), "ok"]}) == {
+        "k\ufffd": ["\ufffd", "inf", "nan", "ok"]
+    }
     deep: list = ["\x00"]
     for _ in range(5000):
         deep = [deep]
@@ -289,7 +291,7 @@ def test_a_folder_name_that_is_not_utf8_is_reported_and_never_stops_the_pass(sto
     host = ScanHost.objects.get()
     assert host.problems == [{"path": "bad\\xff\\xfe/modules/pos", "reason": "name 'bad\\xff\\xfe' is not valid UTF-8"}]
     html = manager_client.get(reverse("opsdash:module_list")).content.decode()
-    assert "was not scanned:" in html and "<code dir=\"ltr\">bad\\xff\\xfe/modules/pos</code>" in html
+    assert "was not scanned:" in html and '<code dir="ltr">bad\\xff\\xfe/modules/pos</code>' in html
     code, _, _ = _scan_command()  # and again: still reported, still no failure
     assert code == 2 and ScanHost.objects.get().problems == host.problems
 
@@ -313,7 +315,14 @@ def test_a_module_whose_scan_raises_is_recorded_critical_and_the_pass_goes_on(st
     assert code == 2
     rows = {m.module: m for m in ModuleState.objects.all()}
     assert {name: row.status for name, row in rows.items()} == {"kds": "critical", "pos": "critical", "tabs": "healthy"}
-    assert rows["pos"].findings == [{"code": "unreadable", "severity": "critical", "message": "the scan of this module failed: RuntimeError: boom in the check", "reason": "RuntimeError: boom in the check"}]
+    assert rows["pos"].findings == [
+        {
+            "code": "unreadable",
+            "severity": "critical",
+            "message": "the scan of this module failed: RuntimeError: boom in the check",
+            "reason": "RuntimeError: boom in the check",
+        }
+    ]
     assert rows["pos"].scan_state is None  # read whole next time
     assert "the scan of dar/modules/pos on testhost failed" in caplog.text and "boom in the check" in caplog.text
     monkeypatch.setattr(Module, "check", real)

@@ -25,7 +25,13 @@ PRODUCTION_ENV = {
 def test_check_deploy_is_clean_with_the_documented_production_settings(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "OPSDASH_", "DATABASE_URL"))}
     env |= PRODUCTION_ENV | {"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
-    out = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=REPO, env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "no issues" in out.stdout
 
@@ -63,7 +69,9 @@ def test_path_like_parameters_never_reach_a_file(operator_client, path):
     assert response.status_code in (400, 404)
 
 
-@pytest.mark.parametrize("name", ["opsdash:module_list", "opsdash:incident_list", "opsdash:backup_list", "opsdash:api_module_list"])
+@pytest.mark.parametrize(
+    "name", ["opsdash:module_list", "opsdash:incident_list", "opsdash:backup_list", "opsdash:api_module_list"]
+)
 def test_anonymous_visitors_get_nothing(client, name):
     response = client.get(reverse(name))
     assert response.status_code in (302, 401)
@@ -106,7 +114,12 @@ def test_the_embedded_database_is_private_from_the_first_run(tmp_path):
         con.execute("INSERT INTO t VALUES (1)")
         con.commit()
         modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [var, *var.iterdir()]}
-        assert modes == {"var": 0o700, "opsdash.sqlite3": 0o600, "opsdash.sqlite3-wal": 0o600, "opsdash.sqlite3-shm": 0o600}
+        assert modes == {
+            "var": 0o700,
+            "opsdash.sqlite3": 0o600,
+            "opsdash.sqlite3-wal": 0o600,
+            "opsdash.sqlite3-shm": 0o600,
+        }
         con.close()
         for p in (var, db):
             p.chmod(0o755 if p == var else 0o644)  # as the code of before left them

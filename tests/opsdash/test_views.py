@@ -134,7 +134,9 @@ def test_the_history_page_filters_and_draws_a_chart(scanned, manager_client):
     response = manager_client.get(reverse("opsdash:incident_list"), {"code": "meta_corrupt", "state": "open"})
     assert [i.module.module for i in response.context["page"]] == ["kds"]
     assert "<svg" in response.content.decode() and 'class="bar"' in response.content.decode()
-    response = manager_client.get(reverse("opsdash:incident_list"), {"state": "ended", "since": "2025-10-01", "until": "2025-10-31"})
+    response = manager_client.get(
+        reverse("opsdash:incident_list"), {"state": "ended", "since": "2025-10-01", "until": "2025-10-31"}
+    )
     assert [i.source for i in response.context["page"]] == ["store-server"]
 
 

@@ -26,8 +26,12 @@ class Command(BaseCommand):
     help = "Scan this host's data root on a loop and run this host's jobs, until SIGTERM."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--interval", type=float, default=float(settings.OPSDASH_SCAN_INTERVAL),
-                            help="seconds between scans (default OPSDASH_SCAN_INTERVAL)")
+        parser.add_argument(
+            "--interval",
+            type=float,
+            default=float(settings.OPSDASH_SCAN_INTERVAL),
+            help="seconds between scans (default OPSDASH_SCAN_INTERVAL)",
+        )
         parser.add_argument("--data-root", help="this host's data root (default OPSDASH_DATA_ROOT)")
         parser.add_argument("--host", help="this host's name (default OPSDASH_HOST_NAME)")
         parser.add_argument("--once", action="store_true", help="one scan, then run the queued jobs, then exit")
@@ -55,7 +59,9 @@ class Command(BaseCommand):
         worker = make_worker(host.name)
         thread = threading.Thread(target=worker.run, name=f"agent-worker-{host.name}", daemon=True)
         thread.start()
-        self.stdout.write(f"agent {host.name}: scanning {host.data_root} every {interval:g} s, running queue {host.name!r}")
+        self.stdout.write(
+            f"agent {host.name}: scanning {host.data_root} every {interval:g} s, running queue {host.name!r}"
+        )
         run_loop(interval, stop, lambda outcome: self._report(host, outcome))
         worker.running = False
         thread.join(timeout=120)  # let a running job finish

@@ -42,4 +42,6 @@ class Command(BaseCommand):
         self.stdout.write(f"users {', '.join(DEMO_USERS)} (groups {', '.join(DEMO_USERS.values())})")
         if not options["password"]:
             self.stdout.write(f"password: {password}")
-        self.stdout.write(f"set OPSDASH_DATA_ROOT={root} for the web server and the scanner (or agent --data-root {root})")
+        self.stdout.write(
+            f"set OPSDASH_DATA_ROOT={root} for the web server and the scanner (or agent --data-root {root})"
+        )

@@ -35,7 +35,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", metavar="FILE|-", help="the log file, or - to read standard input")
-        parser.add_argument("--year", type=int, help="year of journald's short timestamps, which print none (default: this year)")
+        parser.add_argument(
+            "--year", type=int, help="year of journald's short timestamps, which print none (default: this year)"
+        )
         parser.add_argument("--host", help="the store host that wrote the log (default: OPSDASH_HOST_NAME)")
 
     def handle(self, *args: Any, **options: Any) -> None:

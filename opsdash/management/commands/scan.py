@@ -17,7 +17,9 @@ class Command(BaseCommand):
     help = "Check every module of the data root and record states, incidents and backups. Exit 0/1/2 by the worst status, 3 if the root is unusable."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--loop", type=float, metavar="SECONDS", help="scan again every SECONDS until SIGTERM/SIGINT")
+        parser.add_argument(
+            "--loop", type=float, metavar="SECONDS", help="scan again every SECONDS until SIGTERM/SIGINT"
+        )
         parser.add_argument("--data-root", help="scan this folder instead of OPSDASH_DATA_ROOT")
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -1,0 +1,239 @@
+"""What each action's job does: the runners the action registry (opsdash.actions) names.
+
+A runner takes the job row, a progress callback ``progress(done, total, text, info)`` and an
+``audit`` dict it fills with the meta's sha256 before and after; it returns the job's result (a
+JSON dict whose ``summary`` is one English line) or raises (EventStoreError, FilesUnavailable,
+OSError: a failed job with that line; PartlyFailed: a whole-branch job in which some modules
+failed, keeping what was done).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from eventstore.errors import EventStoreError
+
+from ..models import Backup, BackupBlob, Incident, Job, ModuleState, Status
+from .audit import record_job
+from .files import FilesUnavailable, live_module
+from .scan import scan_module
+
+Progress = Callable[..., None]
+Runner = Callable[[Job, Progress, dict], dict[str, Any]]
+# The failures a runner reports as a failed job (anything else is a bug: logged with its traceback).
+EXPECTED_FAILURES = (EventStoreError, FilesUnavailable, OSError)
+
+
+class PartlyFailed(Exception):
+    """A bulk job in which some modules failed: the job fails, and keeps what was done."""
+
+    def __init__(self, message: str, result: dict[str, Any]):
+        super().__init__(message)
+        self.result = result
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as the one line a job records."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def module_of(job: Job) -> ModuleState:
+    state = job.target or ModuleState.objects.filter(host=job.host, branch=job.branch, module=job.module).first()
+    if state is None:
+        raise FilesUnavailable(f"{job.branch}/{job.module} is not known on {job.host}")
+    return state
+
+
+# -- module actions ------------------------------------------------------------------------------
+
+
+def rebuild(job: Job, progress: Progress, audit: dict) -> dict[str, Any]:
+    return rebuild_module(module_of(job), job.requested_by, progress, audit)
+
+
+def rebuild_module(state: ModuleState, user: str, progress: Progress, audit: dict) -> dict[str, Any]:
+    report = live_module(state).rebuild(
+        progress=lambda done, total: progress(
+            done, total, f"{_mb(done)} of {_mb(total)} of the log read", {"unit": "bytes", "done": done, "total": total}
+        )
+    )
+    audit["before"] = report.meta_sha256_before or ""
+    audit["after"] = report.meta_sha256_after or ""
+    state = scan_module(state, ended_how=Incident.EndedHow.REBUILT, ended_by=user)
+    return {
+        "summary": f"rebuilt from {report.events_read} events; old meta backed up as {report.backup or 'nothing (there was none)'}",
+        "events_read": report.events_read,
+        "bytes_read": report.bytes_read,
+        "backup": report.backup,
+        "bad_line_count": report.bad_line_count,
+        "old_meta_error": report.old_meta_error,
+        "sources": {k: v for k, v in report.sources.items() if v not in ("log", "folder", "now")},
+        "diff": meta_diff(report.old_meta, report.new_meta),
+        "status": state.status,
+    }
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1_000_000:,.1f} MB"
+
+
+def verify(job: Job, progress: Progress, audit: dict) -> dict[str, Any]:
+    state = scan_module(module_of(job), ended_how=Incident.EndedHow.RESOLVED, ended_by=f"verify by {job.requested_by}")
+    return {
+        "summary": f"{state.status}: {', '.join(state.codes.split()) or 'no findings'}",
+        "status": state.status,
+        "findings": state.findings,
+    }
+
+
+def archive_backups(job: Job, progress: Progress, audit: dict) -> dict[str, Any]:
+    done = archive_module(module_of(job), job.requested_by)
+    return {"summary": f"{len(done)} backup(s) archived, each verified by sha256", "archived": done}
+
+
+def archive_module(state: ModuleState, user: str) -> list[dict[str, Any]]:
+    archived = live_module(state).archive_backups(settings.OPSDASH_ARCHIVE_ROOT)
+    now = timezone.now()
+    for item in archived:
+        Backup.objects.filter(module=state, name=item.name).update(
+            state=Backup.State.ARCHIVED, archive_path=item.path, last_changed=now
+        )
+        _store_blob(state, item)
+    scan_module(state, ended_how=Incident.EndedHow.ARCHIVED, ended_by=user)
+    return [item.to_dict() for item in archived]
+
+
+def _store_blob(state: ModuleState, item) -> None:
+    """Keep the archived bytes in the database too, verified, so every host can serve them."""
+    backup = Backup.objects.filter(module=state, name=item.name).first()
+    if backup is None or item.size > settings.OPSDASH_BLOB_MAX_BYTES:
+        return
+    with open(item.path, "rb") as f:
+        data = f.read()
+    if hashlib.sha256(data).hexdigest() != item.sha256:
+        raise EventStoreError(f"archived copy of {item.name} changed after it was verified")
+    BackupBlob.objects.update_or_create(backup=backup, defaults={"data": data, "sha256": item.sha256})
+
+
+def clean_temp(job: Job, progress: Progress, audit: dict) -> dict[str, Any]:
+    state = module_of(job)
+    removed = live_module(state).clean_temp(settings.OPSDASH_TEMP_GRACE_SECONDS)
+    scan_module(state)
+    names = ", ".join(r.name for r in removed)
+    return {
+        "summary": f"{len(removed)} orphan temp file(s) removed" + (f": {names}" if names else ""),
+        "removed": [r.to_dict() for r in removed],
+    }
+
+
+# -- whole-branch actions ------------------------------------------------------------------------
+
+# What a bulk job keeps of each module's outcome besides its English summary.
+BULK_KEYS = ("events_read", "backup", "status", "archived")
+
+
+def _bulk(
+    job: Job,
+    progress: Progress,
+    each_as: str,
+    each: Callable[[ModuleState, dict], dict],
+    states: list[ModuleState],
+    verb: str,
+) -> dict[str, Any]:
+    """Run ``each`` on every module, go on past a failure, audit each module as action ``each_as``."""
+    done, failed = [], []
+    for i, state in enumerate(states):
+        progress(
+            i,
+            len(states),
+            f"{i} of {len(states)} modules, now {state.module}",
+            {"unit": "modules", "done": i, "total": len(states), "now": state.module},
+        )
+        audit: dict[str, str] = {}
+        try:
+            outcome = each(state, audit)
+        except EXPECTED_FAILURES as exc:
+            failed.append({"module": state.module, "error": one_line(exc)})
+            record_job(job, each_as, state.module, Job.State.FAILED, one_line(exc), {"bulk_job": job.pk}, audit)
+        else:
+            # "result" is the English line (API, audit); the rest lets a page word it in its language.
+            done.append(
+                {
+                    "module": state.module,
+                    "result": outcome["summary"],
+                    **{k: outcome[k] for k in BULK_KEYS if k in outcome},
+                }
+            )
+            record_job(job, each_as, state.module, Job.State.SUCCEEDED, outcome["summary"], {"bulk_job": job.pk}, audit)
+    progress(
+        len(states),
+        len(states),
+        f"{len(states)} of {len(states)} modules",  # not "now <the last one>" once done
+        {"unit": "modules", "done": len(states), "total": len(states)},
+    )
+    result = {"summary": f"{len(done)} module(s) {verb}, {len(failed)} failed", "modules": done, "failed": failed}
+    if failed:
+        raise PartlyFailed(result["summary"] + ": " + "; ".join(f"{f['module']}: {f['error']}" for f in failed), result)
+    return result
+
+
+def _no_progress(*args: Any) -> None:
+    """Per-module progress is not shown inside a bulk job."""
+
+
+def bulk_rebuild(job: Job, progress: Progress, audit: dict) -> dict[str, Any]:
+    states = _branch_modules(job, status=Status.CRITICAL)
+    return _bulk(
+        job, progress, "rebuild", lambda s, a: rebuild_module(s, job.requested_by, _no_progress, a), states, "rebuilt"
+    )
+
+
+def bulk_archive(job: Job, progress: Progress, audit: dict) -> dict[str, Any]:
+    def each(state: ModuleState, audit: dict) -> dict[str, Any]:
+        done = archive_module(state, job.requested_by)
+        return {
+            "summary": f"{len(done)} backup(s) archived: {', '.join(d['name'] for d in done)}",
+            "archived": [d["name"] for d in done],
+        }
+
+    states = _branch_modules(job, backups__state=Backup.State.LIVE)
+    return _bulk(job, progress, "archive_backups", each, states, "archived")
+
+
+def _branch_modules(job: Job, **filters: Any) -> list[ModuleState]:
+    return list(ModuleState.objects.filter(host=job.host, branch=job.branch, **filters).distinct().order_by("module"))
+
+
+# -- the rebuild's diff --------------------------------------------------------------------------
+
+
+def meta_diff(old: dict | None, new: dict) -> list[dict[str, Any]]:
+    """Field by field: what the rebuild changed (tableCursors table by table)."""
+    old = old if isinstance(old, dict) else {}
+    rows = []
+    for key in list(dict.fromkeys([*old, *new])):
+        if key == "updatedAt":
+            continue
+        if key == "tableCursors" and isinstance(old.get(key), dict) and isinstance(new.get(key), dict):
+            for table in dict.fromkeys([*old[key], *new[key]]):
+                rows += _diff_row(f"tableCursors.{table}", old[key], new[key], table)
+            continue
+        rows += _diff_row(key, old, new, key)
+    return rows
+
+
+def _diff_row(label: str, old: dict, new: dict, key: str) -> list[dict[str, Any]]:
+    if key not in old:
+        return [{"key": label, "change": "added", "old": None, "new": new[key]}]
+    if key not in new:
+        return [{"key": label, "change": "removed", "old": old[key], "new": None}]
+    if old[key] != new[key]:
+        return [{"key": label, "change": "changed", "old": old[key], "new": new[key]}]
+    return []
