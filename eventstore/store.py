@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 import stat
 import uuid
@@ -391,17 +392,17 @@ class Module:
             meta = self._current_meta(roll=not known)
             sequence = meta["totalEvents"] + 1
             now = iso_now()
-            line = {
-                "id": entry.get("id") or f"evt-{uuid.uuid4()}",
+            line = {  # Node's appendEvent: each default where the entry's value is falsy in JavaScript
+                "id": _or(entry.get("id"), f"evt-{uuid.uuid4()}"),
                 "sequence": sequence,
-                "action": entry.get("action") or "module:insert",
+                "action": _or(entry.get("action"), "module:insert"),
                 "branchId": self.branch,
                 "moduleId": self.name,
-                "table": entry.get("table"),
-                "record": entry.get("record", {}),
-                "meta": entry.get("meta") or {},
-                "publishState": entry.get("publishState") or {},
-                "createdAt": entry.get("createdAt") or now,
+                "table": _or(entry.get("table"), None),
+                "record": _or(entry.get("record"), None),
+                "meta": _or(entry.get("meta"), {}),
+                "publishState": publish_state(entry.get("publishState"), self.branch, now),
+                "createdAt": _or(entry.get("createdAt"), now),
                 "recordedAt": now,
             }
             for key, value in entry.items():
@@ -703,6 +704,66 @@ class Module:
         changed = total != meta["totalEvents"] or bool(newer)
         meta["totalEvents"] = total
         return changed
+
+
+def _js_truthy(value: Any) -> bool:
+    """JavaScript's truthiness: null, false, 0, NaN and "" are falsy; every object (an empty
+    one too) is truthy."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, str):
+        return value != ""
+    if isinstance(value, (int, float)):
+        return value == value and value != 0  # NaN != NaN
+    return True
+
+
+def _or(value: Any, default: Any) -> Any:
+    """``value || default``."""
+    return value if _js_truthy(value) else default
+
+
+def _js_finite(value: Any) -> bool:
+    """``Number.isFinite(value)``: a number, neither infinite nor NaN (never a bool or a string)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def publish_state(source: Any, origin: str, timestamp: str) -> dict[str, Any]:
+    """Node's normalizePublishState: every branch entry of ``source`` as {status, updatedAt,
+    attempts[, publishedAt]} (a bare string is a status), then the origin branch's own entry
+    re-stamped: status "published" unless it has one, updatedAt = ``timestamp``, its attempts
+    (else 0), and publishedAt = ``timestamp`` when published."""
+    out: dict[str, Any] = {}
+    if isinstance(source, dict):
+        items = list(source.items())
+    elif isinstance(source, list):  # Object.entries of an array: its indexes as keys
+        items = [(str(i), v) for i, v in enumerate(source)]
+    else:
+        items = []
+    for branch, value in items:
+        if not _js_truthy(branch):
+            continue
+        if isinstance(value, dict):
+            entry = {
+                "status": value["status"] if isinstance(value.get("status"), str) else "pending",
+                "updatedAt": _or(value.get("updatedAt"), timestamp),
+                "attempts": value["attempts"] if _js_finite(value.get("attempts")) else 0,
+            }
+            if _js_truthy(value.get("publishedAt")):
+                entry["publishedAt"] = value["publishedAt"]
+            out[branch] = entry
+        elif isinstance(value, list):  # an object without any of those keys
+            out[branch] = {"status": "pending", "updatedAt": timestamp, "attempts": 0}
+        elif isinstance(value, str):
+            out[branch] = {"status": value, "updatedAt": timestamp, "attempts": 0}
+    own = out.get(origin) or {}
+    mine = {"status": _or(own.get("status"), "published"), "updatedAt": timestamp, "attempts": own["attempts"] if _js_finite(own.get("attempts")) else 0}
+    if mine["status"] == "published":
+        mine["publishedAt"] = timestamp
+    out[origin] = mine
+    return out
 
 
 def _cut_partial_append(fd: int, written: int) -> None:

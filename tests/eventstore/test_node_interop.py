@@ -207,16 +207,27 @@ def test_python_line_has_node_line_shape(node, store, tmp_path):
     assert {b: s["status"] for b, s in ours["publishState"].items()} == {b: s["status"] for b, s in theirs["publishState"].items()}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Module.append_event claims Node's defaults, but for an entry without publishState it writes "
-    "publishState {} where Node writes {<branch>: {status: 'published', updatedAt, attempts: 0, "
-    "publishedAt}}, and for an entry without record it writes record {} where Node writes null"
-))
-def test_python_line_defaults_are_node_defaults(node, store, tmp_path):
-    ours, theirs = _same_entry_both_ways(node, store, tmp_path, {"table": "order_header"})
+ODD_ENTRIES = [
+    {"table": "order_header"},
+    {"table": "order_header", "record": {}, "meta": [], "publishState": {BRANCH: "pending", "zamalek": {"attempts": 2, "publishedAt": "p"}}},
+    {"table": "", "record": 0, "meta": None, "publishState": {BRANCH: {"status": "failed", "attempts": 3, "publishedAt": "p"}, "": "x", "maadi": 7}},
+    {"table": "t", "record": "", "action": "", "publishState": ["published", {"status": 5, "attempts": "1", "updatedAt": ""}]},
+    {"table": "t", "record": [], "publishState": {BRANCH: {"status": "", "attempts": 1.5}, "maadi": []}},
+    {"table": "t", "record": False, "publishState": "published"},
+]
+
+
+@pytest.mark.parametrize("entry", ODD_ENTRIES)
+def test_python_line_defaults_are_node_defaults(node, store, tmp_path, entry):
+    """Node's appendEvent defaults (a value falsy in JavaScript takes the default; record null)
+    and its normalizePublishState (every entry normalised, the own branch re-stamped)."""
+    ours, theirs = _same_entry_both_ways(node, store, tmp_path, entry)
     at = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-    ours_ps, theirs_ps = (json.loads(at.sub("T", json.dumps(x["publishState"]))) for x in (ours, theirs))
-    assert (ours["record"], ours_ps) == (theirs["record"], theirs_ps)
+    keys = ("action", "table", "record", "meta", "publishState")
+    ours_shape, theirs_shape = (json.loads(at.sub("T", json.dumps({k: x[k] for k in keys}))) for x in (ours, theirs))
+    assert ours_shape == theirs_shape
+    assert list(ours["publishState"]) == list(theirs["publishState"])
+    assert ours["publishState"][BRANCH]["updatedAt"] == ours["recordedAt"]
 
 
 # -- recoveries, each side's read by the other ----------------------------------------------------

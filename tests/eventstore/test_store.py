@@ -30,7 +30,10 @@ def test_append_event_writes_the_node_line_shape(module):
     assert list(line) == ["id", "sequence", "action", "branchId", "moduleId", "table", "record", "meta", "publishState", "createdAt", "recordedAt"]
     assert re.fullmatch(r"evt-[0-9a-f-]{36}", line["id"])
     assert (line["sequence"], line["branchId"], line["moduleId"]) == (1, "dar", "pos")
-    assert line["record"] == entry["record"] and line["meta"] == entry["meta"] and line["publishState"] == entry["publishState"]
+    assert line["record"] == entry["record"] and line["meta"] == entry["meta"]
+    # Node re-stamps the own branch's publish state with the time of the append
+    now = line["recordedAt"]
+    assert line["publishState"] == {"dar": {"status": "published", "updatedAt": now, "attempts": 0, "publishedAt": now}}
     assert ISO_MS.match(line["createdAt"]) and ISO_MS.match(line["recordedAt"])
     raw = module.log_path.read_bytes()
     assert raw.endswith(b"\n") and raw.count(b"\n") == 1
@@ -39,8 +42,19 @@ def test_append_event_writes_the_node_line_shape(module):
 
 def test_append_event_defaults(module):
     line = module.append_event({"table": "pos_shift"})
-    assert line["action"] == "module:insert"
-    assert line["record"] == {} and line["meta"] == {} and line["publishState"] == {}
+    now = line["recordedAt"]
+    assert line["action"] == "module:insert" and line["createdAt"] == now
+    assert line["record"] is None and line["meta"] == {}
+    assert line["publishState"] == {"dar": {"status": "published", "updatedAt": now, "attempts": 0, "publishedAt": now}}
+
+
+def test_append_event_normalises_the_publish_state_as_node_does(module):
+    line = module.append_event({"table": "t", "publishState": {"dar": "pending", "zamalek": {"attempts": 2, "publishedAt": "p"}, "": "x", "maadi": 5}})
+    now = line["recordedAt"]
+    assert line["publishState"] == {
+        "dar": {"status": "pending", "updatedAt": now, "attempts": 0},
+        "zamalek": {"status": "pending", "updatedAt": now, "attempts": 2, "publishedAt": "p"},
+    }
 
 
 def test_append_event_updates_the_meta_in_the_same_step(module):
