@@ -481,8 +481,10 @@ class Module:
     def rotate(self, today: str | None = None) -> Path | None:
         """The daily rotation: when the meta's ``currentDay`` is not ``today`` (UTC date by
         default), move events.log to ``history/events/<currentDay>-<lastEventAt>.log`` (Node's
-        naming; never overwriting: a taken name gets ``-1``, ``-2`` ...) and restart the meta at
-        totalEvents 0 with ``lastClosedDate`` = the old day. Locked; the move is a hard link (the
+        naming; never overwriting: a taken name gets ``-1``, ``-2`` ...) and restart the meta as
+        Node's rotateEventLog does: totalEvents 0, no last event, ``lastAckId`` null (the
+        acknowledged event is in history now), ``liveCreatedAt`` now, ``lastClosedDate`` = the
+        old day (client cursors and unknown keys kept). Locked; the move is a hard link (the
         history folder fsynced) then an unlink (the live folder fsynced), so a power loss never
         keeps the unlink without the link. Returns the history file, or None when nothing moved.
         """
@@ -506,13 +508,16 @@ class Module:
                 os.unlink(self.log_path)
                 if self.store.fsync:
                     fsync_dir(self.live_dir)
-            meta.update(
-                totalEvents=0,
+            now = iso_now()
+            meta.update(  # as Node's rotateEventLog restarts it
+                lastClosedDate=_or(meta.get("currentDay"), day),
+                currentDay=day,
+                liveCreatedAt=now,
                 lastEventId=None,
                 lastEventAt=None,
-                lastClosedDate=meta.get("currentDay"),
-                currentDay=day,
-                updatedAt=iso_now(),
+                lastAckId=None,
+                totalEvents=0,
+                updatedAt=now,
             )
             self._write_meta(meta)
             return moved

@@ -343,7 +343,7 @@ def test_python_rotation_files_the_day_as_node_does_and_node_continues(node, mod
     assert moved is not None and moved.name == node_archive.name == f"{PAST_DAY}-{stamp}.log"
     assert moved.parent == module.history_dir and node_archive.parent.name == "events"
     assert moved.read_bytes() == node_archive.read_bytes()
-    ignore = ("updatedAt", "liveCreatedAt", "lastAckId")  # see the xfail test below
+    ignore = ("updatedAt", "liveCreatedAt")  # the time of each rotation (see the next test)
     assert {k: v for k, v in after.items() if k not in ignore} == {k: v for k, v in node_result["meta"].items() if k not in ignore}
     assert (after["totalEvents"], after["lastClosedDate"]) == (0, PAST_DAY)
 
@@ -355,12 +355,6 @@ def test_python_rotation_files_the_day_as_node_does_and_node_continues(node, mod
     assert module.append_event(make_entry(5))["sequence"] == 2
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Module.rotate keeps lastAckId (an event now in the history file) and the old liveCreatedAt; "
-    "Node's rotateEventLog restarts the meta with lastAckId null and liveCreatedAt = now, so the "
-    "meta after our rotation is not the one Node's rotation leaves (tests/eventstore/test_store.py "
-    "asserts the kept lastAckId)"
-))
 def test_python_rotation_restarts_the_meta_as_node_does(node, module, tmp_path):
     before, _, after, node_result = _rotated_pair(node, module, tmp_path)
     assert node_result["meta"]["lastAckId"] is None and node_result["meta"]["liveCreatedAt"] != before["liveCreatedAt"]

@@ -230,7 +230,10 @@ def test_rotate_moves_the_log_with_the_node_name_and_restarts_the_meta(seeded):
     new = json.loads(seeded.module.meta_path.read_bytes())
     assert new["totalEvents"] == 0 and new["lastEventId"] is None
     assert new["currentDay"] == "2025-10-28" and new["lastClosedDate"] == meta["currentDay"]
-    assert new["lastAckId"] == meta["lastAckId"]
+    # As Node's rotateEventLog: the acknowledged event is in history now, and the live log
+    # starts over (so does its liveCreatedAt); the client cursors stay.
+    assert new["lastAckId"] is None and meta["lastAckId"] is not None
+    assert new["liveCreatedAt"] != meta["liveCreatedAt"] and new["lastServedTableIds"] == meta["lastServedTableIds"]
     assert seeded.module.check().findings == []
     assert seeded.module.append_event(make_entry(1))["sequence"] == 1
 
