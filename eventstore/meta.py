@@ -34,20 +34,6 @@ DEFAULTS: dict[str, Any] = {
     "lastClientSyncAt": None,
 }
 KNOWN_KEYS = frozenset(DEFAULTS)
-# Rebuilt from the log.
-DERIVABLE = ("totalEvents", "lastEventId", "lastEventAt", "tableCursors")
-# Client sync state and history: only a surviving copy can give them back.
-NON_DERIVABLE = (
-    "liveCreatedAt",
-    "currentDay",
-    "lastClosedDate",
-    "lastAckId",
-    "lastServedTableIds",
-    "lastClientTableIds",
-    "lastSnapshotMarker",
-    "lastClientSnapshotMarker",
-    "lastClientSyncAt",
-)
 STRING_OR_NULL_KEYS = (
     "branchId",
     "moduleId",

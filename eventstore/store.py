@@ -30,7 +30,6 @@ from .rebuild import today as utc_today
 
 PREVIEW_LIMIT = 64 * 1024
 PREVIEW_PARSE_LIMIT = 8 * 1024 * 1024
-EVENT_KEYS = ("id", "sequence", "action", "branchId", "moduleId", "table", "record", "meta", "publishState", "createdAt", "recordedAt")
 
 
 @dataclass(slots=True)
