@@ -166,12 +166,16 @@ class Incident(models.Model):
         return self.ended_at is None
 
     @classmethod
-    def open_for(cls, module: ModuleState, at: datetime, findings: list[dict[str, Any]], **fields: Any) -> Incident:
-        """A new incident of ``module`` from ``at``, its severity the module's status and its codes
+    def open_for(cls, module_row: ModuleState, at: datetime, findings: list[dict[str, Any]], **fields: Any) -> Incident:
+        """A new incident of a module from ``at``, its severity the module's status and its codes
         those of ``findings`` (unless ``fields`` say otherwise: a store-server recovery)."""
-        fields.setdefault("severity", module.status)
+        fields.setdefault("severity", module_row.status)
         return cls.objects.create(
-            module=module, opened_at=at, findings=findings, codes=codes_field({f["code"] for f in findings}), **fields
+            module=module_row,
+            opened_at=at,
+            findings=findings,
+            codes=codes_field({f["code"] for f in findings}),
+            **fields,
         )
 
     def end(self, at: datetime | None, how: str, by: str) -> None:
@@ -338,13 +342,13 @@ class Job(models.Model):
     refuses a second one, so two actions never run on the same module at once.
     """
 
-    class State(models.TextChoices):
+    class Status(models.TextChoices):
         QUEUED = "queued", _("queued")
         RUNNING = "running", _("running")
         SUCCEEDED = "succeeded", _("succeeded")
         FAILED = "failed", _("failed")
 
-    ACTIVE = (State.QUEUED, State.RUNNING)
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
 
     kind = models.CharField(max_length=32)  # an action's kind (opsdash.actions.ACTIONS)
     host = models.CharField(max_length=255)
@@ -354,7 +358,7 @@ class Job(models.Model):
     requested_by = models.CharField(max_length=150)
     requested_from = models.GenericIPAddressField(null=True, blank=True)
     params = models.JSONField(default=dict)
-    status = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(default=0.0)
     progress_text = models.CharField(max_length=200, blank=True, default="")  # English, for the API and logs
     # The same progress as data ({"unit": "bytes" | "modules", "done", "total", "now"}): pages word it

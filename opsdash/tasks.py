@@ -17,7 +17,7 @@ class JobFailed(Exception):
 def run_job(job_id: int) -> dict:
     """Run one operator action; the job row records progress, result or error."""
     outcome = execute(job_id)
-    if outcome.get("status") == Job.State.FAILED:
+    if outcome.get("status") == Job.Status.FAILED:
         raise JobFailed(f"job {job_id} failed: {outcome.get('error') or 'see the job'}")
     return outcome
 

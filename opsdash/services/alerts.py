@@ -90,11 +90,11 @@ def queue_transitions(transitions: list[tuple[ModuleState, str | None, str]], no
     """An alert (and a delivery per receiver) for each transition worth telling."""
     now = now or timezone.now()
     made = 0
-    for state, old, new in transitions:
+    for module_row, old, new in transitions:
         event = _event(old, new)
         if event is None:
             continue
-        _queue(event, _payload(state, event, old, new, now), now, state, state.host, new, old or "")
+        _queue(event, _payload(module_row, event, old, new, now), now, module_row, module_row.host, new, old or "")
         made += 1
     return made
 
@@ -104,16 +104,16 @@ def _link(path: str) -> str:
     return f"{base}{path}" if base else path
 
 
-def _payload(state: ModuleState, event: str, old: str | None, new: str, now: datetime) -> dict[str, Any]:
+def _payload(module_row: ModuleState, event: str, old: str | None, new: str, now: datetime) -> dict[str, Any]:
     return {
         "event": event,
-        "host": state.host,
-        "branch": state.branch,
-        "module": state.module,
+        "host": module_row.host,
+        "branch": module_row.branch,
+        "module": module_row.module,
         "status": new,
         "previous_status": old,
-        "findings": [{"code": f.get("code"), "message": f.get("message")} for f in state.findings],
-        "url": _link(state.get_absolute_url()),
+        "findings": [{"code": f.get("code"), "message": f.get("message")} for f in module_row.findings],
+        "url": _link(module_row.get_absolute_url()),
         "at": now.isoformat(),
     }
 

@@ -49,16 +49,16 @@ class PreviewView:
     marked: Marked | None = None
 
 
-def live_module(state: ModuleState) -> Module:
+def live_module(module_row: ModuleState) -> Module:
     """The eventstore Module behind a row; FilesUnavailable if this host cannot read it."""
     here = local_host()
-    if state.host != here.name:
+    if module_row.host != here.name:
         raise FilesUnavailable(
             gettext("the files are on host %(host)s; this dashboard runs on %(here)s")
-            % {"host": state.host, "here": here.name}
+            % {"host": module_row.host, "here": here.name}
         )
     try:
-        return here.open_store().module(state.branch, state.module)
+        return here.open_store().module(module_row.branch, module_row.module)
     except EventStoreError as exc:
         raise FilesUnavailable(str(exc)) from None
 
@@ -86,9 +86,9 @@ def _view(preview: FilePreview) -> PreviewView:
     return PreviewView(preview)
 
 
-def meta_preview(state: ModuleState) -> PreviewView:
+def meta_preview(module_row: ModuleState) -> PreviewView:
     """The meta for display: pretty when valid, raw with the error marked when damaged."""
-    module = live_module(state)
+    module = live_module(module_row)
     try:
         return _view(module.preview_meta())
     except OutsideRoot as exc:
@@ -141,9 +141,9 @@ def archived_backup_path(backup: Backup) -> Path:
     root = settings.OPSDASH_ARCHIVE_ROOT
     if not root:
         raise FilesUnavailable("OPSDASH_ARCHIVE_ROOT is not set")
-    state = backup.module
+    module_row = backup.module
     try:
-        parts = [layout.check_name(state.branch, "branch"), layout.check_name(state.module, "module")]
+        parts = [layout.check_name(module_row.branch, "branch"), layout.check_name(module_row.module, "module")]
         name = layout.check_name(backup.name, "backup name")
     except InvalidName as exc:
         raise FilesUnavailable(str(exc)) from None

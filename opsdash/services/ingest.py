@@ -43,20 +43,20 @@ def ingest(lines: Iterable[str | bytes], source: str, host: str, year: int | Non
     report = IngestReport()
     for rec in serverlog.parse(lines, year=year):
         report.found += 1
-        state = _module(host, rec)
-        if state is None:
+        module_row = _module(host, rec)
+        if module_row is None:
             report.unmatched.add(f"{rec.branch}/{rec.module}" if rec.branch else rec.path or f"line {rec.line}")
         known = ServerRecovery.objects.filter(fingerprint=rec.fingerprint).first()
         if known is not None:
             report.known += 1
-            if known.module_id is None and state is not None and known.host == host:
+            if known.module_id is None and module_row is not None and known.host == host:
                 with transaction.atomic():
-                    _link(known, rec, state)
+                    _link(known, rec, module_row)
                 report.linked += 1
             continue
         try:
             with transaction.atomic():
-                _record(rec, source, host, state)
+                _record(rec, source, host, module_row)
         except IntegrityError:
             report.known += 1  # a concurrent run recorded it first
             continue
@@ -72,7 +72,7 @@ def _module(host: str, rec: serverlog.Recovery) -> ModuleState | None:
     return ModuleState.objects.filter(host=host, branch=rec.branch, module=rec.module).first()
 
 
-def _record(rec: serverlog.Recovery, source: str, host: str, state: ModuleState | None) -> ServerRecovery:
+def _record(rec: serverlog.Recovery, source: str, host: str, module_row: ModuleState | None) -> ServerRecovery:
     row = ServerRecovery.objects.create(
         fingerprint=rec.fingerprint,
         at=rec.at,
@@ -91,17 +91,17 @@ def _record(rec: serverlog.Recovery, source: str, host: str, state: ModuleState 
         line=rec.line,
         lines=list(rec.lines),
     )
-    if state is not None:
-        _link(row, rec, state)
+    if module_row is not None:
+        _link(row, rec, module_row)
     return row
 
 
-def _link(row: ServerRecovery, rec: serverlog.Recovery, state: ModuleState) -> None:
+def _link(row: ServerRecovery, rec: serverlog.Recovery, module_row: ModuleState) -> None:
     """Tie a recorded recovery to its module, its backup row and an incident."""
-    row.module = state
-    row.backup = state.backups.filter(name=rec.backup).first() if rec.backup else None
+    row.module = module_row
+    row.backup = module_row.backups.filter(name=rec.backup).first() if rec.backup else None
     if rec.outcome != ServerRecovery.Outcome.INCOMPLETE:
-        row.incident = _incident_for(rec, state, row.backup)
+        row.incident = _incident_for(rec, module_row, row.backup)
     row.save(update_fields=["module", "backup", "incident"])
 
 
@@ -119,11 +119,11 @@ def _finding(rec: serverlog.Recovery) -> dict[str, object]:
     return finding
 
 
-def _incident_for(rec: serverlog.Recovery, state: ModuleState, backup: Backup | None) -> Incident:
+def _incident_for(rec: serverlog.Recovery, module_row: ModuleState, backup: Backup | None) -> Incident:
     at: datetime = rec.at or timezone.now()
     linked = Incident.objects.filter(backup=backup).first() if backup else None
     open_one = (
-        state.incidents.filter(source=Incident.Source.STORE_SERVER, ended_at__isnull=True, opened_at__lte=at)
+        module_row.incidents.filter(source=Incident.Source.STORE_SERVER, ended_at__isnull=True, opened_at__lte=at)
         .order_by("-opened_at")
         .first()
     )
@@ -136,10 +136,10 @@ def _incident_for(rec: serverlog.Recovery, state: ModuleState, backup: Backup | 
             open_one.save(update_fields=["findings", "backup"])
             open_one.end(at, Incident.EndedHow.STORE_SERVER, Incident.BY_STORE_SERVER)
             return open_one
-        return _create(state, rec, at, backup, ended=True)
+        return _create(module_row, rec, at, backup, ended=True)
     incident = linked or open_one
     if incident is None:
-        return _create(state, rec, at, backup, ended=False)
+        return _create(module_row, rec, at, backup, ended=False)
     # The scan took the backup for a recovery; the log says it failed: the incident stays open.
     incident.findings = [*incident.findings, _finding(rec)]
     incident.save(update_fields=["findings"])
@@ -147,14 +147,16 @@ def _incident_for(rec: serverlog.Recovery, state: ModuleState, backup: Backup | 
     return incident
 
 
-def _create(state: ModuleState, rec: serverlog.Recovery, at: datetime, backup: Backup | None, ended: bool) -> Incident:
+def _create(
+    module_row: ModuleState, rec: serverlog.Recovery, at: datetime, backup: Backup | None, ended: bool
+) -> Incident:
     ending = (
         {"ended_at": at, "ended_how": Incident.EndedHow.STORE_SERVER, "ended_by": Incident.BY_STORE_SERVER}
         if ended
         else {}
     )
     return Incident.open_for(
-        state,
+        module_row,
         at,
         [_finding(rec)],
         severity=Status.CRITICAL,

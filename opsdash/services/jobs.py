@@ -53,7 +53,7 @@ def _busy_message(other: Job | None) -> str:
         "status": other.get_status_display(),
     }
     if other.module:
-        if other.status == Job.State.RUNNING:
+        if other.status == Job.Status.RUNNING:
             return (
                 gettext("a %(kind)s on %(branch)s/%(module)s started by %(user)s at %(at)s is still %(status)s")
                 % values
@@ -61,7 +61,7 @@ def _busy_message(other: Job | None) -> str:
         return (
             gettext("a %(kind)s on %(branch)s/%(module)s requested by %(user)s at %(at)s is still %(status)s") % values
         )
-    if other.status == Job.State.RUNNING:
+    if other.status == Job.Status.RUNNING:
         return (
             gettext("a %(kind)s on the whole branch %(branch)s started by %(user)s at %(at)s is still %(status)s")
             % values
@@ -127,7 +127,7 @@ def request_job(
         task_id = _enqueue(job)
     except Exception as exc:  # never leave a queued job that no task will run: it would block the module
         Job.objects.filter(pk=job.pk).update(
-            status=Job.State.FAILED, error=f"could not be queued: {one_line(exc)}", finished_at=timezone.now()
+            status=Job.Status.FAILED, error=f"could not be queued: {one_line(exc)}", finished_at=timezone.now()
         )
         raise
     Job.objects.filter(pk=job.pk).update(task_id=task_id)
@@ -138,10 +138,10 @@ def request_job(
 def fail_stale_jobs(host: str | None = None) -> int:
     """Running jobs whose worker stopped (no heartbeat for a while) are failed, not left running."""
     cutoff = timezone.now() - timedelta(seconds=settings.OPSDASH_JOB_STALE_SECONDS)
-    qs = Job.objects.filter(status=Job.State.RUNNING, heartbeat__lt=cutoff)
+    qs = Job.objects.filter(status=Job.Status.RUNNING, heartbeat__lt=cutoff)
     if host:
         qs = qs.filter(host=host)
-    return qs.update(status=Job.State.FAILED, error=INTERRUPTED, finished_at=timezone.now())
+    return qs.update(status=Job.Status.FAILED, error=INTERRUPTED, finished_at=timezone.now())
 
 
 INTERRUPTED = "interrupted: the worker stopped"
@@ -167,7 +167,7 @@ class _Heartbeat:
     def _beat(self) -> None:
         try:
             while not self.stop.wait(settings.OPSDASH_JOB_STALE_SECONDS / 4):
-                Job.objects.filter(pk=self.job_id, status=Job.State.RUNNING).update(heartbeat=timezone.now())
+                Job.objects.filter(pk=self.job_id, status=Job.Status.RUNNING).update(heartbeat=timezone.now())
         except Exception:  # a missed heartbeat at worst shows the job as interrupted; never fail the job
             log.exception("heartbeat of job %s", self.job_id)
         finally:
@@ -199,8 +199,8 @@ def execute(job_id: int) -> dict[str, Any]:
     """Run one job (in the worker). Never raises for a failed action: the job records it."""
     now = timezone.now()
     # Claimed by a conditional update: a task delivered twice still runs the action once.
-    claimed = Job.objects.filter(pk=job_id, status=Job.State.QUEUED).update(
-        status=Job.State.RUNNING, started_at=now, heartbeat=now
+    claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
+        status=Job.Status.RUNNING, started_at=now, heartbeat=now
     )
     job = Job.objects.get(pk=job_id)
     if not claimed:
@@ -211,13 +211,13 @@ def execute(job_id: int) -> dict[str, Any]:
         try:
             result = ACTIONS[job.kind].runner(job, progress, audit)
         except PartlyFailed as exc:
-            return _finish(job, Job.State.FAILED, result=exc.result, error=one_line(exc), audit=audit)
+            return _finish(job, Job.Status.FAILED, result=exc.result, error=one_line(exc), audit=audit)
         except EXPECTED_FAILURES as exc:
-            return _finish(job, Job.State.FAILED, error=one_line(exc), audit=audit)
+            return _finish(job, Job.Status.FAILED, error=one_line(exc), audit=audit)
         except Exception as exc:  # a bug: still a failed job with a clear line, and a log with the traceback
             log.exception("job %s failed", job.pk)
-            return _finish(job, Job.State.FAILED, error=f"unexpected error: {one_line(exc)}", audit=audit)
-        return _finish(job, Job.State.SUCCEEDED, result=result, audit=audit)
+            return _finish(job, Job.Status.FAILED, error=f"unexpected error: {one_line(exc)}", audit=audit)
+        return _finish(job, Job.Status.SUCCEEDED, result=result, audit=audit)
 
 
 def _finish(job: Job, status: str, result: Any = None, error: str = "", audit: dict | None = None) -> dict[str, Any]:
@@ -228,7 +228,7 @@ def _finish(job: Job, status: str, result: Any = None, error: str = "", audit: d
         result=result,
         error=error,
         finished_at=timezone.now(),
-        progress=1.0 if status == Job.State.SUCCEEDED else progress,
+        progress=1.0 if status == Job.Status.SUCCEEDED else progress,
         heartbeat=timezone.now(),
     )
     params = {**job.params, "job": job.pk}

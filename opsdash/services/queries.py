@@ -11,6 +11,8 @@ from django.db.models.functions import TruncDate
 from django.http import QueryDict
 from django.utils import timezone
 
+from eventstore import CODES
+
 from ..models import Backup, Incident, ModuleState, Status
 
 MODULE_SORTS = {
@@ -121,8 +123,6 @@ class IncidentFilters:
 
     @classmethod
     def from_query(cls, query: QueryDict) -> IncidentFilters:
-        from eventstore import CODES
-
         return cls(
             since=_parse_date(query.get("since")),
             until=_parse_date(query.get("until")),

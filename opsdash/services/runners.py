@@ -45,10 +45,10 @@ def one_line(exc: BaseException) -> str:
 
 
 def module_of(job: Job) -> ModuleState:
-    state = job.target or ModuleState.objects.filter(host=job.host, branch=job.branch, module=job.module).first()
-    if state is None:
+    module_row = job.target or ModuleState.objects.filter(host=job.host, branch=job.branch, module=job.module).first()
+    if module_row is None:
         raise FilesUnavailable(f"{job.branch}/{job.module} is not known on {job.host}")
-    return state
+    return module_row
 
 
 # -- module actions ------------------------------------------------------------------------------
@@ -58,15 +58,15 @@ def rebuild(job: Job, progress: Progress, audit: dict) -> dict[str, Any]:
     return rebuild_module(module_of(job), job.requested_by, progress, audit)
 
 
-def rebuild_module(state: ModuleState, user: str, progress: Progress, audit: dict) -> dict[str, Any]:
-    report = live_module(state).rebuild(
+def rebuild_module(module_row: ModuleState, user: str, progress: Progress, audit: dict) -> dict[str, Any]:
+    report = live_module(module_row).rebuild(
         progress=lambda done, total: progress(
             done, total, f"{_mb(done)} of {_mb(total)} of the log read", {"unit": "bytes", "done": done, "total": total}
         )
     )
     audit["before"] = report.meta_sha256_before or ""
     audit["after"] = report.meta_sha256_after or ""
-    state = scan_module(state, ended_how=Incident.EndedHow.REBUILT, ended_by=user)
+    module_row = scan_module(module_row, ended_how=Incident.EndedHow.REBUILT, ended_by=user)
     return {
         "summary": f"rebuilt from {report.events_read} events; old meta backed up as {report.backup or 'nothing (there was none)'}",
         "events_read": report.events_read,
@@ -76,7 +76,7 @@ def rebuild_module(state: ModuleState, user: str, progress: Progress, audit: dic
         "old_meta_error": report.old_meta_error,
         "sources": {k: v for k, v in report.sources.items() if v not in ("log", "folder", "now")},
         "diff": meta_diff(report.old_meta, report.new_meta),
-        "status": state.status,
+        "status": module_row.status,
     }
 
 
@@ -85,11 +85,13 @@ def _mb(n: int) -> str:
 
 
 def verify(job: Job, progress: Progress, audit: dict) -> dict[str, Any]:
-    state = scan_module(module_of(job), ended_how=Incident.EndedHow.RESOLVED, ended_by=f"verify by {job.requested_by}")
+    module_row = scan_module(
+        module_of(job), ended_how=Incident.EndedHow.RESOLVED, ended_by=f"verify by {job.requested_by}"
+    )
     return {
-        "summary": f"{state.status}: {', '.join(state.codes.split()) or 'no findings'}",
-        "status": state.status,
-        "findings": state.findings,
+        "summary": f"{module_row.status}: {', '.join(module_row.codes.split()) or 'no findings'}",
+        "status": module_row.status,
+        "findings": module_row.findings,
     }
 
 
@@ -98,21 +100,21 @@ def archive_backups(job: Job, progress: Progress, audit: dict) -> dict[str, Any]
     return {"summary": f"{len(done)} backup(s) archived, each verified by sha256", "archived": done}
 
 
-def archive_module(state: ModuleState, user: str) -> list[dict[str, Any]]:
-    archived = live_module(state).archive_backups(settings.OPSDASH_ARCHIVE_ROOT)
+def archive_module(module_row: ModuleState, user: str) -> list[dict[str, Any]]:
+    archived = live_module(module_row).archive_backups(settings.OPSDASH_ARCHIVE_ROOT)
     now = timezone.now()
     for item in archived:
-        Backup.objects.filter(module=state, name=item.name).update(
+        Backup.objects.filter(module=module_row, name=item.name).update(
             state=Backup.State.ARCHIVED, archive_path=item.path, last_changed=now
         )
-        _store_blob(state, item)
-    scan_module(state, ended_how=Incident.EndedHow.ARCHIVED, ended_by=user)
+        _store_blob(module_row, item)
+    scan_module(module_row, ended_how=Incident.EndedHow.ARCHIVED, ended_by=user)
     return [item.to_dict() for item in archived]
 
 
-def _store_blob(state: ModuleState, item) -> None:
+def _store_blob(module_row: ModuleState, item) -> None:
     """Keep the archived bytes in the database too, verified, so every host can serve them."""
-    backup = Backup.objects.filter(module=state, name=item.name).first()
+    backup = Backup.objects.filter(module=module_row, name=item.name).first()
     if backup is None or item.size > settings.OPSDASH_BLOB_MAX_BYTES:
         return
     with open(item.path, "rb") as f:
@@ -123,9 +125,9 @@ def _store_blob(state: ModuleState, item) -> None:
 
 
 def clean_temp(job: Job, progress: Progress, audit: dict) -> dict[str, Any]:
-    state = module_of(job)
-    removed = live_module(state).clean_temp(settings.OPSDASH_TEMP_GRACE_SECONDS)
-    scan_module(state)
+    module_row = module_of(job)
+    removed = live_module(module_row).clean_temp(settings.OPSDASH_TEMP_GRACE_SECONDS)
+    scan_module(module_row)
     names = ", ".join(r.name for r in removed)
     return {
         "summary": f"{len(removed)} orphan temp file(s) removed" + (f": {names}" if names else ""),
@@ -149,29 +151,31 @@ def _bulk(
 ) -> dict[str, Any]:
     """Run ``each`` on every module, go on past a failure, audit each module as action ``each_as``."""
     done, failed = [], []
-    for i, state in enumerate(states):
+    for i, module_row in enumerate(states):
         progress(
             i,
             len(states),
-            f"{i} of {len(states)} modules, now {state.module}",
-            {"unit": "modules", "done": i, "total": len(states), "now": state.module},
+            f"{i} of {len(states)} modules, now {module_row.module}",
+            {"unit": "modules", "done": i, "total": len(states), "now": module_row.module},
         )
         audit: dict[str, str] = {}
         try:
-            outcome = each(state, audit)
+            outcome = each(module_row, audit)
         except EXPECTED_FAILURES as exc:
-            failed.append({"module": state.module, "error": one_line(exc)})
-            record_job(job, each_as, state.module, Job.State.FAILED, one_line(exc), {"bulk_job": job.pk}, audit)
+            failed.append({"module": module_row.module, "error": one_line(exc)})
+            record_job(job, each_as, module_row.module, Job.Status.FAILED, one_line(exc), {"bulk_job": job.pk}, audit)
         else:
             # "result" is the English line (API, audit); the rest lets a page word it in its language.
             done.append(
                 {
-                    "module": state.module,
+                    "module": module_row.module,
                     "result": outcome["summary"],
                     **{k: outcome[k] for k in BULK_KEYS if k in outcome},
                 }
             )
-            record_job(job, each_as, state.module, Job.State.SUCCEEDED, outcome["summary"], {"bulk_job": job.pk}, audit)
+            record_job(
+                job, each_as, module_row.module, Job.Status.SUCCEEDED, outcome["summary"], {"bulk_job": job.pk}, audit
+            )
     progress(
         len(states),
         len(states),
@@ -196,8 +200,8 @@ def bulk_rebuild(job: Job, progress: Progress, audit: dict) -> dict[str, Any]:
 
 
 def bulk_archive(job: Job, progress: Progress, audit: dict) -> dict[str, Any]:
-    def each(state: ModuleState, audit: dict) -> dict[str, Any]:
-        done = archive_module(state, job.requested_by)
+    def each(module_row: ModuleState, audit: dict) -> dict[str, Any]:
+        done = archive_module(module_row, job.requested_by)
         return {
             "summary": f"{len(done)} backup(s) archived: {', '.join(d['name'] for d in done)}",
             "archived": [d["name"] for d in done],

@@ -123,17 +123,17 @@ def scan_root(root: Path | str | None = None, host: str | None = None, now: date
             if isinstance(found, RefusedFolder):
                 report.refused.append(found.to_dict())
                 continue
-            state = known.get((found.branch, found.name))
+            module_row = known.get((found.branch, found.name))
             try:
-                state = _scan_module(report, batches, host, found, state, now)
+                module_row = _scan_module(report, batches, host, found, module_row, now)
                 failures_in_a_row = 0
             except Exception as exc:  # one module's failure is that module's finding; the pass goes on
                 failures_in_a_row += 1
                 if failures_in_a_row > MAX_FAILURES_IN_A_ROW:
                     raise  # not one module's problem (the database is gone): the pass fails
-                state = _record_failure(report, batches, host, found, state, exc, now)
-            if state is not None:
-                seen.add(state.pk)
+                module_row = _record_failure(report, batches, host, found, module_row, exc, now)
+            if module_row is not None:
+                seen.add(module_row.pk)
     _mark_gone(report, host, seen, now)
     return report
 
@@ -147,7 +147,7 @@ def _record_failure(
     batches: _Batches,
     host: str,
     module: Module,
-    state: ModuleState | None,
+    module_row: ModuleState | None,
     exc: Exception,
     now: datetime,
 ) -> ModuleState | None:
@@ -164,14 +164,14 @@ def _record_failure(
     )
     try:
         with batches.step():
-            fresh = ModuleState.objects.get(pk=state.pk) if state is not None else None
-            state, _ = _record_module(report, host, module, failed, now, fresh)
+            fresh = ModuleState.objects.get(pk=module_row.pk) if module_row is not None else None
+            module_row, _ = _record_module(report, host, module, failed, now, fresh)
     except Exception:
         log.exception("the failure of %s on %s could not be recorded either", where, host)
         report.refused.append({"path": where, "reason": f"the scan failed: {reason}"})
-        return state
+        return module_row
     report.add(failed)
-    return state
+    return module_row
 
 
 class _Batches:
@@ -211,34 +211,41 @@ class _Batches:
 
 
 def _scan_module(
-    report: ScanReport, batches: _Batches, host: str, module: Module, state: ModuleState | None, now: datetime
+    report: ScanReport, batches: _Batches, host: str, module: Module, module_row: ModuleState | None, now: datetime
 ) -> ModuleState:
-    previous = state.scan_state if state is not None else None
+    previous = module_row.scan_state if module_row is not None else None
     # Incremental: files whose size, mtime and inode are unchanged are not read again.
     health = module.check(now=now.timestamp(), previous=previous)
     health.state = db_safe(health.state)  # as saved, so that an unchanged module compares equal
-    if previous is not None and health.state == previous and not state.temp_files and state.status != Status.GONE:
+    if (
+        previous is not None
+        and health.state == previous
+        and not module_row.temp_files
+        and module_row.status != Status.GONE
+    ):
         report.add(health)
-        return state  # nothing on disk changed and no finding depends on the clock (temp file ages)
+        return module_row  # nothing on disk changed and no finding depends on the clock (temp file ages)
     backups_changed = previous is None or previous.get("backups") != (health.state or {}).get("backups")
     backups = module.backups() if backups_changed else None
     with batches.step():  # every query of a changed module in its savepoint: a failure undoes only its own
-        if state is not None:
-            state = ModuleState.objects.get(pk=state.pk)  # every field in one query, not one per deferred field
-        state, changed = _record_module(report, host, module, health, now, state)
+        if module_row is not None:
+            module_row = ModuleState.objects.get(
+                pk=module_row.pk
+            )  # every field in one query, not one per deferred field
+        module_row, changed = _record_module(report, host, module, health, now, module_row)
         if backups:
-            _record_backups(report, state, backups, now)
-            _record_store_server_recoveries(report, state)
+            _record_backups(report, module_row, backups, now)
+            _record_store_server_recoveries(report, module_row)
         elif backups is not None and previous is not None:
-            _record_backups(report, state, backups, now)  # the last live backups went away
-        elif changed and state.backups_count:
-            _record_store_server_recoveries(report, state)
+            _record_backups(report, module_row, backups, now)  # the last live backups went away
+        elif changed and module_row.backups_count:
+            _record_store_server_recoveries(report, module_row)
     report.add(health)
-    return state
+    return module_row
 
 
 def scan_module(
-    state: ModuleState,
+    module_row: ModuleState,
     now: datetime | None = None,
     ended_how: str = Incident.EndedHow.RESOLVED,
     ended_by: str = Incident.BY_SCAN,
@@ -249,12 +256,14 @@ def scan_module(
     now = now or timezone.now()
     report = ScanReport(root=store.root, ended_how=ended_how, ended_by=ended_by)
     with _Batches() as batches:
-        state = _scan_module(report, batches, state.host, store.module(state.branch, state.module), state, now)
+        module_row = _scan_module(
+            report, batches, module_row.host, store.module(module_row.branch, module_row.module), module_row, now
+        )
     try:
         queue_transitions(report.transitions, now)  # the next scan pass delivers them
     except Exception:  # an alert problem never fails the action that changed the module
-        log.exception("alerts for %s could not be queued", state)
-    return state
+        log.exception("alerts for %s could not be queued", module_row)
+    return module_row
 
 
 def record_pass(
@@ -322,12 +331,12 @@ def _apply(obj: Any, fields: dict[str, Any]) -> list[str]:
 
 
 def _record_module(
-    report: ScanReport, host: str, module: Module, health: Health, now: datetime, state: ModuleState | None
+    report: ScanReport, host: str, module: Module, health: Health, now: datetime, module_row: ModuleState | None
 ) -> tuple[ModuleState, bool]:
     """Create or update the module's row; returns it and whether anything was written."""
     fields = _state_fields(health)
-    if state is None:
-        state = ModuleState.objects.create(
+    if module_row is None:
+        module_row = ModuleState.objects.create(
             host=host,
             branch=module.branch,
             module=module.name,
@@ -337,54 +346,54 @@ def _record_module(
             **fields,
         )
         report.changed += 1
-        report.transitions.append((state, None, state.status))
-        if state.status in PROBLEM_STATUSES:
-            _record_incident(report, state, now, fresh=True)
-        return state, True
+        report.transitions.append((module_row, None, module_row.status))
+        if module_row.status in PROBLEM_STATUSES:
+            _record_incident(report, module_row, now, fresh=True)
+        return module_row, True
     else:
-        old_status = state.status
-        changed = _apply(state, fields)
+        old_status = module_row.status
+        changed = _apply(module_row, fields)
         if changed:
             if "status" in changed:
-                report.transitions.append((state, old_status, state.status))
-                state.status_since = now
+                report.transitions.append((module_row, old_status, module_row.status))
+                module_row.status_since = now
                 changed.append("status_since")
-            state.last_changed = now
-            state.save(update_fields=[*changed, "last_changed"])
+            module_row.last_changed = now
+            module_row.save(update_fields=[*changed, "last_changed"])
             report.changed += 1
-        elif state.status not in PROBLEM_STATUSES:
-            return state, False  # nothing changed: its incidents are as the last pass left them
+        elif module_row.status not in PROBLEM_STATUSES:
+            return module_row, False  # nothing changed: its incidents are as the last pass left them
         if changed == ["scan_state"]:
-            return state, False
-    _record_incident(report, state, now)
-    return state, True
+            return module_row, False
+    _record_incident(report, module_row, now)
+    return module_row, True
 
 
-def _record_incident(report: ScanReport, state: ModuleState, now: datetime, fresh: bool = False) -> None:
+def _record_incident(report: ScanReport, module_row: ModuleState, now: datetime, fresh: bool = False) -> None:
     """Open, update or end the module's scan incident. ``fresh``: the row was just created, so it
     has no incident yet (saves a query per new module on a first scan)."""
-    current = None if fresh else state.incidents.seen_by_scan().still_open().first()
-    if state.status in PROBLEM_STATUSES:
-        problems = [f for f in state.findings if f.get("severity") != "info"]
+    current = None if fresh else module_row.incidents.seen_by_scan().still_open().first()
+    if module_row.status in PROBLEM_STATUSES:
+        problems = [f for f in module_row.findings if f.get("severity") != "info"]
         if current is None:
-            Incident.open_for(state, now, problems)
+            Incident.open_for(module_row, now, problems)
             report.opened += 1
             return
-        worst = max(current.severity, state.status, key=lambda s: STATUS_RANK[s])
+        worst = max(current.severity, module_row.status, key=lambda s: STATUS_RANK[s])
         codes = codes_field(set(current.code_list) | {f["code"] for f in problems})
         changed = _apply(current, {"severity": worst, "codes": codes, "findings": problems})
         if changed:
             current.save(update_fields=changed)
     elif current is not None:
-        how = Incident.EndedHow.GONE if state.status == Status.GONE else report.ended_how
+        how = Incident.EndedHow.GONE if module_row.status == Status.GONE else report.ended_how
         current.end(now, how, report.ended_by)
         report.ended += 1
 
 
-def _record_backups(report: ScanReport, state: ModuleState, infos: list, now: datetime) -> None:
-    if not infos and not state.backups_count and state.first_seen == now:
+def _record_backups(report: ScanReport, module_row: ModuleState, infos: list, now: datetime) -> None:
+    if not infos and not module_row.backups_count and module_row.first_seen == now:
         return  # a module first seen in this pass, without backups: nothing to compare
-    existing = {b.name: b for b in state.backups.all()}
+    existing = {b.name: b for b in module_row.backups.all()}
     for info in infos:
         fields = {
             "kind": info.kind,
@@ -397,7 +406,7 @@ def _record_backups(report: ScanReport, state: ModuleState, infos: list, now: da
         }
         backup = existing.pop(info.name, None)
         if backup is None:
-            Backup.objects.create(module=state, name=info.name, first_seen=now, last_changed=now, **fields)
+            Backup.objects.create(module=module_row, name=info.name, first_seen=now, last_changed=now, **fields)
             report.new_backups += 1
         elif changed := _apply(backup, fields):
             backup.last_changed = now
@@ -409,16 +418,16 @@ def _record_backups(report: ScanReport, state: ModuleState, infos: list, now: da
             backup.save(update_fields=["state", "last_changed"])
 
 
-def _record_store_server_recoveries(report: ScanReport, state: ModuleState) -> None:
+def _record_store_server_recoveries(report: ScanReport, module_row: ModuleState) -> None:
     """A meta backup from a time no incident of ours covers is a recovery the Node server did alone.
 
     It becomes an incident opened and ended at the time in the backup's name, so the history shows
     it even though the dashboard never saw the module broken.
     """
-    candidates = state.backups.filter(kind="meta", incident__isnull=True, created_at__isnull=False)
+    candidates = module_row.backups.filter(kind="meta", incident__isnull=True, created_at__isnull=False)
     for backup in candidates:
         # The server log may have told us first (manage.py ingest_logs): use that incident.
-        told = ServerRecovery.objects.filter(module=state, backup_name=backup.name, incident__isnull=False).first()
+        told = ServerRecovery.objects.filter(module=module_row, backup_name=backup.name, incident__isnull=False).first()
         if told is not None:
             if told.incident.backup_id is None:
                 told.incident.backup = backup
@@ -428,7 +437,7 @@ def _record_store_server_recoveries(report: ScanReport, state: ModuleState) -> N
                 told.save(update_fields=["backup"])
             continue
         covered = (
-            state.incidents.seen_by_scan()
+            module_row.incidents.seen_by_scan()
             .filter(opened_at__lte=backup.created_at)
             .filter(Q(ended_at__isnull=True) | Q(ended_at__gte=backup.created_at))
         )
@@ -439,7 +448,7 @@ def _record_store_server_recoveries(report: ScanReport, state: ModuleState) -> N
         if backup.error:
             finding["error"] = backup.error
         Incident.open_for(
-            state,
+            module_row,
             backup.created_at,
             [finding],
             severity=Status.CRITICAL,
@@ -454,14 +463,14 @@ def _record_store_server_recoveries(report: ScanReport, state: ModuleState) -> N
 
 def _mark_gone(report: ScanReport, host: str, seen: set[int], now: datetime) -> None:
     """Modules of this host that the pass did not find: status "gone", incidents ended, backups missing."""
-    for state in ModuleState.objects.filter(host=host).exclude(pk__in=seen).exclude(status=Status.GONE):
+    for module_row in ModuleState.objects.filter(host=host).exclude(pk__in=seen).exclude(status=Status.GONE):
         with transaction.atomic():
-            report.transitions.append((state, state.status, Status.GONE))
-            state.status = Status.GONE
-            state.status_rank = STATUS_RANK[Status.GONE]
-            state.status_since = now
-            state.last_changed = now
-            state.save(update_fields=["status", "status_rank", "status_since", "last_changed"])
-            _record_incident(report, state, now)
-            state.backups.filter(state=Backup.State.LIVE).update(state=Backup.State.MISSING, last_changed=now)
+            report.transitions.append((module_row, module_row.status, Status.GONE))
+            module_row.status = Status.GONE
+            module_row.status_rank = STATUS_RANK[Status.GONE]
+            module_row.status_since = now
+            module_row.last_changed = now
+            module_row.save(update_fields=["status", "status_rank", "status_since", "last_changed"])
+            _record_incident(report, module_row, now)
+            module_row.backups.filter(state=Backup.State.LIVE).update(state=Backup.State.MISSING, last_changed=now)
         report.gone += 1

@@ -16,29 +16,29 @@ LIST_ROWS = 100
 
 
 def module_summary(
-    request: HttpRequest, state: ModuleState, beats: dict[str, Heartbeat] | None = None
+    request: HttpRequest, module_row: ModuleState, beats: dict[str, Heartbeat] | None = None
 ) -> dict[str, Any]:
     """A module as the list shows it; ``stale`` and ``last_scan_at`` say whether its host's
     scanner still reports (``beats``: heartbeats.all_heartbeats(), read once for a list)."""
-    beat = heartbeat_of(state.host, beats)
+    beat = heartbeat_of(module_row.host, beats)
     return {
-        "host": state.host,
-        "branch": state.branch,
-        "module": state.module,
-        "status": state.status,
-        "status_since": state.status_since,
-        "findings": state.findings,
-        "meta_total_events": state.meta_total_events,
-        "log_events": state.log_events,
-        "log_size": state.log_size,
-        "last_event_at": state.last_event_at,
-        "backups_count": state.backups_count,
-        "temp_files": state.temp_files,
-        "last_changed": state.last_changed,
+        "host": module_row.host,
+        "branch": module_row.branch,
+        "module": module_row.module,
+        "status": module_row.status,
+        "status_since": module_row.status_since,
+        "findings": module_row.findings,
+        "meta_total_events": module_row.meta_total_events,
+        "log_events": module_row.log_events,
+        "log_size": module_row.log_size,
+        "last_event_at": module_row.last_event_at,
+        "backups_count": module_row.backups_count,
+        "temp_files": module_row.temp_files,
+        "last_changed": module_row.last_changed,
         "last_scan_at": beat.last_pass_at,
         "stale": beat.stale,
-        "url": request.build_absolute_uri(state.api_url()),
-        "page": request.build_absolute_uri(state.get_absolute_url()),
+        "url": request.build_absolute_uri(module_row.api_url()),
+        "page": request.build_absolute_uri(module_row.get_absolute_url()),
     }
 
 
@@ -72,14 +72,18 @@ def incident_dict(incident: Incident) -> dict[str, Any]:
     }
 
 
-def module_full(request: HttpRequest, state: ModuleState) -> dict[str, Any]:
-    out = module_summary(request, state)
-    out["scan_error"] = heartbeat_of(state.host).error or None
-    out["stats"] = state.stats
-    out["first_seen"] = state.first_seen
+def module_full(request: HttpRequest, module_row: ModuleState) -> dict[str, Any]:
+    out = module_summary(request, module_row)
+    out["scan_error"] = heartbeat_of(module_row.host).error or None
+    out["stats"] = module_row.stats
+    out["first_seen"] = module_row.first_seen
     # Newest first, LIST_ROWS a page (?backups=N, ?incidents=N): bounded however many there are.
-    backups = Paginator(state.backups.order_by("-created_at", "-pk"), LIST_ROWS).get_page(request.GET.get("backups"))
-    incidents = Paginator(state.incidents.select_related("backup"), LIST_ROWS).get_page(request.GET.get("incidents"))
+    backups = Paginator(module_row.backups.order_by("-created_at", "-pk"), LIST_ROWS).get_page(
+        request.GET.get("backups")
+    )
+    incidents = Paginator(module_row.incidents.select_related("backup"), LIST_ROWS).get_page(
+        request.GET.get("incidents")
+    )
     out["backups"] = [backup_dict(request, b) for b in backups.object_list]
     out["backups_page"] = {
         "page": backups.number,
@@ -94,7 +98,7 @@ def module_full(request: HttpRequest, state: ModuleState) -> dict[str, Any]:
     }
     # Present for every role: the server decides who may POST.
     out["actions"] = {
-        a.kind: request.build_absolute_uri(reverse(f"opsdash:{a.api_url_name}", kwargs=state.key))
+        a.kind: request.build_absolute_uri(reverse(f"opsdash:{a.api_url_name}", kwargs=module_row.key))
         for a in module_actions()
     }
     return out

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import secrets
 
+from django.apps import apps
 from django.contrib.auth.models import Group, User
 
 DEMO_USERS = {"manager": "managers", "operator": "operators", "auditor": "auditors"}
@@ -12,10 +14,6 @@ DEMO_USERS = {"manager": "managers", "operator": "operators", "auditor": "audito
 def ensure_role_groups() -> None:
     """The role groups and their permissions, as migrations 0002 and 0003 create them (again,
     where a test database was emptied after the migrations ran)."""
-    import importlib
-
-    from django.apps import apps
-
     importlib.import_module("opsdash.migrations.0002_groups").create_groups(apps, None)
     importlib.import_module("opsdash.migrations.0003_roles").grant(apps, None)
 

@@ -13,8 +13,10 @@ import threading
 
 from django.conf import settings
 from django.db import connection
+from django_tasks_db.management.commands.db_worker import Worker
 
 from .host import local_host
+from .jobs import fail_stale_jobs
 
 log = logging.getLogger(__name__)
 _started: threading.Thread | None = None
@@ -22,10 +24,8 @@ _worker = None
 _lock = threading.Lock()
 
 
-def make_worker(queue: str, batch: bool = False):
+def make_worker(queue: str, batch: bool = False) -> Worker:
     """django_tasks_db's worker for one queue; ``batch`` stops it when the queue is empty."""
-    from django_tasks_db.management.commands.db_worker import Worker
-
     return Worker(
         queue_names=[queue],
         interval=0.5,
@@ -44,8 +44,6 @@ def start_embedded_worker() -> threading.Thread | None:
     with _lock:
         if _started is not None or not settings.OPSDASH_EMBEDDED_WORKER:
             return _started
-        from .jobs import fail_stale_jobs
-
         host = local_host().name
         failed = fail_stale_jobs(host)
         if failed:

@@ -90,7 +90,7 @@ VOCABULARY: dict[str, dict[str, Any]] = {
     "severity": SEVERITIES,
     "backup_state": dict(Backup.State.choices),
     "backup_kind": BACKUP_KINDS,
-    "job_state": dict(Job.State.choices),
+    "job_status": dict(Job.Status.choices),
     "job_kind": {kind: action.title for kind, action in ACTIONS.items()},
     "outcome": OUTCOMES,
     "recovery": dict(ServerRecovery.Outcome.choices),

@@ -29,7 +29,7 @@ def _check(request: HttpRequest, kind: str) -> None:
 @require_POST
 def module_action(request: HttpRequest, host: str, branch: str, module: str, kind: str) -> HttpResponse:
     _check(request, kind)
-    state = get_object_or_404(ModuleState, host=host, branch=branch, module=module)
+    module_row = get_object_or_404(ModuleState, host=host, branch=branch, module=module)
     try:
         job = request_job(kind, host, branch, module, request.user.get_username(), client_ip(request))
     except Busy as exc:
@@ -37,11 +37,11 @@ def module_action(request: HttpRequest, host: str, branch: str, module: str, kin
             # The job in the way stays in view (the swap replaces the job area it was shown in).
             other = Job.objects.filter(host=host, branch=branch, module__in=[module, ""], status__in=Job.ACTIVE).first()
             return render(request, "opsdash/job.html#busy", {"message": str(exc), "job": other}, status=409)
-        messages.error(request, f"{state.branch}/{state.module}: {exc}")
-        return redirect(state.get_absolute_url())
+        messages.error(request, f"{module_row.branch}/{module_row.module}: {exc}")
+        return redirect(module_row.get_absolute_url())
     if request.htmx:
         return render(request, "opsdash/job.html#job", {"job": job}, status=202)
-    return redirect(f"{state.get_absolute_url()}?job={job.pk}#job-area")
+    return redirect(f"{module_row.get_absolute_url()}?job={job.pk}#job-area")
 
 
 @require_POST
@@ -90,9 +90,9 @@ def job_json(request: HttpRequest, job: Job) -> dict:
         "started_at": job.started_at,
         "finished_at": job.finished_at,
     }
-    if job.status == Job.State.SUCCEEDED:
+    if job.status == Job.Status.SUCCEEDED:
         out["result"] = job.result
-    elif job.status == Job.State.FAILED:
+    elif job.status == Job.Status.FAILED:
         out["error"] = job.error
         if job.result:  # a bulk job keeps what it did before a module failed
             out["result"] = job.result

@@ -63,5 +63,5 @@ def api_module_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @api_login_required
 def api_module_detail(request: HttpRequest, host: str, branch: str, module: str) -> HttpResponse:
-    state = get_object_or_404(ModuleState, host=host, branch=branch, module=module)
-    return json_response(module_full(request, state))
+    module_row = get_object_or_404(ModuleState, host=host, branch=branch, module=module)
+    return json_response(module_full(request, module_row))

@@ -55,14 +55,14 @@ def _preview(request: HttpRequest, backup: Backup) -> tuple[PreviewView | None, 
         view, error = backup_preview(backup), None
     except FilesUnavailable as exc:
         view, error = None, str(exc)
-    state = backup.module
+    module_row = backup.module
     record(
         request,
         "backup_preview",
         "failed" if error else "ok",
-        host=state.host,
-        branch=state.branch,
-        module=state.module,
+        host=module_row.host,
+        branch=module_row.branch,
+        module=module_row.module,
         params={"backups": [backup.name], "state": backup.state, "sha256": backup.sha256},
         detail=error or "",
     )

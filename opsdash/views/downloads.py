@@ -20,9 +20,9 @@ DOWNLOAD_PERMISSION = "opsdash.download_backups"
 @permission_required(DOWNLOAD_PERMISSION, raise_exception=True)
 def backup_download(request: HttpRequest, pk: int) -> HttpResponse:
     backup = get_object_or_404(Backup.objects.select_related("module"), pk=pk)
-    state = backup.module
+    module_row = backup.module
     params = {"backups": [backup.name], "state": backup.state, "sha256": backup.sha256}
-    where = {"host": state.host, "branch": state.branch, "module": state.module}
+    where = {"host": module_row.host, "branch": module_row.branch, "module": module_row.module}
     try:
         fh = open_backup(backup)
     except FilesUnavailable as exc:
@@ -31,7 +31,7 @@ def backup_download(request: HttpRequest, pk: int) -> HttpResponse:
         return render(request, "opsdash/unavailable.html", {"backup": backup, "reason": str(exc)}, status=404)
     params["bytes"] = stream_size(fh)
     record(request, "backup_download", "ok", **where, params=params)
-    filename = safe_filename(state.branch, state.module, backup.name)
+    filename = safe_filename(module_row.branch, module_row.module, backup.name)
     return FileResponse(fh, as_attachment=True, filename=filename, content_type="application/octet-stream")
 
 
@@ -44,8 +44,8 @@ def _zip_response(request: HttpRequest, backups: list[Backup], filename: str, **
 @require_GET
 @permission_required(DOWNLOAD_PERMISSION, raise_exception=True)
 def module_backups_download(request: HttpRequest, host: str, branch: str, module: str) -> StreamingHttpResponse:
-    state = get_object_or_404(ModuleState, host=host, branch=branch, module=module)
-    backups = list(state.backups.select_related("module").order_by("created_at", "name"))
+    module_row = get_object_or_404(ModuleState, host=host, branch=branch, module=module)
+    backups = list(module_row.backups.select_related("module").order_by("created_at", "name"))
     filename = safe_filename(branch, module, "backups") + ".zip"
     return _zip_response(request, backups, filename, host=host, branch=branch, module=module)
 

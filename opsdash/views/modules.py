@@ -60,25 +60,25 @@ def _branch_actions(host: str, branch: str) -> list[tuple[str, str]]:
     return [(str(a.label), reverse(f"opsdash:{a.url_name}", args=[host, branch])) for a in branch_actions()]
 
 
-def _module_actions(state: ModuleState) -> list[tuple[str, str, str, str]]:
+def _module_actions(module_row: ModuleState) -> list[tuple[str, str, str, str]]:
     """(button, confirmation naming the module, confirming button, URL) of each module action."""
-    name = format_html("<strong>{}/{}</strong>", state.branch, state.module)
+    name = format_html("<strong>{}/{}</strong>", module_row.branch, module_row.module)
     return [
         (
             str(a.label),
             format_html(str(a.question), module=name),
-            str(a.confirm).format(module=f"{state.branch}/{state.module}"),
-            reverse(f"opsdash:{a.url_name}", kwargs=state.key),
+            str(a.confirm).format(module=f"{module_row.branch}/{module_row.module}"),
+            reverse(f"opsdash:{a.url_name}", kwargs=module_row.key),
         )
         for a in module_actions()
     ]
 
 
-def _shown_job(request: HttpRequest, state: ModuleState) -> Job | None:
+def _shown_job(request: HttpRequest, module_row: ModuleState) -> Job | None:
     """The job a plain form post redirected here with (?job=), else the module's active job."""
     pk = queries.parse_id(request.GET.get("job"))
-    job = state.jobs.filter(pk=pk).first() if pk is not None else None
-    return job or state.jobs.filter(status__in=Job.ACTIVE).first()
+    job = module_row.jobs.filter(pk=pk).first() if pk is not None else None
+    return job or module_row.jobs.filter(status__in=Job.ACTIVE).first()
 
 
 # A module's backups and incidents are shown this many to a page (the Node server leaves a new
@@ -111,28 +111,28 @@ def _list_pages(request: HttpRequest, qs, param: str, anchor: str) -> ListPages:
 
 @require_GET
 def module_detail(request: HttpRequest, host: str, branch: str, module: str) -> HttpResponse:
-    state = get_object_or_404(ModuleState, host=host, branch=branch, module=module)
+    module_row = get_object_or_404(ModuleState, host=host, branch=branch, module=module)
     try:
-        meta, meta_error = meta_preview(state), None
+        meta, meta_error = meta_preview(module_row), None
     except FilesUnavailable as exc:
         meta, meta_error = None, str(exc)
-    backup_pages = _list_pages(request, state.backups.all(), "backups", "backups-h")
+    backup_pages = _list_pages(request, module_row.backups.all(), "backups", "backups-h")
     incident_pages = _list_pages(
         request,
-        state.incidents.select_related("backup").prefetch_related("server_recoveries"),
+        module_row.incidents.select_related("backup").prefetch_related("server_recoveries"),
         "incidents",
         "incidents-h",
     )
     ctx = {
-        "state": state,
-        "heartbeat": heartbeat_of(state.host),
+        "module_row": module_row,
+        "heartbeat": heartbeat_of(module_row.host),
         "meta": meta,
         "meta_error": meta_error,
         "backups": backup_pages.page.object_list,
         "backup_pages": backup_pages,
         "incidents": incident_pages.page.object_list,
         "incident_pages": incident_pages,
-        "actions": _module_actions(state),
-        "shown_job": _shown_job(request, state),
+        "actions": _module_actions(module_row),
+        "shown_job": _shown_job(request, module_row),
     }
     return render(request, "opsdash/module.html", ctx)

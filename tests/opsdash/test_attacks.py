@@ -256,7 +256,7 @@ def world(db, store, add_events, data_root, tmp_path, settings, demo_users) -> W
         module="kds",
         target=kds,
         requested_by="operator",
-        status=Job.State.SUCCEEDED,
+        status=Job.Status.SUCCEEDED,
         result={"status": "healthy"},
     )
     AuditEntry.objects.create(
@@ -827,7 +827,7 @@ def test_symlinks_out_of_the_data_root_are_reported_and_never_followed(world, st
         for branch in ("dar", "linkbranch"):
             hit(operator, "post", reverse(name, args=[HOST, branch]), name, data={"confirm": branch})
             make_worker(HOST, batch=True).run()
-    failed = Job.objects.filter(status=Job.State.FAILED, kind="rebuild").values_list("module", "error")
+    failed = Job.objects.filter(status=Job.Status.FAILED, kind="rebuild").values_list("module", "error")
     assert {m for m, _ in failed} >= {"linkmod", "linklive", "swapmod"}
     assert all(
         "outside the data root" in e or "symlink" in e for m, e in failed if m in ("linkmod", "linklive", "swapmod")
@@ -870,7 +870,7 @@ def test_nul_characters_in_the_files_never_fail_a_scan_a_job_or_an_ingest(world,
     for kind in ("verify", "rebuild"):
         hit(operator, "post", reverse(f"opsdash:module_{kind}", kwargs=state.key), f"opsdash:module_{kind}")
         make_worker(HOST, batch=True).run()
-    assert list(Job.objects.filter(module="nul").values_list("status", flat=True)) == [Job.State.SUCCEEDED] * 2
+    assert list(Job.objects.filter(module="nul").values_list("status", flat=True)) == [Job.Status.SUCCEEDED] * 2
     lines = [
         b"2026-01-05T10:00:00.000Z [eventStore][loadMeta] CORRUPTED FILE DETECTED - Attempting recovery",
         b"2026-01-05T10:00:00.001Z [eventStore][loadMeta] Error: Unexpected token \x00 in JSON",
@@ -977,7 +977,7 @@ def hostile(world, store, add_events) -> dict[str, Any]:
         module=XSS_MODULE,
         target=state1,
         requested_by=XSS_JOB,
-        status=Job.State.FAILED,
+        status=Job.Status.FAILED,
         error=XSS_JOB,
         result={"note": XSS_JOB},
         progress_text=XSS_JOB,

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from opsdash.models import AppendOnlyError, AuditEntry
-from opsdash.services.audit_trail import csv_cell
+from opsdash.services.audit import csv_cell
 
 pytestmark = pytest.mark.django_db
 
