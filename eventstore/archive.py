@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import layout
+from . import clock, layout
 from .errors import EventStoreError
 from .fileio import _write_all, fsync_dir, make_dirs, open_nofollow
 
@@ -122,7 +121,7 @@ def _copy_in(source: Path, partial: Path, dest: Path) -> str | None:
 
 def orphan_temps(module: Module, grace: float, now: float | None = None) -> list[tuple[str, float]]:
     """Temp files of interrupted atomic writes older than ``grace`` seconds, with their age."""
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     out = []
     for name in module.listing().temps:
         ms = layout.temp_time_ms(name)

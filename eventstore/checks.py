@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from typing import TYPE_CHECKING, Any
 
-from . import health, layout
+from . import clock, health, layout
 from . import log as logmod
 from . import meta as metamod
 from .errors import InvalidName
@@ -71,7 +70,7 @@ def check_module(module: Module, now: float | None = None, previous: dict[str, A
     and inode are unchanged is not read again; a log that is unchanged is not read, and one
     that only grew is read from where the last pass stopped (``health.bytes_read`` tells).
     """
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     findings: list[Finding] = []
     stats = ModuleStats()
     if previous is not None and previous.get("version") != STATE_VERSION:

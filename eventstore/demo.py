@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import layout
+from . import clock, layout
 from .store import EventStore, Module
 
 BRANCHES = ("dar", "zamalek", "maadi", "heliopolis", "alexandria")
@@ -160,7 +159,7 @@ def write_demo_root(
     if any(root.iterdir()):
         raise FileExistsError(f"{root} is not empty; the demo writes only into an empty folder")
     rng = random.Random(seed)
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    now_ms = clock.now_ms() if now_ms is None else now_ms
     store = EventStore(root, fsync=False)
     summary: dict[str, Any] = {"root": str(root), "modules": {}, "events": 0}
     span_ms = 28 * DAY_MS  # events spread over the last four weeks

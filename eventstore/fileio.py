@@ -17,14 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import layout
+from . import clock, layout
 from .errors import StoreBusy
 
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def fsync_dir(path: Path) -> None:
@@ -87,7 +83,7 @@ def _write_temp(folder: Path, prefix: str, data: bytes, *, durable: bool, like: 
     """A new file ``folder/<prefix>.tmp.<ms>.<base36>`` holding all of ``data``, fsynced if
     ``durable``, with the mode and owner of ``like``. On failure it is removed again."""
     while True:
-        tmp = folder / f"{prefix}.tmp.{now_ms()}.{_random_token()}"
+        tmp = folder / f"{prefix}.tmp.{clock.now_ms()}.{_random_token()}"
         try:
             fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
@@ -162,7 +158,7 @@ def create_exclusive(folder: Path, name_for, data: bytes, *, durable: bool = Tru
     """
     tmp = _write_temp(folder, layout.META_NAME, data, durable=durable)
     try:
-        ms = now_ms()
+        ms = clock.now_ms()
         while True:
             path = folder / name_for(ms)
             try:

@@ -8,10 +8,9 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from . import layout
+from . import clock, layout
 from . import log as logmod
 from . import meta as metamod
 from .errors import ConcurrentModification, EventStoreError
@@ -56,17 +55,8 @@ class RebuildReport:
         return asdict(self)
 
 
-def iso_now() -> str:
-    """UTC now as Node's ``new Date().toISOString()``: milliseconds and ``Z``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def today() -> str:
-    return datetime.now(UTC).date().isoformat()
-
-
 def fresh_meta(branch: str, module: str) -> dict[str, Any]:
-    now = iso_now()
+    now = clock.iso_now()
     out = copy.deepcopy(metamod.DEFAULTS)
     out.update(branchId=branch, moduleId=module, liveCreatedAt=now, currentDay=now[:10], updatedAt=now)
     return out

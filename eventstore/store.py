@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import orjson
 
-from . import layout
+from . import clock, layout
 from . import log as logmod
 from . import meta as metamod
 from .archive import ArchivedBackup, RemovedTemp, archive_one, orphan_temps
@@ -25,8 +25,7 @@ from .checks import check_module
 from .errors import CorruptEntry, EventStoreError, InvalidName, OutsideRoot, RootError
 from .fileio import ModuleLock, Stamp, atomic_write, confine, create_exclusive, fsync_dir, make_dirs, open_nofollow, read_capped
 from .health import Health
-from .rebuild import RebuildReport, fresh_meta, iso_now, rebuild_locked
-from .rebuild import today as utc_today
+from .rebuild import RebuildReport, fresh_meta, rebuild_locked
 
 PREVIEW_LIMIT = 64 * 1024
 PREVIEW_PARSE_LIMIT = 8 * 1024 * 1024
@@ -390,7 +389,7 @@ class Module:
                 self._repair_torn_tail()
             meta = self._current_meta(roll=not known)
             sequence = meta["totalEvents"] + 1
-            now = iso_now()
+            now = clock.iso_now()
             line = {  # Node's appendEvent: each default where the entry's value is falsy in JavaScript
                 "id": _or(entry.get("id"), f"evt-{uuid.uuid4()}"),
                 "sequence": sequence,
@@ -451,7 +450,7 @@ class Module:
             meta = self._current_meta()
             merged = metamod.merge_deep(meta, patch)
             if "updatedAt" not in patch:
-                merged["updatedAt"] = iso_now()
+                merged["updatedAt"] = clock.iso_now()
             if metamod.total_events(merged) is None:
                 raise EventStoreError("patch would make totalEvents invalid")
             self._write_meta(merged)
@@ -487,7 +486,7 @@ class Module:
         history folder fsynced) then an unlink (the live folder fsynced), so a power loss never
         keeps the unlink without the link. Returns the history file, or None when nothing moved.
         """
-        day = today or utc_today()
+        day = today or clock.today()
         self._require_contained()
         self._ensure_dir()
         with self._lock.hold():
@@ -496,9 +495,10 @@ class Module:
             if meta.get("currentDay") == day:
                 return None
             moved = None
+            now = clock.iso_now()
             if self.log_path.exists() and os.stat(self.log_path).st_size > 0:
                 old_day = meta.get("currentDay") if isinstance(meta.get("currentDay"), str) else day
-                stamp = meta.get("lastEventAt") if isinstance(meta.get("lastEventAt"), str) else iso_now()
+                stamp = meta.get("lastEventAt") if isinstance(meta.get("lastEventAt"), str) else now
                 base = layout.rotated_log_name(old_day, stamp)
                 make_dirs(self.history_dir, durable=self.store.fsync)
                 moved = self._link_unique(base)
@@ -507,7 +507,6 @@ class Module:
                 os.unlink(self.log_path)
                 if self.store.fsync:
                     fsync_dir(self.live_dir)
-            now = iso_now()
             meta.update(  # as Node's rotateEventLog restarts it
                 lastClosedDate=_or(meta.get("currentDay"), day),
                 currentDay=day,

@@ -47,9 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import eventstore.fileio
-import eventstore.rebuild
-import eventstore.store
-from eventstore import EventStore, layout
+from eventstore import EventStore, clock, layout
 from eventstore.errors import EventStoreError
 
 # The os functions through which eventstore (and pathlib / os.path under it) reaches the disk.
@@ -234,19 +232,13 @@ class FaultyOS:
 @contextmanager
 def frozen_clock() -> Iterator[None]:
     """Freeze the times eventstore writes into files and names (so runs are comparable)."""
-    saved = [
-        (eventstore.store, "iso_now", eventstore.store.iso_now),
-        (eventstore.rebuild, "iso_now", eventstore.rebuild.iso_now),
-        (eventstore.fileio, "now_ms", eventstore.fileio.now_ms),
-    ]
-    eventstore.store.iso_now = lambda: FROZEN_ISO
-    eventstore.rebuild.iso_now = lambda: FROZEN_ISO
-    eventstore.fileio.now_ms = lambda: FROZEN_MS
+    saved = (clock.iso_now, clock.now_ms)
+    clock.iso_now = lambda: FROZEN_ISO
+    clock.now_ms = lambda: FROZEN_MS
     try:
         yield
     finally:
-        for mod, name, value in saved:
-            setattr(mod, name, value)
+        clock.iso_now, clock.now_ms = saved
 
 
 # -- snapshots -------------------------------------------------------------------------------

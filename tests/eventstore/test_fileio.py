@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import StoreBusy, layout
+from eventstore import StoreBusy, clock, layout
 from eventstore import fileio
 from eventstore.fileio import ModuleLock, Stamp, atomic_write, create_exclusive, read_capped
 
@@ -71,7 +71,7 @@ def test_atomic_write_refuses_to_replace_a_symlink(tmp_path):
 
 
 def test_create_exclusive_in_the_same_millisecond_makes_two_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(fileio, "now_ms", lambda: 1761567827665)
+    monkeypatch.setattr(clock, "now_ms", lambda: 1761567827665)
     a = create_exclusive(tmp_path, layout.meta_backup_name, b"first")
     b = create_exclusive(tmp_path, layout.meta_backup_name, b"second")
     assert a.name == "events.meta.json.corrupted.1761567827665.bak"

@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from eventstore import ConcurrentModification, layout
-from eventstore import fileio
+from eventstore import ConcurrentModification, clock, layout
 from eventstore import log as logmod
 from tests.eventstore.conftest import (
     LOAD_HELPERS,
@@ -120,15 +119,15 @@ def test_rebuild_without_a_meta_makes_one_and_no_backup(store):
 def test_rebuild_backs_up_the_damaged_meta_byte_for_byte(rich):
     damaged = meta_bytes(rich.meta)[:-40] + b"\x00garbage"
     rich.write_meta(damaged)
-    before_ms = fileio.now_ms()
+    before_ms = clock.now_ms()
     report = rich.module.rebuild()
     assert layout.META_BACKUP_RE.match(report.backup)
-    assert before_ms <= int(layout.META_BACKUP_RE.match(report.backup).group(1)) <= fileio.now_ms()
+    assert before_ms <= int(layout.META_BACKUP_RE.match(report.backup).group(1)) <= clock.now_ms()
     assert (rich.live / report.backup).read_bytes() == damaged
 
 
 def test_two_rebuilds_in_the_same_millisecond_make_two_backups(rich, monkeypatch):
-    monkeypatch.setattr(fileio, "now_ms", lambda: 1761567827665)
+    monkeypatch.setattr(clock, "now_ms", lambda: 1761567827665)
     rich.write_meta(b"{broken one")
     first = rich.module.rebuild().backup
     rich.write_meta(b"{broken two")
@@ -139,7 +138,7 @@ def test_two_rebuilds_in_the_same_millisecond_make_two_backups(rich, monkeypatch
 
 
 def test_rebuild_never_overwrites_an_existing_backup(rich, monkeypatch):
-    monkeypatch.setattr(fileio, "now_ms", lambda: 1761567827665)
+    monkeypatch.setattr(clock, "now_ms", lambda: 1761567827665)
     taken = rich.live / layout.meta_backup_name(1761567827665)
     taken.write_bytes(b"an older recovery")
     report = rich.module.rebuild()
