@@ -116,6 +116,18 @@ class IncidentQuerySet(models.QuerySet):
         return self.filter(source=Incident.Source.SCAN)
 
 
+class WorkerHeartbeat(models.Model):
+    """The last sign of life of a worker of one host's queue (the agent's, or a web process's
+    embedded one): a queued job whose host has none is waiting for a worker nobody started."""
+
+    host = models.CharField(max_length=255, unique=True)
+    last_seen_at = models.DateTimeField()
+    worker_id = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return f"worker of {self.host} seen at {self.last_seen_at:%Y-%m-%d %H:%M:%S}"
+
+
 class Incident(models.Model):
     """A span of time during which a module was warning or critical."""
 

@@ -118,9 +118,6 @@ OPSDASH_PAGE_SIZE = env_int("OPSDASH_PAGE_SIZE", 50, minimum=1)
 OPSDASH_ARCHIVE_ROOT = Path(env_str("OPSDASH_ARCHIVE_ROOT") or VAR_DIR / "archive").expanduser()
 # Archived backups up to this size are also kept in the database, so any host can serve them.
 OPSDASH_BLOB_MAX_BYTES = env_int("OPSDASH_BLOB_MAX_BYTES", 64 * 1024 * 1024)
-# Run jobs in a thread of the web process (the embedded default: no extra process to start).
-# Off when a separate worker runs this host's queue (`manage.py db_worker --queue-name <host>`).
-OPSDASH_EMBEDDED_WORKER = env_bool("OPSDASH_EMBEDDED_WORKER", not env_str("DATABASE_URL"))
 # A running job whose heartbeat is older than this was interrupted (its worker stopped).
 # Reverse proxies in front of the dashboard whose X-Forwarded-For is believed (addresses or
 # networks; default none: the header is ignored and the client is REMOTE_ADDR).
@@ -252,6 +249,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+
+# Run jobs in a thread of the web process (the embedded default: no extra process to start).
+# On by default with SQLite, whatever DATABASE_URL says (SQLite means one machine); off by default
+# with a shared database, where each store host runs `manage.py agent`.
+OPSDASH_EMBEDDED_WORKER = env_bool(
+    "OPSDASH_EMBEDDED_WORKER", DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -21,7 +21,7 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext
 
 from ..actions import ACTIONS, title_of
-from ..models import Job, ModuleState
+from ..models import Job, ModuleState, WorkerHeartbeat
 from .audit import record_job
 from .nul import db_safe
 from .runners import EXPECTED_FAILURES, PartlyFailed, one_line
@@ -145,6 +145,31 @@ def fail_stale_jobs(host: str | None = None) -> int:
 
 
 INTERRUPTED = "interrupted: the worker stopped"
+
+
+def worker_seen_at(host: str) -> datetime | None:
+    """When a worker of ``host``'s queue last showed a sign of life (None: never)."""
+    return WorkerHeartbeat.objects.filter(host=host).values_list("last_seen_at", flat=True).first()
+
+
+def waits_for_a_worker(job: Job, now: datetime | None = None) -> bool:
+    """Queued for longer than OPSDASH_JOB_STALE_SECONDS while no worker of its host has shown a
+    sign of life for as long: nobody is there to run it."""
+    if job.status != Job.Status.QUEUED:
+        return False
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.OPSDASH_JOB_STALE_SECONDS)
+    seen = worker_seen_at(job.host)
+    return job.created_at < cutoff and (seen is None or seen < cutoff)
+
+
+def unattended_queues(now: datetime | None = None) -> list[str]:
+    """Hosts with a job queued for longer than OPSDASH_JOB_STALE_SECONDS and no live worker."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.OPSDASH_JOB_STALE_SECONDS)
+    waiting = set(Job.objects.filter(status=Job.Status.QUEUED, created_at__lt=cutoff).values_list("host", flat=True))
+    alive = set(
+        WorkerHeartbeat.objects.filter(host__in=waiting, last_seen_at__gte=cutoff).values_list("host", flat=True)
+    )
+    return sorted(waiting - alive)
 
 
 class _Heartbeat:

@@ -18,6 +18,7 @@ from eventstore.errors import EventStoreError
 
 from .heartbeats import all_heartbeats, heartbeat_of
 from .host import local_host
+from .jobs import unattended_queues
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ def probe() -> Probe:
         "host": here.name,
         "data_root": str(here.data_root) if here.data_root else None,
         "stale_hosts": sorted(beat.host for beat in beats.values() if beat.stale),
+        "unattended_queues": unattended_queues(),
     }
     if here.data_root is None:
         return Probe(True, detail=detail)  # web only: healthy when its database is

@@ -12,30 +12,77 @@ import os
 import threading
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
+from django.utils import timezone
 from django_tasks_db.management.commands.db_worker import Worker
 
+from ..models import WorkerHeartbeat
 from .host import local_host
 from .jobs import fail_stale_jobs
 
 log = logging.getLogger(__name__)
 _started: threading.Thread | None = None
-_worker = None
+_worker: HostWorker | None = None
 _lock = threading.Lock()
 
 
-def make_worker(queue: str, batch: bool = False) -> Worker:
-    """django_tasks_db's worker for one queue; ``batch`` stops it when the queue is empty."""
-    return Worker(
-        queue_names=[queue],
-        interval=0.5,
-        batch=batch,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id=f"{queue}-{os.getpid()}-{threading.get_ident()}"[:64],
-        excluded_queue_names=[],
-    )
+class HostWorker:
+    """django_tasks_db's worker for one host's queue, with a heartbeat: while it runs, a thread
+    stamps the host's WorkerHeartbeat every quarter of OPSDASH_JOB_STALE_SECONDS, so the pages can
+    tell a queued job that waits for its turn from one that waits for a worker nobody started."""
+
+    def __init__(self, host: str, batch: bool = False):
+        self.host = host
+        self.worker = Worker(
+            queue_names=[host],
+            interval=0.5,
+            batch=batch,
+            backend_name="default",
+            startup_delay=False,
+            max_tasks=None,
+            worker_id=f"{host}-{os.getpid()}-{threading.get_ident()}"[:64],
+            excluded_queue_names=[],
+        )
+        self._stop = threading.Event()
+
+    @property
+    def running(self) -> bool:
+        return self.worker.running
+
+    @running.setter
+    def running(self, value: bool) -> None:
+        self.worker.running = value  # False: finish the current job, then stop
+
+    def run(self) -> None:
+        self._stop.clear()
+        self._beat_once()
+        beat = threading.Thread(target=self._beat, name=f"opsdash-worker-{self.host}-heartbeat", daemon=True)
+        beat.start()
+        try:
+            self.worker.run()
+        finally:
+            self._stop.set()
+            beat.join()
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(settings.OPSDASH_JOB_STALE_SECONDS / 4):
+                self._beat_once()
+        finally:
+            connection.close()
+
+    def _beat_once(self) -> None:
+        try:
+            WorkerHeartbeat.objects.update_or_create(
+                host=self.host, defaults={"last_seen_at": timezone.now(), "worker_id": self.worker.worker_id}
+            )
+        except DatabaseError:  # a missed beat at worst shows the queue as unattended for a while
+            log.exception("the heartbeat of the worker of %s could not be written", self.host)
+
+
+def make_worker(host: str, batch: bool = False) -> HostWorker:
+    """The worker of ``host``'s queue; ``batch`` stops it when the queue is empty."""
+    return HostWorker(host, batch)
 
 
 def start_embedded_worker() -> threading.Thread | None:
@@ -66,7 +113,7 @@ def stop_embedded_worker(timeout: float | None = None) -> None:
         thread.join(timeout)
 
 
-def _run(worker) -> None:
+def _run(worker: HostWorker) -> None:
     try:
         worker.run()
     except Exception:

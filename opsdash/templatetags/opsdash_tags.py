@@ -15,6 +15,7 @@ from eventstore import meta as metamod
 
 from ..actions import ACTIONS
 from ..models import Backup, Job, ServerRecovery, Status
+from ..services import jobs
 from ..services.heartbeats import troubled_hosts
 from ..words import number
 
@@ -114,6 +115,12 @@ def job_summary(job: Any) -> str:
     result = job.result if isinstance(job.result, dict) else {}
     action = ACTIONS.get(job.kind)
     return action.describe(result) if action else str(result.get("summary", ""))
+
+
+@register.filter
+def waits_for_a_worker(job: Any) -> bool:
+    """``{% if job|waits_for_a_worker %}``: queued, and no worker of its host is alive to run it."""
+    return jobs.waits_for_a_worker(job)
 
 
 @register.simple_tag

@@ -17,7 +17,7 @@ from ..actions import ACTIONS
 from ..models import Job, ModuleState
 from ..services.audit import record_refusal
 from ..services.clients import client_ip
-from ..services.jobs import Busy, fail_stale_jobs, request_job
+from ..services.jobs import Busy, fail_stale_jobs, request_job, waits_for_a_worker, worker_seen_at
 from .api import api_login_required, json_response
 
 
@@ -90,7 +90,10 @@ def job_json(request: HttpRequest, job: Job) -> dict:
         "started_at": job.started_at,
         "finished_at": job.finished_at,
     }
-    if job.status == Job.Status.SUCCEEDED:
+    if job.status == Job.Status.QUEUED:  # nobody may be there to run it: say so
+        out["waiting_for_worker"] = waits_for_a_worker(job)
+        out["worker_last_seen_at"] = worker_seen_at(job.host)
+    elif job.status == Job.Status.SUCCEEDED:
         out["result"] = job.result
     elif job.status == Job.Status.FAILED:
         out["error"] = job.error

@@ -189,10 +189,11 @@ def test_the_arabic_catalogue_translates_everything_and_the_shipped_mo_matches_i
     for msgid in entries:
         if msgid:
             assert catalogue._catalog.get(msgid) or catalogue._catalog.get((msgid, 0)), msgid
-    # Placeholders survive translation.
+    # Placeholders survive translation (each as often as the language needs it; a plural's
+    # singular may say "one" instead of %(n)s).
     for msgid, msgstr in entries.items():
         assert (
-            sorted(re.findall(r"%\(\w+\)s|\{\w+\}", msgid)) == sorted(set(re.findall(r"%\(\w+\)s|\{\w+\}", msgstr)))
+            set(re.findall(r"%\(\w+\)s|\{\w+\}", msgid)) == set(re.findall(r"%\(\w+\)s|\{\w+\}", msgstr))
             or "%(n)s" in msgid
         ), msgid
 

@@ -242,3 +242,54 @@ def test_the_embedded_worker_fails_stale_jobs_at_start_and_runs_the_queue(branch
 def test_the_embedded_worker_is_off_when_a_separate_worker_runs_the_queue(settings):
     settings.OPSDASH_EMBEDDED_WORKER = False
     assert start_embedded_worker() is None
+
+
+def test_a_sqlite_database_url_runs_jobs_in_the_web_process_without_a_switch(tmp_path):
+    import subprocess
+    import sys
+
+    code = "import django; django.setup(); from django.conf import settings; print(settings.OPSDASH_EMBEDDED_WORKER)"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OPSDASH_", "DJANGO_", "DATABASE_URL"))}
+    base |= {"DJANGO_SETTINGS_MODULE": "opsdash.settings", "DJANGO_SECRET_KEY": "x" * 50}
+    for url, expected in (
+        (f"sqlite:///{tmp_path / 'elsewhere.sqlite3'}", "True"),
+        ("postgres://u@127.0.0.1/x", "False"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-c", code], env={**base, "DATABASE_URL": url}, capture_output=True, text=True, timeout=60
+        )
+        assert out.stdout.strip() == expected, (url, out.stderr)
+
+
+def test_a_job_with_no_live_worker_for_its_host_says_what_to_start(branch, settings, operator_client):
+    from opsdash.models import WorkerHeartbeat
+    from opsdash.services.jobs import unattended_queues
+
+    job = request_job("verify", "testhost", "dar", "pos", "operator", None)
+    Job.objects.filter(pk=job.pk).update(
+        created_at=timezone.now() - timedelta(seconds=settings.OPSDASH_JOB_STALE_SECONDS + 5)
+    )
+    page = operator_client.get(reverse("opsdash:job_detail", args=[job.pk])).content.decode()
+    assert f'id="job-{job.pk}-unattended"' in page and "manage.py agent --host testhost" in page
+    module_page = operator_client.get(
+        reverse("opsdash:module_detail", kwargs={"host": "testhost", "branch": "dar", "module": "pos"})
+    )
+    assert f'id="job-{job.pk}-unattended"' in module_page.content.decode()  # the module page shows its job
+    arabic = operator_client.get(
+        reverse("opsdash:job_detail", args=[job.pk]), headers={"Accept-Language": "ar"}
+    ).content.decode()
+    assert "manage.py agent --host testhost" in arabic and "لا يوجد عامل" in arabic
+    api = operator_client.get(reverse("opsdash:api_job_detail", args=[job.pk])).json()
+    assert api["waiting_for_worker"] is True and api["worker_last_seen_at"] is None
+    assert unattended_queues() == ["testhost"]
+    health = operator_client.get("/healthz").json()
+    assert health["unattended_queues"] == ["testhost"]
+    WorkerHeartbeat.objects.create(host="testhost", last_seen_at=timezone.now(), worker_id="w")  # a worker came up
+    assert (
+        unattended_queues() == []
+        and operator_client.get(reverse("opsdash:api_job_detail", args=[job.pk])).json()["waiting_for_worker"] is False
+    )
+    make_worker("testhost", batch=True).run()
+    job.refresh_from_db()
+    assert job.status == "succeeded"
+    assert WorkerHeartbeat.objects.get().worker_id.startswith("testhost-")  # the worker stamped its heartbeat
