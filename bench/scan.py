@@ -40,7 +40,7 @@ def build_tree(root: Path, branches: int, modules: int, events: int) -> None:
             live.mkdir(parents=True)
             (live / "events.log").write_bytes(b"".join(make_line(rng, i + 1, branch, module) for i in range(events)))
             mod = store.module(branch, module)
-            new, _ = build_meta(mod, logmod.summarize(mod.log_path), [])
+            new, _ = build_meta(branch, module, logmod.summarize(mod.log_path), [])
             (live / "events.meta.json").write_bytes(metamod.dumps(new))
 
 

@@ -6,14 +6,12 @@ import hashlib
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import clock, layout
 from .errors import EventStoreError
 from .fileio import _write_all, fsync_dir, make_dirs, open_nofollow
-
-if TYPE_CHECKING:
-    from .store import Module
+from .folder import ModuleFiles
 
 
 class ArchiveError(EventStoreError):
@@ -55,13 +53,14 @@ def _sha256_of(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def archive_folder_for(module: Module, archive_root: Path) -> Path:
+def archive_folder_for(files: ModuleFiles, archive_root: Path) -> Path:
     """``<archive_root>/<branch>/<module>``: names checked by the path rules."""
-    return Path(archive_root) / layout.check_name(module.branch, "branch") / layout.check_name(module.name, "module")
+    return Path(archive_root) / layout.check_name(files.branch, "branch") / layout.check_name(files.name, "module")
 
 
-def archive_one(module: Module, name: str, archive_root: Path) -> ArchivedBackup:
-    """Copy, fsync, verify sha256, and only then remove the original (caller holds the lock).
+def archive_one(files: ModuleFiles, name: str, archive_root: Path) -> ArchivedBackup:
+    """Copy, fsync, verify sha256, and only then remove the original backup ``name`` of the
+    live folder (a name the caller checked; the caller holds the module lock).
 
     The copy is written to ``.<name>.partial`` in the archive folder, fsynced, and hard-linked
     to ``<name>``: a file under the backup's own name is always a whole copy. A crash at any
@@ -69,8 +68,8 @@ def archive_one(module: Module, name: str, archive_root: Path) -> ArchivedBackup
     original too: the next run finds the identical copy and finishes the move); a partial copy
     left by a crash is replaced by the next run.
     """
-    source = module._backup_path(name)
-    dest_dir = archive_folder_for(module, archive_root)
+    source = files.in_live(name)
+    dest_dir = archive_folder_for(files, archive_root)
     make_dirs(dest_dir)  # a new archive folder is fsynced into its parent before the copy
     dest = dest_dir / name
     partial = dest_dir / f".{name}.partial"
@@ -89,7 +88,7 @@ def archive_one(module: Module, name: str, archive_root: Path) -> ArchivedBackup
             os.unlink(dest)
         raise ArchiveError(f"copy of {name} does not match the original (sha256); original kept in place")
     os.unlink(source)
-    fsync_dir(module.live_dir)
+    fsync_dir(files.live_dir)
     return ArchivedBackup(name, str(dest), src_size, src_sha, reused)
 
 
@@ -119,14 +118,15 @@ def _copy_in(source: Path, partial: Path, dest: Path) -> str | None:
     return None
 
 
-def orphan_temps(module: Module, grace: float, now: float | None = None) -> list[tuple[str, float]]:
-    """Temp files of interrupted atomic writes older than ``grace`` seconds, with their age."""
+def orphan_temps(files: ModuleFiles, temps: tuple[str, ...], grace: float, now: float | None = None) -> list[tuple[str, float]]:
+    """Which of the temp files ``temps`` (names from a listing of the live folder) are older
+    than ``grace`` seconds, with their age: left by interrupted atomic writes. Read-only."""
     now = clock.now() if now is None else now
     out = []
-    for name in module.listing().temps:
+    for name in temps:
         ms = layout.temp_time_ms(name)
         try:
-            st = os.stat(module.live_dir / name, follow_symlinks=False)
+            st = os.stat(files.in_live(name), follow_symlinks=False)
         except FileNotFoundError:
             continue
         # The newer of the name's time and the mtime: a writer that is slow is not an orphan.

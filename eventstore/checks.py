@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import clock, health, layout
 from . import log as logmod
@@ -12,10 +12,8 @@ from . import meta as metamod
 from .errors import InvalidName
 from .fileio import open_nofollow, read_capped
 from .archive import orphan_temps
+from .folder import Listing, ModuleFiles
 from .health import Finding, Health, ModuleStats
-
-if TYPE_CHECKING:
-    from .store import Module
 
 
 def _unreadable(name: str, exc: OSError | str) -> Finding:
@@ -62,9 +60,19 @@ def _ends_a_line(path, end: int) -> bool:
         os.close(fd)
 
 
-def check_module(module: Module, now: float | None = None, previous: dict[str, Any] | None = None) -> Health:
-    """Diagnose one module without changing any file. Never raises for damaged or unreadable
-    files: each problem becomes a finding (``unreadable`` for I/O errors and symlinks).
+def unreadable_module(name: str, reason: OSError | str) -> Health:
+    """The health of a module whose folder cannot be read at all (``name`` could not be)."""
+    findings = [_unreadable(name, reason)]
+    return Health(health.status_of(findings), findings, ModuleStats())
+
+
+def check_module(
+    files: ModuleFiles, listing: Listing, temp_grace: float, now: float | None = None, previous: dict[str, Any] | None = None
+) -> Health:
+    """Diagnose one module, whose live folder holds ``listing``, without changing any file.
+    Never raises for damaged or unreadable files: each problem becomes a finding
+    (``unreadable`` for I/O errors and symlinks). Temp files older than ``temp_grace`` seconds
+    are orphans.
 
     ``previous`` is the ``state`` of an earlier Health of this module: a meta whose size, mtime
     and inode are unchanged is not read again; a log that is unchanged is not read, and one
@@ -78,27 +86,18 @@ def check_module(module: Module, now: float | None = None, previous: dict[str, A
     state: dict[str, Any] = {"version": STATE_VERSION}
     bytes_read = 0
 
-    if not module.contained():
-        findings.append(_unreadable(str(module.live_dir), "the folder is a symlink that leads outside the data root; not followed"))
-        return Health(health.status_of(findings), findings, stats)
-    try:
-        listing = module._take_listing()
-    except OSError as exc:
-        findings.append(_unreadable(layout.LIVE_DIR, exc))
-        return Health(health.status_of(findings), findings, stats)
-
     for name in listing.symlinks:
         findings.append(_unreadable(name, "is a symlink; not followed"))
     state["backups"] = list(listing.backups)
 
     meta_part = None
     if listing.meta:
-        stamp = _stamp(module._meta)
+        stamp = _stamp(files.meta)
         old = (previous or {}).get("meta")
         if old is not None and stamp is not None and old["stamp"] == stamp and now - stamp[3] / 1e9 > RACY_SECONDS:
             meta_part = old
         else:
-            meta_part = _meta_part(module)
+            meta_part = _meta_part(files)
             meta_part["stamp"] = stamp
             bytes_read += meta_part.get("size", 0)
         state["meta"] = meta_part
@@ -113,7 +112,7 @@ def check_module(module: Module, now: float | None = None, previous: dict[str, A
     if listing.log:
         stats.log_exists = True
         try:
-            summary, read, state["log"] = _log_part(module, (previous or {}).get("log"), now)
+            summary, read, state["log"] = _log_part(files, (previous or {}).get("log"), now)
         except OSError as exc:
             findings.append(_unreadable(layout.LOG_NAME, exc))
         else:
@@ -137,12 +136,12 @@ def check_module(module: Module, now: float | None = None, previous: dict[str, A
         against = logmod.LogSummary()  # no log (rotated or purged): the meta must count 0 events
     if meta_part is not None and meta_part["ok"] and against is not None:
         drift = _drift(meta_part.get("total"), meta_part.get("last_id"), against)
-        if drift and not (summary is None and _rotation_interrupted(module, meta_part)):
+        if drift and not (summary is None and _rotation_interrupted(files, meta_part)):
             findings.append(drift)
 
     stats.temp_files = len(listing.temps)
-    grace = module.store.temp_grace
-    orphans = [name for name, _age in orphan_temps(module, grace, now)] if listing.temps else []
+    grace = temp_grace
+    orphans = [name for name, _age in orphan_temps(files, listing.temps, grace, now)]
     if orphans:
         findings.append(
             health.make(
@@ -158,7 +157,7 @@ def check_module(module: Module, now: float | None = None, previous: dict[str, A
             health.make(
                 "backup_present",
                 f"{len(listing.backups)} backup file(s) of past recoveries in the live folder",
-                files=listing.backups[:logmod.SAMPLE_LIMIT],
+                files=list(listing.backups[: logmod.SAMPLE_LIMIT]),
                 count=len(listing.backups),
             )
         )
@@ -167,11 +166,11 @@ def check_module(module: Module, now: float | None = None, previous: dict[str, A
 
 
 
-def _meta_part(module: Module) -> dict[str, Any]:
+def _meta_part(files: ModuleFiles) -> dict[str, Any]:
     """Findings and facts of the meta file, as a JSON-serialisable dict."""
     out: dict[str, Any] = {"findings": [], "ok": False}
     try:
-        data, size = read_capped(module.meta_path, metamod.MAX_META_BYTES + 1)
+        data, size = read_capped(files.meta_path, metamod.MAX_META_BYTES + 1)
     except OSError as exc:
         out["findings"].append(_as_dict(_unreadable(layout.META_NAME, exc)))
         return out
@@ -185,7 +184,7 @@ def _meta_part(module: Module) -> dict[str, Any]:
     if err is not None:
         out["findings"].append(_as_dict(health.make("meta_corrupt", f"meta is not valid JSON: {err.message}", **err.to_dict(), size=size)))
         return out
-    problems = metamod.problems(value, branch=module.branch, module=module.name)
+    problems = metamod.problems(value, branch=files.branch, module=files.name)
     for p in problems:
         out["findings"].append(_as_dict(health.make("meta_invalid", p.message, p.severity, **p.detail)))
     out["ok"] = not any(p.severity == "critical" for p in problems)
@@ -199,7 +198,7 @@ def _meta_part(module: Module) -> dict[str, Any]:
     return out
 
 
-def _rotation_interrupted(module: Module, meta_part: dict[str, Any]) -> bool:
+def _rotation_interrupted(files: ModuleFiles, meta_part: dict[str, Any]) -> bool:
     """True when the live log is gone but the meta still counts its events because a rotation
     stopped between moving the log to history and restarting the meta: the history file Node
     and ``rotate`` name after the meta's day and last event is there, and it ends with the
@@ -214,7 +213,7 @@ def _rotation_interrupted(module: Module, meta_part: dict[str, Any]) -> bool:
         return False
     stem = base[: -len(".log")]
     for n in range(10):  # rotate adds -1, -2 ... when the name is taken
-        path = module.history_dir / (base if n == 0 else f"{stem}-{n}.log")
+        path = files.history_dir / (base if n == 0 else f"{stem}-{n}.log")
         try:
             tail = logmod.read_tail(path, max_bytes=1 << 20)
         except FileNotFoundError:
@@ -231,10 +230,10 @@ def _as_dict(f: Finding) -> dict[str, Any]:
     return {"code": f.code, "severity": f.severity, "message": f.message, "detail": f.detail}
 
 
-def _log_part(module: Module, old: dict[str, Any] | None, now: float) -> tuple[logmod.LogSummary, int, dict[str, Any]]:
+def _log_part(files: ModuleFiles, old: dict[str, Any] | None, now: float) -> tuple[logmod.LogSummary, int, dict[str, Any]]:
     """The log's summary, bytes read, and state; reusing ``old`` when the file is unchanged
     or only grew."""
-    path = module._log
+    path = files.log
     stamp = _stamp(path)
     if stamp is None:
         raise FileNotFoundError(2, "log vanished during the check", str(path))

@@ -68,12 +68,18 @@ def printable(text: str) -> str:
     return "".join(out)
 
 
+def module_dir(root: str | os.PathLike[str], branch: str, module: str) -> str:
+    """``<root>/<branch>/modules/<module>`` as a plain string (a scan builds thousands), the
+    names checked by :func:`check_name`."""
+    return os.path.join(root, check_name(branch, "branch"), MODULES_DIR, check_name(module, "module"))
+
+
 def live_dir(root: Path, branch: str, module: str) -> Path:
-    return root / check_name(branch, "branch") / MODULES_DIR / check_name(module, "module") / LIVE_DIR
+    return Path(module_dir(root, branch, module), LIVE_DIR)
 
 
 def history_dir(root: Path, branch: str, module: str) -> Path:
-    return root / check_name(branch, "branch") / MODULES_DIR / check_name(module, "module") / Path(*HISTORY_EVENTS)
+    return Path(module_dir(root, branch, module), *HISTORY_EVENTS)
 
 
 def meta_backup_name(epoch_ms: int) -> str:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import queue as queuemod
 import re
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -593,9 +595,9 @@ def _worker(path: str, start: int, end: int, index: int, counters, results) -> N
 
 
 def _summarize_parallel(path: Path, size: int, workers: int, progress, keep_seen: bool = False) -> LogSummary:
+    # Imported here: only a scan of a log of 64 MiB or more starts processes, and importing
+    # multiprocessing costs every process that imports eventstore (CLI, dashboard workers) ~8 ms.
     import multiprocessing as mp
-    import queue as queuemod
-    import threading
 
     # fork starts in milliseconds but is unsafe once threads run (a web server's workers).
     ctx = mp.get_context("fork" if threading.active_count() == 1 else "spawn")

@@ -8,18 +8,17 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import clock, layout
 from . import log as logmod
 from . import meta as metamod
 from .errors import ConcurrentModification, EventStoreError
-from .fileio import Stamp, atomic_write, create_exclusive, read_capped
-
-if TYPE_CHECKING:
-    from .store import Module
+from .fileio import Stamp, create_exclusive, read_capped
+from .folder import ModuleFiles
 
 Progress = Callable[[int, int], None]
+WriteMeta = Callable[[dict[str, Any]], bytes]  # the Module's meta writer: returns the bytes written
 
 
 @dataclass(slots=True)
@@ -62,14 +61,14 @@ def fresh_meta(branch: str, module: str) -> dict[str, Any]:
     return out
 
 
-def _parseable_backups(module: Module, exclude: str | None) -> list[tuple[str, dict[str, Any]]]:
+def _parseable_backups(files: ModuleFiles, exclude: str | None) -> list[tuple[str, dict[str, Any]]]:
     """Meta backups that parse to an object, newest first (by the time in their name)."""
-    names = [n for n in module.listing().backups if layout.backup_kind(n) == "meta" and n != exclude]
+    names = [n for n in files.listing().backups if layout.backup_kind(n) == "meta" and n != exclude]
     names.sort(key=lambda n: int(layout.META_BACKUP_RE.match(n).group(1)), reverse=True)
     out = []
     for name in names:
         try:
-            data, size = read_capped(module.live_dir / name, metamod.MAX_META_BYTES + 1)
+            data, size = read_capped(files.in_live(name), metamod.MAX_META_BYTES + 1)
         except (FileNotFoundError, IsADirectoryError):
             continue  # archived meanwhile, or not a file
         except OSError as exc:
@@ -91,10 +90,11 @@ def _parseable_backups(module: Module, exclude: str | None) -> list[tuple[str, d
 
 
 def build_meta(
-    module: Module, summary: logmod.LogSummary, candidates: list[tuple[str, dict[str, Any]]]
+    branch: str, module: str, summary: logmod.LogSummary, candidates: list[tuple[str, dict[str, Any]]]
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Derivable fields from the log, the rest from the first candidate that has them."""
-    base = fresh_meta(module.branch, module.name)
+    """The meta of ``branch``/``module``: derivable fields from the log, the rest from the
+    first candidate that has them (else defaults); and where each field came from."""
+    base = fresh_meta(branch, module)
     new: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for key in metamod.DEFAULTS:
@@ -148,25 +148,29 @@ def _usable(key: str, value: Any) -> bool:
     return True
 
 
-def rebuild_locked(module: Module, progress: Progress | None = None, retries: int = 3) -> RebuildReport:
-    """The rebuild; the caller holds the module lock. See :meth:`Module.rebuild`."""
+def rebuild_locked(
+    files: ModuleFiles, write_meta: WriteMeta, *, durable: bool = True, progress: Progress | None = None, retries: int = 3
+) -> RebuildReport:
+    """The rebuild; the caller holds the module lock and writes the new meta (``write_meta``,
+    atomic and durable). Backups are written here, durable if ``durable``. See
+    :meth:`Module.rebuild`."""
     started = time.monotonic()
-    report = RebuildReport(module.branch, module.name)
+    report = RebuildReport(files.branch, files.name)
     backup_sha = None
     for attempt in range(1, retries + 2):
         report.attempts = attempt
-        meta_before = Stamp.of(module.meta_path)
-        log_before = Stamp.of(module.log_path)
+        meta_before = Stamp.of(files.meta)
+        log_before = Stamp.of(files.log)
         data = None
         if meta_before.exists:
-            data, size = read_capped(module.meta_path, metamod.MAX_META_BYTES + 1)
+            data, size = read_capped(files.meta_path, metamod.MAX_META_BYTES + 1)
             if size > metamod.MAX_META_BYTES:
                 # Not a meta any more; keeping a copy would need it in memory. Touch nothing.
                 raise EventStoreError(f"meta is {size} bytes, too large to back up safely; move it away by hand")
             sha = hashlib.sha256(data).hexdigest()
             report.meta_sha256_before = sha
             if sha != backup_sha:
-                path = create_exclusive(module.live_dir, layout.meta_backup_name, data, durable=module.store.fsync)
+                path = create_exclusive(files.live_dir, layout.meta_backup_name, data, durable=durable)
                 report.backup = path.name
                 backup_sha = sha
         candidates: list[tuple[str, dict[str, Any]]] = []
@@ -185,16 +189,15 @@ def rebuild_locked(module: Module, progress: Progress | None = None, retries: in
                 if prefix is not None:
                     candidates.append(("prefix", prefix))
                     report.old_meta = prefix
-        candidates.extend(_parseable_backups(module, exclude=report.backup))
+        candidates.extend(_parseable_backups(files, exclude=report.backup))
         if log_before.exists:
-            summary = logmod.summarize(module.log_path, progress=progress)
+            summary = logmod.summarize(files.log_path, progress=progress)
         else:
             summary = logmod.LogSummary()
-        if Stamp.of(module.meta_path) != meta_before or Stamp.of(module.log_path) != log_before:
+        if Stamp.of(files.meta) != meta_before or Stamp.of(files.log) != log_before:
             continue  # a writer that ignores our lock (the Node server) changed a file: start over
-        new, sources = build_meta(module, summary, candidates)
-        out = metamod.dumps(new)
-        atomic_write(module.meta_path, out, durable=module.store.fsync)
+        new, sources = build_meta(files.branch, files.name, summary, candidates)
+        out = write_meta(new)
         report.events_read = summary.events
         report.bad_line_count = summary.bad_line_count
         report.bad_lines = summary.bad_lines
@@ -209,5 +212,5 @@ def rebuild_locked(module: Module, progress: Progress | None = None, retries: in
         report.duration = time.monotonic() - started
         return report
     raise ConcurrentModification(
-        f"{module.branch}/{module.name}: the log or meta kept changing while rebuilding ({retries + 1} tries); nothing was overwritten"
+        f"{files.branch}/{files.name}: the log or meta kept changing while rebuilding ({retries + 1} tries); nothing was overwritten"
     )

@@ -10,36 +10,25 @@ import os
 import stat
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from . import clock, layout
+from . import checks, clock, layout
 from . import log as logmod
 from . import meta as metamod
 from .archive import ArchivedBackup, RemovedTemp, archive_one, orphan_temps
-from .checks import check_module
 from .errors import CorruptEntry, EventStoreError, InvalidName, OutsideRoot, RootError
 from .fileio import ModuleLock, Stamp, atomic_write, confine, create_exclusive, fsync_dir, make_dirs, open_nofollow, read_capped
+from .folder import Listing, ModuleFiles, classify
 from .health import Health
 from .rebuild import RebuildReport, fresh_meta, rebuild_locked
 
 PREVIEW_LIMIT = 64 * 1024
 PREVIEW_PARSE_LIMIT = 8 * 1024 * 1024
-
-
-@dataclass(slots=True)
-class Listing:
-    """The files of a live folder, by role (names only)."""
-
-    log: bool = False
-    meta: bool = False
-    backups: list[str] = field(default_factory=list)
-    temps: list[str] = field(default_factory=list)
-    symlinks: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +125,10 @@ class EventStore:
                 live = os.path.join(modules_dir, name, layout.LIVE_DIR)
                 try:
                     live_link = stat.S_ISLNK(os.lstat(live).st_mode)
-                    listing = _classify(live)
+                    listing = classify(live)
                 except OSError:
                     continue
-                if not _holds_store_files(listing):
+                if not listing.holds_store_files():
                     continue
                 if bad_branch or bad_module:
                     where = os.path.join(branch, layout.MODULES_DIR, name)
@@ -173,44 +162,6 @@ def _sorted_dirs(path: str) -> list[tuple[str, bool, str | None]]:
     return out
 
 
-def _holds_store_files(listing: Listing) -> bool:
-    return bool(listing.log or listing.meta or listing.backups) or any(
-        n in (layout.LOG_NAME, layout.META_NAME) or layout.backup_kind(n) for n in listing.symlinks
-    )
-
-
-def _classify(live: str) -> Listing:
-    """Classify a live folder's files by role; symlinks apart (never followed)."""
-    out = Listing()
-    with os.scandir(live) as it:
-        for entry in it:
-            name = entry.name
-            if name == layout.LOG_NAME:
-                role = "log"
-            elif name == layout.META_NAME:
-                role = "meta"
-            elif layout.backup_kind(name):
-                role = "backup"
-            elif layout.TEMP_RE.match(name):
-                role = "temp"
-            else:
-                continue  # data.json, events.rejected.log, ...: the Node server's, not ours
-            if entry.is_symlink():
-                out.symlinks.append(name)
-            elif role == "log":
-                out.log = True
-            elif role == "meta":
-                out.meta = True
-            elif role == "backup":
-                out.backups.append(name)
-            else:
-                out.temps.append(name)
-    out.backups.sort()
-    out.temps.sort()
-    out.symlinks.sort()
-    return out
-
-
 class Module:
     """One branch/module's live folder. Create through :meth:`EventStore.module`."""
 
@@ -218,10 +169,8 @@ class Module:
         self.store = store
         self.branch = branch
         self.name = name
-        # Plain strings for the hot paths of a scan; Path objects on demand.
-        self._live = os.path.join(store._root, layout.check_name(branch, "branch"), layout.MODULES_DIR, layout.check_name(name, "module"), layout.LIVE_DIR)
-        self._log = os.path.join(self._live, layout.LOG_NAME)
-        self._meta = os.path.join(self._live, layout.META_NAME)
+        # Where the files are: what checks, rebuild and archive work on (plain strings inside).
+        self.files = ModuleFiles.at(store._root, branch, name)
         self._listing = _listing  # from discovery: used once by the next listing()
         self._plain = _plain  # discovery saw no symlink on the way from the root
         # What this process last wrote, to skip re-parsing an unchanged meta and re-reading an
@@ -235,19 +184,19 @@ class Module:
 
     @functools.cached_property
     def live_dir(self) -> Path:
-        return Path(self._live)
+        return self.files.live_dir
 
     @functools.cached_property
     def log_path(self) -> Path:
-        return Path(self._log)
+        return self.files.log_path
 
     @functools.cached_property
     def meta_path(self) -> Path:
-        return Path(self._meta)
+        return self.files.meta_path
 
     @functools.cached_property
     def history_dir(self) -> Path:
-        return layout.history_dir(self.store.root, self.branch, self.name)
+        return self.files.history_dir
 
     @functools.cached_property
     def _lock(self) -> ModuleLock:
@@ -281,18 +230,25 @@ class Module:
 
     def listing(self) -> Listing:
         """Classify the live folder's files; symlinks are listed apart and never followed."""
-        return _classify(self._live)
+        return self.files.listing()
 
     def _take_listing(self) -> Listing:
         """The listing made during discovery (once, for the check that follows it), else fresh."""
         listing, self._listing = self._listing, None
-        return listing if listing is not None else _classify(self._live)
+        return listing if listing is not None else self.files.listing()
 
     def check(self, now: float | None = None, previous: dict[str, Any] | None = None) -> Health:
         """Diagnose the module. Read-only: never changes, creates or deletes a file; never raises
-        for damage (each problem is a finding). Pass the ``state`` of the last Health as
+        for damage (each problem is a finding; a folder leading outside the data root, or one
+        that cannot be listed, is ``unreadable``). Pass the ``state`` of the last Health as
         ``previous`` to skip unchanged files and read only the new bytes of a grown log."""
-        return check_module(self, now, previous)
+        if not self.contained():
+            return checks.unreadable_module(str(self.live_dir), "the folder is a symlink that leads outside the data root; not followed")
+        try:
+            listing = self._take_listing()
+        except OSError as exc:
+            return checks.unreadable_module(layout.LIVE_DIR, exc)
+        return checks.check_module(self.files, listing, self.store.temp_grace, now, previous)
 
     def read_events(self) -> Iterator[dict[str, Any]]:
         """Stream the log's events in order, in constant memory. Lines that do not parse as an
@@ -474,7 +430,9 @@ class Module:
         if not self.exists():
             raise EventStoreError(f"{self.branch}/{self.name}: no such module")
         with self._lock.hold():
-            return rebuild_locked(self, progress, retries)
+            report = self._rebuild_locked(progress, retries)
+            self._meta_cache = None  # the report's new_meta is the caller's to change
+        return report
 
     def rotate(self, today: str | None = None) -> Path | None:
         """The daily rotation: when the meta's ``currentDay`` is not ``today`` (UTC date by
@@ -531,11 +489,12 @@ class Module:
         confine(archive_root)
         with self._lock.hold():
             todo = self.listing().backups if names is None else [self._backup_path(n).name for n in names]
-            return [archive_one(self, name, Path(archive_root)) for name in todo]
+            # Each backup's name and folder checked again right before its move.
+            return [archive_one(self.files, self._backup_path(name).name, Path(archive_root)) for name in todo]
 
     def orphan_temp_files(self, grace: float | None = None) -> list[tuple[str, float]]:
         """Names and ages of temp files older than the grace period (default: the store's)."""
-        return orphan_temps(self, self.store.temp_grace if grace is None else grace)
+        return orphan_temps(self.files, self.listing().temps, self.store.temp_grace if grace is None else grace)
 
     def clean_temp(self, grace: float | None = None) -> list[RemovedTemp]:
         """Remove temp files of interrupted atomic writes older than the grace period; only
@@ -545,7 +504,7 @@ class Module:
         removed = []
         self._require_contained()
         with self._lock.hold():
-            for name, age in orphan_temps(self, grace):
+            for name, age in orphan_temps(self.files, self.listing().temps, grace):
                 path = self.live_dir / name
                 try:
                     size = os.stat(path, follow_symlinks=False).st_size
@@ -582,11 +541,19 @@ class Module:
         if not self.live_dir.is_dir():
             make_dirs(self.live_dir, durable=self.store.fsync)  # new folders survive a power loss
 
-    def _write_meta(self, meta: dict[str, Any]) -> None:
+    def _write_meta(self, meta: dict[str, Any]) -> bytes:
+        """The one writer of the meta (atomic; durable unless the store has fsync off): it also
+        remembers what it wrote, so the next read of unchanged bytes needs no parse. Returns the
+        bytes written."""
         self._meta_cache = None
         data = metamod.dumps(meta)
         atomic_write(self.meta_path, data, durable=self.store.fsync)
         self._meta_cache = (data, meta)
+        return data
+
+    def _rebuild_locked(self, progress: Callable[[int, int], None] | None = None, retries: int = 3) -> RebuildReport:
+        """The rebuild (see :meth:`rebuild`); the caller holds the lock."""
+        return rebuild_locked(self.files, self._write_meta, durable=self.store.fsync, progress=progress, retries=retries)
 
     def _append_bytes(self, data: bytes) -> None:
         try:
@@ -652,13 +619,13 @@ class Module:
             return meta
         if data is None:
             if self.log_path.exists() or self.listing().backups:
-                return rebuild_locked(self).new_meta
+                return self._rebuild_locked().new_meta
             meta = fresh_meta(self.branch, self.name)
             self._write_meta(meta)
             return meta
         value, err = (None, True) if size > metamod.MAX_META_BYTES else metamod.parse(data)
         if err is not None or any(p.severity == "critical" for p in metamod.problems(value)):
-            return rebuild_locked(self).new_meta
+            return self._rebuild_locked().new_meta
         meta = metamod.with_defaults(value)
         if roll and self._roll_forward(meta) and write:
             self._write_meta(meta)
