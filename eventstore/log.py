@@ -75,68 +75,111 @@ def node_loads(line: bytes) -> Any:
     return json.loads(text, parse_constant=_reject_constant, parse_int=_js_int)
 
 
-@dataclass(slots=True)
-class RawLine:
-    lineno: int  # 1-based physical line number
-    offset: int  # byte offset of the line's first byte
-    data: bytes  # without the "\n" (a trailing "\r" removed too)
-    complete: bool  # False for a final line without "\n" (a torn tail)
+@dataclass(frozen=True, slots=True)
+class Overlong:
+    """A line longer than ``MAX_LINE_BYTES`` (a crash's run of NUL bytes, a runaway writer): its
+    first ``LONG_LINE_KEPT`` bytes and its whole length. The rest was skipped, not kept."""
+
+    head: bytes
+    length: int
 
 
-def iter_raw_lines(path: Path, start: int = 0, first_lineno: int = 1, progress=None) -> Iterator[RawLine]:
-    """Yield every line of the file from byte ``start``, in constant memory (plus one line).
+class LineReader:
+    """The lines of bytes [``start``, ``end``) of an open log (to its end when ``end`` is None),
+    read ``CHUNK`` bytes at a time, in constant memory: the one line splitter of this module.
 
-    Blank lines (only whitespace, as Node trims and filters them) are skipped. ``progress``, if
-    given, is called with the number of bytes read so far after each chunk.
+    Iterating yields ``(lines_before, offset, lines)`` in file order: ``lines`` is the list of
+    the complete lines one read finished (without their "\n", a "\r" kept), or an
+    :class:`Overlong` for one line longer than ``MAX_LINE_BYTES``; ``lines_before`` counts the
+    physical lines before them (from ``start``), ``offset`` is the byte where the first begins.
+    Afterwards ``tail`` is what follows the last newline (bytes, or an Overlong), starting at
+    ``tail_offset`` after ``lines`` physical lines, and ``read`` the bytes read. ``progress``
+    is called with the bytes read so far after each read. ``fd`` must be at ``start``.
     """
-    fd = open_nofollow(path)
-    try:
-        if start:
-            os.lseek(fd, start, os.SEEK_SET)
+
+    def __init__(self, fd: int, start: int, end: int | None = None, progress=None):
+        self.fd, self.start, self.end, self.progress = fd, start, end, progress
+        self.lines = 0
+        self.tail_offset = start
+        self.tail: bytes | Overlong = b""
+        self.read = 0
+
+    def __iter__(self) -> Iterator[tuple[int, int, list[bytes] | Overlong]]:
+        fd, end, progress = self.fd, self.end, self.progress
+        pos = self.start
+        lineno, offset = 0, self.start
         pending = b""
-        pending_offset = start
-        lineno = first_lineno
-        read = 0
         long_length = -1  # >= 0 while skipping the rest of a line longer than MAX_LINE_BYTES
-        while True:
-            chunk = os.read(fd, CHUNK)
+        while end is None or pos < end:
+            chunk = os.read(fd, CHUNK if end is None else min(CHUNK, end - pos))
             if not chunk:
                 break
-            read += len(chunk)
+            pos += len(chunk)
             if long_length >= 0:
                 nl = chunk.find(b"\n")
                 if nl < 0:
                     long_length += len(chunk)
                     if progress is not None:
-                        progress(read)
+                        progress(pos - self.start)
                     continue
-                yield RawLine(lineno, pending_offset, pending, True)  # its start only: it does not parse
+                long_length += nl
+                yield lineno, offset, Overlong(pending, long_length)
                 lineno += 1
-                pending_offset += long_length + nl + 1
+                offset += long_length + 1
                 pending, long_length = b"", -1
                 chunk = chunk[nl + 1 :]
-            buf = pending + chunk if pending else chunk
-            base = pending_offset
-            pos = 0
-            while True:
-                nl = buf.find(b"\n", pos)
-                if nl < 0:
-                    break
-                line = buf[pos:nl]
-                if line.endswith(b"\r"):
-                    line = line[:-1]
-                if not is_blank(line):
-                    yield RawLine(lineno, base + pos, line, True)
-                lineno += 1
-                pos = nl + 1
-            pending = buf[pos:]
-            pending_offset = base + pos
+            buffered = len(pending) + len(chunk)
+            lines = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
+            pending = lines.pop()
+            if lines:
+                yield lineno, offset, lines
+                lineno += len(lines)
+                offset += buffered - len(pending)
             if len(pending) > MAX_LINE_BYTES:
                 pending, long_length = pending[:LONG_LINE_KEPT], len(pending)
             if progress is not None:
-                progress(read)
-        if long_length >= 0 or not is_blank(pending):
-            yield RawLine(lineno, pending_offset, pending, False)
+                progress(pos - self.start)
+        self.lines, self.tail_offset, self.read = lineno, offset, pos - self.start
+        self.tail = Overlong(pending, long_length) if long_length >= 0 else pending
+
+
+@dataclass(slots=True)
+class RawLine:
+    lineno: int  # 1-based physical line number
+    offset: int  # byte offset of the line's first byte
+    data: bytes  # without the "\n" (a trailing "\r" removed too); an overlong line's start only
+    complete: bool  # False for a final line without "\n" (a torn tail)
+
+
+def iter_raw_lines(path: Path, start: int = 0, first_lineno: int = 1, progress=None) -> Iterator[RawLine]:
+    """Yield every line of the file from byte ``start``, one at a time, in constant memory (plus
+    one line): what :meth:`Module.read_events` streams. Blank lines (only whitespace, as Node
+    trims and filters them) are skipped; a line longer than ``MAX_LINE_BYTES`` comes as its
+    first bytes only. ``progress``, if given, is called with the bytes read after each chunk.
+    (A check or a rebuild reads with :func:`scan_range`: the same :class:`LineReader`, without
+    an object per line.)
+    """
+    fd = open_nofollow(path)
+    try:
+        if start:
+            os.lseek(fd, start, os.SEEK_SET)
+        reader = LineReader(fd, start, None, progress)
+        for before, offset, lines in reader:
+            if lines.__class__ is Overlong:
+                yield RawLine(first_lineno + before, offset, lines.head, True)
+                continue
+            for i, line in enumerate(lines):
+                here = offset
+                offset += len(line) + 1
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                if not is_blank(line):
+                    yield RawLine(first_lineno + before + i, here, line, True)
+        tail = reader.tail
+        if tail.__class__ is Overlong:
+            yield RawLine(first_lineno + reader.lines, reader.tail_offset, tail.head, False)
+        elif not is_blank(tail):
+            yield RawLine(first_lineno + reader.lines, reader.tail_offset, tail, False)
     finally:
         os.close(fd)
 
@@ -271,6 +314,71 @@ def _next_bit(seen: bytearray, s: int, want: bool, end: int) -> int:
     return end + 1
 
 
+class EventTracker:
+    """What a scan keeps of the events it reads, fed one at a time in log order: their count, the
+    last one, each table's last event that leaves a cursor (:func:`cursor_for`), and the
+    sequences: a bitmap (one bit per sequence up to ``MAX_TRACKED_SEQUENCE``), the lowest and
+    the highest, and the repeats (counted; the first ``SAMPLE_LIMIT`` kept). The one place of
+    this bookkeeping: the scan's loop and its torn tail both feed it."""
+
+    __slots__ = ("events", "last", "by_table", "seen", "min_seq", "max_seq", "limited", "duplicate_count", "duplicates")
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.last: dict[str, Any] | None = None
+        self.by_table: dict[str, dict[str, Any]] = {}
+        self.seen = bytearray()
+        self.min_seq = self.max_seq = 0
+        self.limited = False
+        self.duplicate_count = 0
+        self.duplicates: list[int] = []
+
+    def add(self, event: dict[str, Any]) -> None:
+        self.events += 1
+        self.last = event
+        table = event.get("table")
+        if table.__class__ is str and table:
+            ref = event.get("meta")
+            ref = ref.get("recordRef") if ref.__class__ is dict else None
+            # The usual line names its record in meta.recordRef: tested here without a call.
+            if (ref.__class__ is dict and (ref.get("key") is not None or ref.get("id") is not None)) or leaves_cursor(event):
+                self.by_table[table] = event
+        seq = event.get("sequence")
+        if seq.__class__ is not int or seq <= 0:
+            return
+        if seq > self.max_seq:
+            self.max_seq = seq
+        if not self.min_seq or seq < self.min_seq:
+            self.min_seq = seq
+        if seq > MAX_TRACKED_SEQUENCE:
+            self.limited = True
+            return
+        seen = self.seen
+        byte, bit = seq >> 3, 1 << (seq & 7)
+        if byte >= len(seen):
+            seen.extend(bytes(max(byte + 1 - len(seen), len(seen))))  # doubling: amortised O(1)
+        if seen[byte] & bit:
+            self.duplicate_count += 1
+            if len(self.duplicates) < SAMPLE_LIMIT:
+                self.duplicates.append(seq)
+        else:
+            seen[byte] |= bit
+
+    def into(self, summary: LogSummary) -> LogSummary:
+        """Write what was tracked into ``summary`` (its bitmap too; gaps wait for ``finish``)."""
+        summary.events = self.events
+        if self.last is not None:
+            summary.last_event_id = self.last.get("id")
+            summary.last_event_at = event_time(self.last)
+            summary.last_sequence = self.last.get("sequence")
+        summary.table_cursors = {t: cursor_for(e) for t, e in self.by_table.items()}  # each leaves one
+        summary.min_sequence, summary.max_sequence = self.min_seq, self.max_seq
+        summary.sequence_tracking_limited = self.limited
+        summary.duplicate_count, summary.duplicates = self.duplicate_count, self.duplicates
+        summary._seen = self.seen
+        return summary
+
+
 @dataclass(slots=True)
 class LogSummary:
     """Everything a check or a rebuild learns from one pass over a log."""
@@ -292,8 +400,6 @@ class LogSummary:
     gaps: list[list[int]] = field(default_factory=list)  # [first_missing, last_missing]
     sequence_tracking_limited: bool = False
     lines_seen: int = 0  # physical lines, blank ones included
-    stamp: list[int] | None = None  # [dev, ino, size, mtime_ns] when read (incremental checks)
-    fingerprint: str | None = None
     torn_tail: dict[str, Any] | None = None
     table_cursors: dict[str, dict[str, Any]] = field(default_factory=dict)
     _seen: bytearray = field(default_factory=bytearray, repr=False)
@@ -303,41 +409,11 @@ class LogSummary:
         """What ``totalEvents`` must be so that the next sequence (total + 1) is unique."""
         return max(self.events, self.max_sequence)
 
-    def add_bad(self, line: RawLine, reason: str) -> None:
+    def add_bad(self, lineno: int, offset: int, data: bytes, reason: str) -> None:
+        """Count a line that is not an event; the first ``SAMPLE_LIMIT`` are kept."""
         self.bad_line_count += 1
         if len(self.bad_lines) < SAMPLE_LIMIT:
-            self.bad_lines.append(
-                {"line": line.lineno, "offset": line.offset, "error": reason, "preview": line.data[:120].decode("utf-8", "replace")}
-            )
-
-    def add_event(self, event: dict[str, Any]) -> None:
-        self.events += 1
-        self.last_event_id = event.get("id")
-        self.last_event_at = event_time(event)
-        seq = event.get("sequence")
-        self.last_sequence = seq
-        table = event.get("table")
-        cursor = cursor_for(event) if isinstance(table, str) and table else None
-        if cursor is not None:
-            self.table_cursors[table] = cursor
-        if not is_sequence(seq):
-            return
-        if seq > self.max_sequence:
-            self.max_sequence = seq
-        if not self.min_sequence or seq < self.min_sequence:
-            self.min_sequence = seq
-        if seq > MAX_TRACKED_SEQUENCE:
-            self.sequence_tracking_limited = True
-            return
-        byte, bit = divmod(seq, 8)
-        if byte >= len(self._seen):
-            self._seen.extend(bytes(max(byte + 1 - len(self._seen), len(self._seen))))
-        if self._seen[byte] & (1 << bit):
-            self.duplicate_count += 1
-            if len(self.duplicates) < SAMPLE_LIMIT:
-                self.duplicates.append(seq)
-        else:
-            self._seen[byte] |= 1 << bit
+            self.bad_lines.append({"line": lineno, "offset": offset, "error": reason, "preview": data[:120].decode("utf-8", "replace")})
 
     def finish(self, keep_seen: bool = False) -> LogSummary:
         """Compute gaps between the lowest and highest sequence; frees the bitmap unless
@@ -435,152 +511,79 @@ def _split_points(path: Path, size: int, parts: int) -> list[int]:
 
 def scan_range(path: str, start: int, end: int, progress=None) -> LogSummary:
     """Scan bytes [start, end) of a log; ``start`` must be at a line start. The summary's line
-    numbers are relative to ``start`` (``lines_seen`` counts every physical line)."""
+    numbers are relative to ``start`` (``lines_seen`` counts every physical line); its gaps are
+    not computed yet (``finish``)."""
     part = LogSummary()
-    loads = orjson.loads
-    decode_error = orjson.JSONDecodeError
-    seen = part._seen
-    last_by_table: dict[str, dict[str, Any]] = {}
-    last: dict[str, Any] | None = None
-    events = 0
-    nonblank = 0
-    lineno = 0
-    offset = start
-    max_seq = 0
-    min_seq = 0
-    limited = False
+    tracker = EventTracker()
     fd = open_nofollow(Path(path))
     try:
         os.lseek(fd, start, os.SEEK_SET)
-        pos = start
-        pending = b""
-        long_length = -1  # >= 0 while skipping the rest of a line longer than MAX_LINE_BYTES
-        while pos < end:
-            chunk = os.read(fd, min(CHUNK, end - pos))
-            if not chunk:
-                break
-            pos += len(chunk)
-            if long_length >= 0:
-                nl = chunk.find(b"\n")
-                if nl < 0:
-                    long_length += len(chunk)
-                    if progress is not None:
-                        progress(pos - start)
-                    continue
-                long_length += nl
-                lineno += 1
-                nonblank += 1
-                part.add_bad(RawLine(lineno, offset, pending, True), f"line is longer than {MAX_LINE_BYTES} bytes ({long_length} bytes); not read")
-                offset += long_length + 1
-                pending, long_length = b"", -1
-                chunk = chunk[nl + 1 :]
-            lines = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
-            pending = lines.pop()
-            for raw in lines:
-                lineno += 1
-                here = offset
-                offset += len(raw) + 1
-                if raw[-1:] == b"\r":
-                    raw = raw[:-1]
-                if not raw or raw.isspace():
-                    continue
-                try:
-                    event = loads(raw)
-                except decode_error as exc:
-                    try:  # not for orjson: maybe for Node (see JS_WHITESPACE)
-                        event = node_loads(raw)
-                    except (ValueError, RecursionError):
-                        if is_blank(raw):
-                            continue
-                        nonblank += 1
-                        part.add_bad(RawLine(lineno, here, raw, True), str(exc))
-                        continue
-                nonblank += 1
-                if event.__class__ is not dict:
-                    part.add_bad(RawLine(lineno, here, raw, True), "line is valid JSON but not an object")
-                    continue
-                events += 1
-                last = event
-                table = event.get("table")
-                if table.__class__ is str and table:
-                    ref = event.get("meta")
-                    ref = ref.get("recordRef") if ref.__class__ is dict else None
-                    # The usual line names its record in meta.recordRef: tested here without a call.
-                    if (ref.__class__ is dict and (ref.get("key") is not None or ref.get("id") is not None)) or leaves_cursor(event):
-                        last_by_table[table] = event
-                seq = event.get("sequence")
-                if seq.__class__ is not int or seq <= 0:
-                    continue
-                if seq > max_seq:
-                    max_seq = seq
-                if not min_seq or seq < min_seq:
-                    min_seq = seq
-                if seq > MAX_TRACKED_SEQUENCE:
-                    limited = True
-                    continue
-                byte = seq >> 3
-                bit = 1 << (seq & 7)
-                if byte >= len(seen):
-                    seen.extend(bytes(max(byte + 1 - len(seen), len(seen))))
-                if seen[byte] & bit:
-                    part.duplicate_count += 1
-                    if len(part.duplicates) < SAMPLE_LIMIT:
-                        part.duplicates.append(seq)
-                else:
-                    seen[byte] |= bit
-            if len(pending) > MAX_LINE_BYTES:
-                pending, long_length = pending[:LONG_LINE_KEPT], len(pending)
-            if progress is not None:
-                progress(pos - start)
-        if long_length >= 0:  # the file ends inside an overlong line: a torn tail that cannot parse
-            lineno += 1
-            nonblank += 1
-            part.torn_tail = {"offset": offset, "length": long_length, "line": lineno, "parses": False}
-            pending = b""
-        if pending[-1:] == b"\r":
-            pending = pending[:-1]
-        if pending and not is_blank(pending):
-            lineno += 1
-            nonblank += 1
-            event, _reason = parse_event(pending)
-            part.torn_tail = {"offset": offset, "length": len(pending), "line": lineno, "parses": event is not None}
-            if event is not None:
-                events += 1
-                last = event
-                table = event.get("table")
-                if isinstance(table, str) and table and leaves_cursor(event):
-                    last_by_table[table] = event
-                seq = event.get("sequence")
-                if is_sequence(seq):
-                    max_seq = max(max_seq, seq)
-                    min_seq = seq if not min_seq else min(min_seq, seq)
-                    if seq > MAX_TRACKED_SEQUENCE:
-                        limited = True
-                    else:
-                        byte, bit = seq >> 3, 1 << (seq & 7)
-                        if byte >= len(seen):
-                            seen.extend(bytes(max(byte + 1 - len(seen), len(seen))))
-                        if seen[byte] & bit:
-                            part.duplicate_count += 1
-                            if len(part.duplicates) < SAMPLE_LIMIT:
-                                part.duplicates.append(seq)
-                        else:
-                            seen[byte] |= bit
+        reader = LineReader(fd, start, end, progress)
+        for before, offset, lines in reader:
+            if lines.__class__ is Overlong:
+                part.lines += 1
+                part.add_bad(before + 1, offset, lines.head, f"line is longer than {MAX_LINE_BYTES} bytes ({lines.length} bytes); not read")
+            else:
+                _scan_lines(lines, before, offset, part, tracker)
+        torn = _scan_tail(reader, part, tracker)
     finally:
         os.close(fd)
-    part.events = events
-    part.lines = nonblank
-    part.lines_seen = lineno
-    part.bytes_read = pos - start
-    part.max_sequence = max_seq
-    part.min_sequence = min_seq
-    part.sequence_tracking_limited = limited
-    if last is not None:
-        part.last_event_id = last.get("id")
-        part.last_event_at = event_time(last)
-        part.last_sequence = last.get("sequence")
-    part.table_cursors = {t: cursor_for(e) for t, e in last_by_table.items()}  # each leaves one
-    return part
+    part.lines_seen = reader.lines + torn
+    part.bytes_read = reader.read
+    return tracker.into(part)
+
+
+def _scan_lines(lines: list[bytes], lineno: int, offset: int, part: LogSummary, tracker: EventTracker) -> None:
+    """Parse complete lines (the first is line ``lineno`` + 1, at byte ``offset``): each event
+    goes to ``tracker``, each line that is not one to ``part.add_bad``. The hot loop of a scan."""
+    loads = orjson.loads
+    decode_error = orjson.JSONDecodeError
+    add = tracker.add
+    nonblank = 0
+    for raw in lines:
+        lineno += 1
+        here = offset
+        offset += len(raw) + 1
+        if raw[-1:] == b"\r":
+            raw = raw[:-1]
+        if not raw or raw.isspace():
+            continue
+        try:
+            event = loads(raw)
+        except decode_error as exc:
+            try:  # not for orjson: maybe for Node (see JS_WHITESPACE)
+                event = node_loads(raw)
+            except (ValueError, RecursionError):
+                if is_blank(raw):
+                    continue
+                nonblank += 1
+                part.add_bad(lineno, here, raw, str(exc))
+                continue
+        nonblank += 1
+        if event.__class__ is not dict:
+            part.add_bad(lineno, here, raw, "line is valid JSON but not an object")
+            continue
+        add(event)
+    part.lines += nonblank
+
+
+def _scan_tail(reader: LineReader, part: LogSummary, tracker: EventTracker) -> int:
+    """The bytes after the last newline: a torn tail unless blank (an event if it parses).
+    Returns the physical lines it adds (0 or 1)."""
+    tail = reader.tail
+    if tail.__class__ is Overlong:  # the file ends inside an overlong line: it cannot parse
+        length, event = tail.length, None
+    else:
+        if tail[-1:] == b"\r":
+            tail = tail[:-1]
+        if not tail or is_blank(tail):
+            return 0
+        length, (event, _reason) = len(tail), parse_event(tail)
+    part.lines += 1
+    part.torn_tail = {"offset": reader.tail_offset, "length": length, "line": reader.lines + 1, "parses": event is not None}
+    if event is not None:
+        tracker.add(event)
+    return 1
 
 
 def _worker(path: str, start: int, end: int, index: int, counters, results) -> None:

@@ -146,10 +146,10 @@ def _gaps_bit_by_bit(sequences: set[int]) -> tuple[int, list[list[int]]]:
 @settings(max_examples=300, deadline=None)
 @given(st.sets(st.integers(1, 3000), min_size=1, max_size=400) | st.sets(st.integers(1, 40), min_size=1))
 def test_gaps_are_the_missing_sequences_between_the_lowest_and_the_highest(sequences):
-    s = logmod.LogSummary()
+    tracker = logmod.EventTracker()
     for seq in sorted(sequences, key=lambda x: x * 7919 % 3001):
-        s.add_event({"sequence": seq})
-    s.finish()
+        tracker.add({"sequence": seq})
+    s = tracker.into(logmod.LogSummary()).finish()
     assert (s.gap_count, s.gaps) == _gaps_bit_by_bit(sequences)
 
 

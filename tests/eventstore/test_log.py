@@ -345,3 +345,23 @@ def test_what_json_parse_takes_and_orjson_refuses_is_an_event(tmp_path):
 def test_what_json_parse_refuses_stays_a_bad_line(data):
     event, reason = logmod.parse_event(data)
     assert event is None and reason
+
+
+# -- lines longer than MAX_LINE_BYTES: one bad line (or torn tail) whose bytes are skipped ---------
+
+
+@pytest.mark.parametrize("chunk", [7, 50, 64])  # reads much shorter than the limit, as 1 MiB is to 16 MiB
+def test_an_overlong_line_is_one_bad_line_and_an_overlong_tail_a_torn_one(tmp_path, monkeypatch, chunk):
+    monkeypatch.setattr(logmod, "CHUNK", chunk)
+    monkeypatch.setattr(logmod, "MAX_LINE_BYTES", 200)
+    monkeypatch.setattr(logmod, "LONG_LINE_KEPT", 20)
+    first, third = orjson.dumps({"id": "a", "sequence": 1}), orjson.dumps({"id": "c", "sequence": 2})
+    data = first + b"\n" + b"x" * 500 + b"\n" + third + b"\r\n\n" + b"y" * 300
+    path = tmp_path / "events.log"
+    path.write_bytes(data)
+    s = logmod.summarize(path)
+    assert (s.events, s.lines, s.lines_seen, s.bad_line_count, s.max_sequence, s.last_event_id) == (2, 4, 5, 1, 2, "c")
+    assert s.bad_lines == [{"line": 2, "offset": len(first) + 1, "error": "line is longer than 200 bytes (500 bytes); not read", "preview": "x" * 20}]
+    assert s.torn_tail == {"offset": len(data) - 300, "length": 300, "line": 5, "parses": False}
+    raw = [(r.lineno, r.offset, r.data, r.complete) for r in logmod.iter_raw_lines(path)]
+    assert raw == [(1, 0, first, True), (2, len(first) + 1, b"x" * 20, True), (3, len(first) + 502, third, True), (5, len(data) - 300, b"y" * 20, False)]
