@@ -516,7 +516,9 @@ def check_meta(data: bytes) -> None:
             assert p.severity in ("critical", "warning"), p
             assert isinstance(p.message, str)
             # plain JSON once in a finding: the dashboard stores findings with orjson
-            orjson.dumps(health.make("meta_invalid", p.message, p.severity, **p.detail).to_dict())
+            finding = health.make("meta_invalid", p.message, p.severity, **p.detail)
+            assert not health.FINDING_SPECS["meta_invalid"].problems(finding.detail), finding.detail
+            orjson.dumps(finding.to_dict())
     if not isinstance(value, dict):
         return
     full = metamod.with_defaults(value)
@@ -752,6 +754,7 @@ def check_health(h, module) -> None:
     for f in h.findings:
         assert f.code in CODES
         assert f.severity == CODES[f.code][0] or f.code == "meta_invalid", f
+        assert not health.FINDING_SPECS[f.code].problems(f.detail), f.to_dict()  # the declared detail shape
     # What the dashboard does with a health: plain JSON (orjson) for findings and stats, JSON for state.
     orjson.dumps([f.to_dict() for f in h.findings])
     orjson.dumps(h.stats.to_dict())
