@@ -2,9 +2,11 @@ from functools import wraps
 
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 
-from .models import Alert, AlertDelivery, AuditEntry
+from .models import Alert, AlertDelivery, ApiToken, AuditEntry, BranchScope
 from .services.clients import client_ip
 from .services.throttle import release, reserve
 
@@ -75,4 +77,49 @@ class AlertAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Alert | None = None) -> bool:
+        return False
+
+
+class BranchScopeInline(admin.StackedInline):
+    """The branches a user may see (a branch manager): a JSON list, e.g. ["dar", "maadi"];
+    no row or an empty list means every branch."""
+
+    model = BranchScope
+    can_delete = True
+    extra = 0
+    verbose_name = "branches this user may see (empty: every branch)"
+
+
+class UserWithBranchesAdmin(UserAdmin):
+    inlines = [*UserAdmin.inlines, BranchScopeInline]
+
+
+admin.site.unregister(User)
+admin.site.register(User, UserWithBranchesAdmin)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """API tokens: who has which, when last used; created and revoked from the user's token page
+    or `manage.py token` (the token itself is shown once, at creation, and never stored)."""
+
+    list_display = ["name", "user", "read_only", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    list_filter = ["read_only"]
+    search_fields = ["name", "user__username"]
+    readonly_fields = [
+        "user",
+        "name",
+        "digest",
+        "read_only",
+        "created_at",
+        "created_by",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
         return False

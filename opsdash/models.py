@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -114,6 +115,37 @@ class IncidentQuerySet(models.QuerySet):
 
     def seen_by_scan(self) -> IncidentQuerySet:
         return self.filter(source=Incident.Source.SCAN)
+
+
+class BranchScope(models.Model):
+    """The branches a user may see (a branch manager); no row, or no branches: every branch."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="branch_scope")
+    branches = models.JSONField(default=list, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user}: {', '.join(self.branches) or 'every branch'}"
+
+
+class ApiToken(models.Model):
+    """A key for the JSON API (``Authorization: Bearer <token>``), acting as its user with that
+    user's role and branches. Only its sha256 is kept; ``read_only`` tokens cannot act."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, unique=True)
+    digest = models.CharField(max_length=64, unique=True)  # sha256 of the token, hex
+    read_only = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["user__username", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user})"
 
 
 class WorkerHeartbeat(models.Model):

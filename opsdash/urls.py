@@ -1,7 +1,7 @@
 from django.urls import path
 
 from .actions import ACTIONS, MODULE, module_actions
-from .views import actions, api, audit, backups, downloads, health, history, metrics, modules
+from .views import actions, api, audit, backups, downloads, health, history, metrics, modules, tokens
 
 app_name = "opsdash"
 
@@ -42,6 +42,8 @@ urlpatterns = [
         for a in module_actions()
     ],
     path("api/jobs/<int:pk>", actions.api_job_detail, name="api_job_detail"),
+    path("account/tokens/", tokens.token_list, name="token_list"),
+    path("account/tokens/<int:pk>/revoke", tokens.token_revoke, name="token_revoke"),
     path("healthz", health.healthz, name="healthz"),
     path("metrics", metrics.metrics, name="metrics"),
 ]

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ..models import AuditEntry, Job, ModuleState
+from .access import EVERY_BRANCH, Access
 from .clients import client_ip
 from .nul import db_safe
 from .queries import _parse_date, _query_string, _start_of, branches
@@ -34,7 +35,8 @@ def record(
     params: dict[str, Any] | None = None,
     detail: str = "",
 ) -> AuditEntry:
-    """One audit entry for what ``request``'s user did (or tried), from their address."""
+    """One audit entry for what ``request``'s user did (or tried), from their address (and with
+    which API token, when it came with one)."""
     return AuditEntry.objects.create(
         actor=request.user.get_username() if request.user.is_authenticated else "",
         ip=client_ip(request),
@@ -42,10 +44,17 @@ def record(
         host=host,
         branch=branch,
         module=module,
-        params=params or {},
+        params={**(params or {}), **token_params(request)},
         outcome=outcome,
         detail=detail,
     )
+
+
+def token_params(request: HttpRequest) -> dict[str, str]:
+    """``{"token": name}`` for a request that came with an API token (its audit entries and the
+    jobs it starts name it), else nothing."""
+    token = getattr(request, "api_token", None)
+    return {"token": token.name} if token is not None else {}
 
 
 # Refusals recorded per user and minute at most: a script forging requests cannot flood the trail.
@@ -160,8 +169,9 @@ class AuditFilters:
         return _query_string(values)
 
 
-def entries(filters: AuditFilters) -> QuerySet[AuditEntry]:
-    qs = AuditEntry.objects.all()
+def entries(filters: AuditFilters, access: Access = EVERY_BRANCH) -> QuerySet[AuditEntry]:
+    """The trail as filtered; for a user limited to some branches, only the entries of those."""
+    qs = access.filter(AuditEntry.objects.all())
     if filters.since:
         qs = qs.filter(at__gte=_start_of(filters.since))
     if filters.until:
@@ -172,15 +182,15 @@ def entries(filters: AuditFilters) -> QuerySet[AuditEntry]:
     return qs.order_by("-at", "-id")
 
 
-def choices() -> dict[str, list[str]]:
+def choices(access: Access = EVERY_BRANCH) -> dict[str, list[str]]:
     """The values the filter selects offer: every actor, action and outcome on record, and the
     branches the dashboard knows (never a name typed into a refused URL)."""
-    base = AuditEntry.objects.order_by()
+    base = access.filter(AuditEntry.objects.order_by())
     out = {
         name: [v for v in base.order_by(name).values_list(name, flat=True).distinct() if v]
         for name in ("actor", "action", "outcome")
     }
-    return out | {"branch": branches()}
+    return out | {"branch": branches(access)}
 
 
 def module_url(entry: AuditEntry) -> str | None:

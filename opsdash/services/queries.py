@@ -14,6 +14,7 @@ from django.utils import timezone
 from eventstore import CODES
 
 from ..models import Backup, Incident, ModuleState, Status
+from .access import EVERY_BRANCH, Access
 
 MODULE_SORTS = {
     "status": ("-status_rank", "branch", "module"),
@@ -64,8 +65,8 @@ class ModuleFilters:
         return _query_string(values)
 
 
-def modules(filters: ModuleFilters) -> QuerySet[ModuleState]:
-    qs = ModuleState.objects.all()
+def modules(filters: ModuleFilters, access: Access = EVERY_BRANCH) -> QuerySet[ModuleState]:
+    qs = access.filter(ModuleState.objects.all())
     if filters.status:
         qs = qs.filter(status=filters.status)
     if filters.branch:
@@ -80,15 +81,15 @@ def modules(filters: ModuleFilters) -> QuerySet[ModuleState]:
     return qs.order_by(*MODULE_SORTS[filters.sort])
 
 
-def status_counts() -> dict[str, int]:
+def status_counts(access: Access = EVERY_BRANCH) -> dict[str, int]:
     counts = dict.fromkeys(Status.values, 0)
-    for row in ModuleState.objects.values("status").annotate(n=Count("id")):
+    for row in access.filter(ModuleState.objects.all()).values("status").annotate(n=Count("id")):
         counts[row["status"]] = row["n"]
     return counts
 
 
-def branches() -> list[str]:
-    return list(ModuleState.objects.order_by("branch").values_list("branch", flat=True).distinct())
+def branches(access: Access = EVERY_BRANCH) -> list[str]:
+    return list(access.filter(ModuleState.objects.order_by("branch")).values_list("branch", flat=True).distinct())
 
 
 # The dates a filter can mean: ISO dates outside these (0001-01-01, 9999-12-31) are brought
@@ -146,8 +147,8 @@ def _start_of(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
-def incidents(filters: IncidentFilters) -> QuerySet[Incident]:
-    qs = Incident.objects.select_related("module")
+def incidents(filters: IncidentFilters, access: Access = EVERY_BRANCH) -> QuerySet[Incident]:
+    qs = access.filter(Incident.objects.select_related("module"), "module__branch")
     if filters.since:
         qs = qs.filter(opened_at__gte=_start_of(filters.since))
     if filters.until:
@@ -256,8 +257,8 @@ class BackupFilters:
         return _query_string(values)
 
 
-def backups(filters: BackupFilters) -> QuerySet[Backup]:
-    qs = Backup.objects.select_related("module")
+def backups(filters: BackupFilters, access: Access = EVERY_BRANCH) -> QuerySet[Backup]:
+    qs = access.filter(Backup.objects.select_related("module"), "module__branch")
     if filters.branch:
         qs = qs.filter(module__branch=filters.branch)
     if filters.kind:

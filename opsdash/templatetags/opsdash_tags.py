@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -16,6 +17,7 @@ from eventstore import meta as metamod
 from ..actions import ACTIONS
 from ..models import Backup, Job, ServerRecovery, Status
 from ..services import jobs
+from ..services.access import access_of
 from ..services.heartbeats import troubled_hosts
 from ..words import number
 
@@ -316,8 +318,18 @@ def finding_text(f: Any, html: bool = True) -> str:
     return mark_safe(conditional_escape(str(template)) % {k: conditional_escape(v) for k, v in values.items()})
 
 
-@register.inclusion_tag("opsdash/hosts_notice.html")
-def hosts_notice() -> dict[str, Any]:
+@register.inclusion_tag("opsdash/hosts_notice.html", takes_context=True)
+def hosts_notice(context: template.Context) -> dict[str, Any]:
     """On every page: the hosts whose scanner stopped reporting (their modules' status may be
-    old), failed its last pass, or could not scan a folder."""
-    return {"hosts": troubled_hosts()}
+    old), failed its last pass, or could not scan a folder (only the folders of the branches the
+    user may see)."""
+    access = access_of(context["request"].user)
+    hosts = []
+    for beat in troubled_hosts():
+        if access.limited:
+            beat = dataclasses.replace(
+                beat, problems=tuple(p for p in beat.problems if access.allows(str(p.get("path", "")).split("/", 1)[0]))
+            )
+        if beat.stale or beat.error or beat.problems:
+            hosts.append(beat)
+    return {"hosts": hosts}

@@ -15,7 +15,8 @@ from django.views.decorators.vary import vary_on_headers
 
 from ..actions import ACTIONS
 from ..models import Job, ModuleState
-from ..services.audit import record_refusal
+from ..services.access import access_of
+from ..services.audit import record_refusal, token_params
 from ..services.clients import client_ip
 from ..services.jobs import Busy, fail_stale_jobs, request_job, waits_for_a_worker, worker_seen_at
 from .api import api_login_required, json_response
@@ -29,7 +30,9 @@ def _check(request: HttpRequest, kind: str) -> None:
 @require_POST
 def module_action(request: HttpRequest, host: str, branch: str, module: str, kind: str) -> HttpResponse:
     _check(request, kind)
-    module_row = get_object_or_404(ModuleState, host=host, branch=branch, module=module)
+    module_row = get_object_or_404(
+        access_of(request.user).filter(ModuleState.objects.all()), host=host, branch=branch, module=module
+    )
     try:
         job = request_job(kind, host, branch, module, request.user.get_username(), client_ip(request))
     except Busy as exc:
@@ -47,7 +50,7 @@ def module_action(request: HttpRequest, host: str, branch: str, module: str, kin
 @require_POST
 def branch_action(request: HttpRequest, host: str, branch: str, kind: str) -> HttpResponse:
     _check(request, kind)
-    if not ModuleState.objects.filter(host=host, branch=branch).exists():
+    if not access_of(request.user).allows(branch) or not ModuleState.objects.filter(host=host, branch=branch).exists():
         raise Http404("no such branch")
     back = reverse("opsdash:module_list") + "?" + urlencode({"branch": branch})
     if request.POST.get("confirm", "").strip() != branch:
@@ -67,7 +70,7 @@ def branch_action(request: HttpRequest, host: str, branch: str, kind: str) -> Ht
 @vary_on_headers("HX-Request")
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     fail_stale_jobs()
-    job = get_object_or_404(Job.objects.select_related("target"), pk=pk)
+    job = get_object_or_404(access_of(request.user).filter(Job.objects.select_related("target")), pk=pk)
     template = "opsdash/job.html#job" if request.htmx else "opsdash/job.html"
     return render(request, template, {"job": job})
 
@@ -108,10 +111,12 @@ def api_module_action(request: HttpRequest, host: str, branch: str, module: str,
     if not request.user.has_perm(ACTIONS[kind].permission):
         record_refusal(request)
         return json_response({"error": "only operators run actions"}, status=403)
-    if not ModuleState.objects.filter(host=host, branch=branch, module=module).exists():
+    if not access_of(request.user).filter(ModuleState.objects.filter(host=host, branch=branch, module=module)).exists():
         return json_response({"error": "no such module"}, status=404)
     try:
-        job = request_job(kind, host, branch, module, request.user.get_username(), client_ip(request))
+        job = request_job(
+            kind, host, branch, module, request.user.get_username(), client_ip(request), token_params(request)
+        )
     except Busy as exc:
         return json_response({"error": str(exc)}, status=409)
     return json_response(
@@ -123,7 +128,7 @@ def api_module_action(request: HttpRequest, host: str, branch: str, module: str,
 @api_login_required
 def api_job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     fail_stale_jobs()
-    job = Job.objects.filter(pk=pk).first()
+    job = access_of(request.user).filter(Job.objects.filter(pk=pk)).first()
     if job is None:
         return json_response({"error": "no such job"}, status=404)
     return json_response(job_json(request, job))

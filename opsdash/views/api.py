@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET
 
 from ..models import ModuleState
 from ..services import queries
+from ..services.access import access_of
 from ..services.heartbeats import all_heartbeats
 from ..services.serialize import module_full, module_summary
 
@@ -42,7 +43,7 @@ def api_module_list(request: HttpRequest) -> HttpResponse:
     """The overview's filters, ``API_PAGE_SIZE`` modules a page (``?page=N``, ``next`` and
     ``previous`` are absolute URLs or null): a response stays bounded however many modules."""
     filters = queries.ModuleFilters.from_query(request.GET)
-    page = Paginator(queries.modules(filters), API_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(queries.modules(filters, access_of(request.user)), API_PAGE_SIZE).get_page(request.GET.get("page"))
     beats = all_heartbeats()
 
     def link(number: int) -> str:
@@ -63,5 +64,7 @@ def api_module_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @api_login_required
 def api_module_detail(request: HttpRequest, host: str, branch: str, module: str) -> HttpResponse:
-    module_row = get_object_or_404(ModuleState, host=host, branch=branch, module=module)
+    module_row = get_object_or_404(
+        access_of(request.user).filter(ModuleState.objects.all()), host=host, branch=branch, module=module
+    )
     return json_response(module_full(request, module_row))

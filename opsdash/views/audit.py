@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from ..services import audit
+from ..services.access import access_of
 from ..services.audit import record_refusal
 from . import wants_fragment
 from .api import api_login_required, json_response
@@ -27,11 +28,12 @@ EXPORTS = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
 @vary_on_headers("HX-Request", "HX-History-Restore-Request")
 def audit_list(request: HttpRequest) -> HttpResponse:
     filters = audit.AuditFilters.from_query(request.GET)
-    page = Paginator(audit.entries(filters), settings.OPSDASH_PAGE_SIZE).get_page(request.GET.get("page"))
+    access = access_of(request.user)
+    page = Paginator(audit.entries(filters, access), settings.OPSDASH_PAGE_SIZE).get_page(request.GET.get("page"))
     for entry in page.object_list:
         entry.module_url = audit.module_url(entry)
         entry.params_text = orjson.dumps(entry.params).decode() if entry.params else ""
-    ctx = {"filters": filters, "page": page, "choices": audit.choices()}
+    ctx = {"filters": filters, "page": page, "choices": audit.choices(access)}
     template = "opsdash/audit.html#results" if wants_fragment(request) else "opsdash/audit.html"
     return render(request, template, ctx)
 
@@ -46,7 +48,7 @@ def api_audit_list(request: HttpRequest) -> HttpResponse:
     fmt = request.GET.get("format", "json")
     if fmt not in EXPORTS:
         return json_response({"error": "format must be json or csv"}, status=400)
-    qs = audit.entries(audit.AuditFilters.from_query(request.GET))
+    qs = audit.entries(audit.AuditFilters.from_query(request.GET), access_of(request.user))
     stream = audit.stream_csv(request, qs) if fmt == "csv" else audit.stream_json(request, qs)
     response = StreamingHttpResponse(stream, content_type=EXPORTS[fmt])
     filename = f"opsdash-audit-{timezone.localdate():%Y-%m-%d}.{fmt}"

@@ -9,15 +9,16 @@ from django.views.decorators.vary import vary_on_headers
 
 from ..models import Backup, ModuleState
 from ..services import queries
+from ..services.access import Access, access_of
 from ..services.audit import record
 from ..services.files import FilesUnavailable, PreviewView, backup_preview
 from . import wants_fragment
 from .downloads import DOWNLOAD_PERMISSION
 
 
-def _hosts_of(branch: str) -> list[str]:
+def _hosts_of(branch: str, access: Access) -> list[str]:
     """The hosts a branch's zip can be asked from (one link each on the backups page)."""
-    if not branch:
+    if not branch or not access.allows(branch):
         return []
     return list(ModuleState.objects.filter(branch=branch).order_by("host").values_list("host", flat=True).distinct())
 
@@ -26,12 +27,15 @@ def _hosts_of(branch: str) -> list[str]:
 @vary_on_headers("HX-Request", "HX-History-Restore-Request")
 def backup_list(request: HttpRequest) -> HttpResponse:
     filters = queries.BackupFilters.from_query(request.GET)
+    access = access_of(request.user)
     ctx = {
         "filters": filters,
-        "page": Paginator(queries.backups(filters), settings.OPSDASH_PAGE_SIZE).get_page(request.GET.get("page")),
-        "branches": queries.branches(),
+        "page": Paginator(queries.backups(filters, access), settings.OPSDASH_PAGE_SIZE).get_page(
+            request.GET.get("page")
+        ),
+        "branches": queries.branches(access),
         "states": Backup.State.values,
-        "branch_hosts": _hosts_of(filters.branch),
+        "branch_hosts": _hosts_of(filters.branch, access),
     }
     template = "opsdash/backups.html#results" if wants_fragment(request) else "opsdash/backups.html"
     return render(request, template, ctx)
@@ -42,7 +46,9 @@ def backup_list(request: HttpRequest) -> HttpResponse:
 def backup_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """A backup's metadata for every role; its contents (a capped preview, an audited read of
     the file) only for those who may download it."""
-    backup = get_object_or_404(Backup.objects.select_related("module"), pk=pk)
+    backup = get_object_or_404(
+        access_of(request.user).filter(Backup.objects.select_related("module"), "module__branch"), pk=pk
+    )
     may_preview = request.user.has_perm(DOWNLOAD_PERMISSION)
     view, error = _preview(request, backup) if may_preview else (None, None)
     ctx = {"backup": backup, "view": view, "error": error, "may_preview": may_preview}

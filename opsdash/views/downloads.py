@@ -9,6 +9,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from ..models import Backup, ModuleState
+from ..services.access import access_of
 from ..services.audit import record
 from ..services.downloads import audited_zip, safe_filename
 from ..services.files import FilesUnavailable, open_backup, stream_size
@@ -19,7 +20,9 @@ DOWNLOAD_PERMISSION = "opsdash.download_backups"
 @require_GET
 @permission_required(DOWNLOAD_PERMISSION, raise_exception=True)
 def backup_download(request: HttpRequest, pk: int) -> HttpResponse:
-    backup = get_object_or_404(Backup.objects.select_related("module"), pk=pk)
+    backup = get_object_or_404(
+        access_of(request.user).filter(Backup.objects.select_related("module"), "module__branch"), pk=pk
+    )
     module_row = backup.module
     params = {"backups": [backup.name], "state": backup.state, "sha256": backup.sha256}
     where = {"host": module_row.host, "branch": module_row.branch, "module": module_row.module}
@@ -44,7 +47,9 @@ def _zip_response(request: HttpRequest, backups: list[Backup], filename: str, **
 @require_GET
 @permission_required(DOWNLOAD_PERMISSION, raise_exception=True)
 def module_backups_download(request: HttpRequest, host: str, branch: str, module: str) -> StreamingHttpResponse:
-    module_row = get_object_or_404(ModuleState, host=host, branch=branch, module=module)
+    module_row = get_object_or_404(
+        access_of(request.user).filter(ModuleState.objects.all()), host=host, branch=branch, module=module
+    )
     backups = list(module_row.backups.select_related("module").order_by("created_at", "name"))
     filename = safe_filename(branch, module, "backups") + ".zip"
     return _zip_response(request, backups, filename, host=host, branch=branch, module=module)
@@ -53,7 +58,7 @@ def module_backups_download(request: HttpRequest, host: str, branch: str, module
 @require_GET
 @permission_required(DOWNLOAD_PERMISSION, raise_exception=True)
 def branch_backups_download(request: HttpRequest, host: str, branch: str) -> StreamingHttpResponse:
-    if not ModuleState.objects.filter(host=host, branch=branch).exists():
+    if not access_of(request.user).allows(branch) or not ModuleState.objects.filter(host=host, branch=branch).exists():
         raise Http404("no such branch on this host")
     backups = list(
         Backup.objects.select_related("module")

@@ -10,6 +10,7 @@ from django.views.decorators.vary import vary_on_headers
 from eventstore import CODES
 
 from ..services import queries
+from ..services.access import access_of
 from ..services.heartbeats import stale_hosts
 from . import wants_fragment
 
@@ -18,14 +19,15 @@ from . import wants_fragment
 @vary_on_headers("HX-Request", "HX-History-Restore-Request")
 def incident_list(request: HttpRequest) -> HttpResponse:
     filters = queries.IncidentFilters.from_query(request.GET)
-    incidents = queries.incidents(filters)
+    access = access_of(request.user)
+    incidents = queries.incidents(filters, access)
     ctx = {
         "filters": filters,
         "page": Paginator(incidents.prefetch_related("server_recoveries"), settings.OPSDASH_PAGE_SIZE).get_page(
             request.GET.get("page")
         ),
         "chart": queries.incidents_per_day(incidents, filters),
-        "branches": queries.branches(),
+        "branches": queries.branches(access),
         "codes": sorted(CODES),
         "stale": {beat.host for beat in stale_hosts()},
     }

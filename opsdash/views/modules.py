@@ -15,6 +15,7 @@ from django.views.decorators.vary import vary_on_headers
 from ..actions import branch_actions, module_actions
 from ..models import Job, ModuleState
 from ..services import queries
+from ..services.access import access_of
 from ..services.files import FilesUnavailable, meta_preview
 from ..services.heartbeats import all_heartbeats, heartbeat_of
 from . import wants_fragment
@@ -34,7 +35,8 @@ SORT_LABELS = {
 @vary_on_headers("HX-Request", "HX-History-Restore-Request")
 def module_list(request: HttpRequest) -> HttpResponse:
     filters = queries.ModuleFilters.from_query(request.GET)
-    page = Paginator(queries.modules(filters), settings.OPSDASH_PAGE_SIZE).get_page(request.GET.get("page"))
+    access = access_of(request.user)
+    page = Paginator(queries.modules(filters, access), settings.OPSDASH_PAGE_SIZE).get_page(request.GET.get("page"))
     beats = all_heartbeats()
     rows = list(page.object_list)
     for row in rows:
@@ -44,12 +46,12 @@ def module_list(request: HttpRequest) -> HttpResponse:
         "filters": filters,
         "page": page,
         "rows": rows,
-        "counts": queries.status_counts(),
+        "counts": queries.status_counts(access),
         "branch_actions": _branch_actions(rows[0].host, filters.branch) if rows and filters.branch else [],
-        "branches": queries.branches(),
+        "branches": queries.branches(access),
         "sorts": SORT_LABELS,
         "refresh": settings.OPSDASH_REFRESH_SECONDS,
-        "show_host": ModuleState.objects.values("host").distinct().count() > 1,
+        "show_host": access.filter(ModuleState.objects.all()).values("host").distinct().count() > 1,
     }
     template = "opsdash/overview.html#results" if wants_fragment(request) else "opsdash/overview.html"
     return render(request, template, ctx)
@@ -111,7 +113,9 @@ def _list_pages(request: HttpRequest, qs, param: str, anchor: str) -> ListPages:
 
 @require_GET
 def module_detail(request: HttpRequest, host: str, branch: str, module: str) -> HttpResponse:
-    module_row = get_object_or_404(ModuleState, host=host, branch=branch, module=module)
+    module_row = get_object_or_404(
+        access_of(request.user).filter(ModuleState.objects.all()), host=host, branch=branch, module=module
+    )
     try:
         meta, meta_error = meta_preview(module_row), None
     except FilesUnavailable as exc:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 HOST = "pos-server-1"
 CRITICAL = f"/modules/{HOST}/dar/pos/"
-PAGES = ["/", CRITICAL, "/history/", "/backups/", "/audit/"]
+PAGES = ["/", CRITICAL, "/history/", "/backups/", "/audit/", "/account/tokens/"]
 
 
 @pytest.fixture

@@ -52,7 +52,9 @@ from django_tasks_db.models import DBTaskResult
 
 from eventstore import layout
 from eventstore import log as logmod
-from opsdash.models import AuditEntry, Backup, Incident, Job, LoginFailure, ModuleState, ScanHost, Status
+from opsdash.models import ApiToken, AuditEntry, Backup, Incident, Job, LoginFailure, ModuleState, ScanHost, Status
+from opsdash.services import tokens
+from opsdash.services.access import limit_user
 from opsdash.services.ingest import ingest
 from opsdash.services.scan import record_pass, scan_root
 from opsdash.services.worker import make_worker
@@ -190,6 +192,7 @@ def db_state() -> tuple:
     )
     return (
         users,
+        ApiToken.objects.filter(revoked_at__isnull=True).count(),
         Group.objects.count(),
         Job.objects.count(),
         DBTaskResult.objects.count(),
@@ -265,11 +268,13 @@ def world(db, store, add_events, data_root, tmp_path, settings, demo_users) -> W
     users = {role: User.objects.get(username=role) for role in (MANAGER, AUDITOR, OPERATOR)}
     users[SUPER] = User.objects.create_superuser("root", "root@example.com", PASSWORD)
     w = World(data_root, archive, outside, users, Backup.objects.get(name=LIVE_NAME), archived, job)
+    root_token, _ = tokens.create(users[SUPER], "root-key")
     w.kwargs = {
         "module": {"host": HOST, "branch": "dar", "module": "pos"},
         "branch": {"host": HOST, "branch": "dar"},
         "backup": {"pk": str(w.live.pk)},
         "job": {"pk": str(job.pk)},
+        "token": {"pk": str(root_token.pk)},
         "admin": {
             "object_id": str(AuditEntry.objects.get().pk),
             "id": str(users[MANAGER].pk),
@@ -337,6 +342,7 @@ DOWNLOAD = {ANON: {302}, MANAGER: {403}, AUDITOR: {200}, OPERATOR: {200}, SUPER:
 ACTION = {ANON: {302}, MANAGER: {403}, AUDITOR: {403}, OPERATOR: {302}, SUPER: {302}}
 API_ACTION = {ANON: {401}, MANAGER: {403}, AUDITOR: {403}, OPERATOR: {202}, SUPER: {202, 409}}
 PUBLIC = {role: {200} for role in ROLES}
+TOKEN_REVOKE = {ANON: {302}, MANAGER: {404}, AUDITOR: {404}, OPERATOR: {404}, SUPER: {302}}  # one's own tokens only
 REDIRECT = {role: {302} for role in ROLES}
 ADMIN = {ANON: {302}, MANAGER: {302}, AUDITOR: {302}, OPERATOR: {302}, SUPER: {200, 302, 404, 405}}
 
@@ -384,6 +390,8 @@ CASES: dict[str, Case] = {
         for kind in KINDS
     },
     "opsdash:api_job_detail": Case("get", API, "job"),
+    "opsdash:token_list": Case("get", PAGE),
+    "opsdash:token_revoke": Case("post", TOKEN_REVOKE, "token", mutating=True, allowed=frozenset({SUPER})),
     "opsdash:healthz": Case("get", PUBLIC),
     "opsdash:metrics": Case("get", PUBLIC),
     "login": Case("get", PUBLIC, query=("next",)),
@@ -1885,3 +1893,151 @@ def test_healthz_tells_strangers_only_the_status(world, settings, monkeypatch):
     assert response.status_code == 503 and b"10.1.2.3" not in body and b"db.internal" not in body, _breach(
         "/healthz told the database error"
     )
+
+
+# -- API tokens and branch managers --------------------------------------------------------------
+
+
+def _api_patterns() -> list[Pattern]:
+    return [p for p in _opsdash_patterns() if p.route.startswith("api/")]
+
+
+def test_tokens_on_every_api_url_forged_revoked_expired_read_only_and_in_the_query(world, settings):
+    settings.OPSDASH_LOGIN_MAX_FAILURES = (
+        10_000  # every forged token counts as a failure; the throttle has its own test
+    )
+    operator = world.users[OPERATOR]
+    _, good = tokens.create(operator, "good")
+    _, read_only = tokens.create(operator, "reader", read_only=True)
+    revoked_row, revoked = tokens.create(operator, "gone")
+    tokens.revoke(revoked_row)
+    expired_row, expired = tokens.create(operator, "old")
+    ApiToken.objects.filter(pk=expired_row.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    forged = [
+        tokens.PREFIX + "A" * 43,
+        good[:-1] + ("A" if good[-1] != "A" else "B"),
+        good.upper(),
+        "Bearer",
+        "' OR 1=1 --",
+        good + "\u202e",
+    ]
+    patterns = _api_patterns()
+    assert len(patterns) >= 8
+    for p in patterns:
+        case = case_for(p)
+        url = fill(p.route, {k: quote(v, safe="") for k, v in world.kwargs[case.kwargs].items()})
+        for token in [*forged, revoked, expired]:
+            response, _ = hit(Client(), case.method, url, p, data=case.data, HTTP_AUTHORIZATION=f"Bearer {token}")
+            assert response.status_code == 401, _breach(
+                f"{case.method} {url} with a bad token -> {response.status_code}"
+            )
+        response, _ = hit(Client(), "get", url, p, data={"token": good})
+        assert response.status_code == 400, _breach(f"a token in the query of {url} -> {response.status_code}")
+        if case.method == "post":
+            state = db_state()
+            response, _ = hit(Client(), "post", url, p, data=case.data, HTTP_AUTHORIZATION=f"Bearer {read_only}")
+            assert response.status_code == 403 and db_state() == state, _breach(f"a read-only token acted on {url}")
+            response, _ = hit(Client(), "post", url, p, data=case.data, HTTP_AUTHORIZATION=f"Bearer {good}")
+            assert response.status_code in (202, 409), _breach(
+                f"the operator's token could not act on {url}: {response.status_code}"
+            )
+        else:
+            response, _ = hit(Client(), "get", url, p, HTTP_AUTHORIZATION=f"Bearer {read_only}")
+            assert response.status_code in (200, 403), _breach(
+                f"a read-only token could not read {url}: {response.status_code}"
+            )
+    # Only the API takes tokens: a page with one is still the login redirect.
+    response, _ = hit(
+        Client(), "get", reverse("opsdash:module_list"), "opsdash:module_list", HTTP_AUTHORIZATION=f"Bearer {good}"
+    )
+    assert response.status_code == 302
+
+
+OTHER = "zz-other-branch-SECRETNAME"
+
+
+@pytest.fixture
+def other_branch(world, store, add_events):
+    """A second branch, with a damaged module, a backup, an incident, a job and an audit entry."""
+    module = store.module(OTHER, "pos")
+    add_events(module)
+    text = module.meta_path.read_text()
+    (module.live_dir / "events.meta.json.corrupted.1760000000009.bak").write_text(text + "}")
+    module.meta_path.write_text(text + text[-20:])
+    record_pass(scan_root())
+    row = ModuleState.objects.get(branch=OTHER)
+    job = Job.objects.create(
+        kind="verify",
+        host=HOST,
+        branch=OTHER,
+        module="pos",
+        target=row,
+        requested_by="operator",
+        status=Job.Status.SUCCEEDED,
+        result={"status": "critical"},
+    )
+    AuditEntry.objects.create(
+        actor="operator", ip="127.0.0.1", action="verify", host=HOST, branch=OTHER, module="pos", outcome="ok"
+    )
+    limited = {}
+    for role, group in ((OPERATOR, "operators"), (AUDITOR, "auditors"), (MANAGER, "managers")):
+        user = User.objects.create_user(f"dar-{role}", password=PASSWORD)
+        user.groups.set([Group.objects.get(name=group)])
+        limit_user(user, ["dar"])
+        limited[role] = user
+    kwargs = {
+        "module": {"host": HOST, "branch": OTHER, "module": "pos"},
+        "branch": {"host": HOST, "branch": OTHER},
+        "backup": {"pk": str(row.backups.get().pk)},
+        "job": {"pk": str(job.pk)},
+        "none": {},
+        "token": world.kwargs["token"],
+    }
+    return {"users": limited, "kwargs": kwargs, "row": row}
+
+
+def test_a_user_limited_to_a_branch_gets_nothing_of_another_from_any_url(world, other_branch):
+    """Every URL pattern (the tour's list; a new one fails until it has a case), by a limited
+    manager, auditor and operator: another branch's module, backup, job and branch URLs are 404,
+    lists, counts, charts, filters and exports never name it, and nothing is queued for it."""
+    # A page may echo the filter typed into it; what it must not show is the branch's data: its
+    # name where nothing asked for it, its module's links, its backup's name.
+    echoing = [{"branch": OTHER}, {"branch": OTHER, "format": "csv"}, {"branch": OTHER, "format": "json"}]
+    filters = [{}, {"q": OTHER[:8]}, {"format": "csv"}, *echoing]
+    data_needles = (f"/{OTHER}/pos".encode(), b"1760000000009", f"{OTHER}/pos".encode())
+    for p in _opsdash_patterns():
+        case = case_for(p)
+        if case.kwargs not in other_branch["kwargs"] or p.name in ("opsdash:healthz", "opsdash:metrics"):
+            continue
+        url = fill(p.route, {k: quote(v, safe="") for k, v in other_branch["kwargs"][case.kwargs].items()})
+        for role, user in other_branch["users"].items():
+            client = Client()
+            client.force_login(user)
+            for query in filters if case.method == "get" and case.kwargs == "none" else [{}]:
+                jobs_before = Job.objects.count()
+                response, body = hit(
+                    client,
+                    case.method,
+                    url,
+                    p,
+                    data={**case.data, **({"confirm": OTHER} if case.kwargs == "branch" else {}), **query},
+                )
+                if case.kwargs != "none":  # its URL names the branch (and every page echoes its URL): 404, and no data
+                    needles = (b"1760000000009",)
+                else:
+                    needles = data_needles if query in echoing else (*data_needles, OTHER.encode())
+                assert not any(n in body for n in needles), _breach(
+                    f"{role} limited to dar saw {OTHER} on {case.method} {url}?{query}"
+                )
+                assert Job.objects.count() == jobs_before, _breach(f"{role} limited to dar queued a job through {url}")
+                if case.kwargs in ("module", "branch", "backup", "job"):
+                    assert response.status_code in (403, 404), _breach(
+                        f"{role} limited to dar: {case.method} {url} -> {response.status_code}"
+                    )
+    # ...and their own branch is all there
+    client = Client()
+    client.force_login(other_branch["users"][AUDITOR])
+    body = client.get(reverse("opsdash:module_list")).content.decode()
+    assert "dar" in body and OTHER not in body
+    listed = orjson.loads(client.get(reverse("opsdash:api_module_list")).content)
+    assert {m["branch"] for m in listed["modules"]} == {"dar"} and listed["count"] == 2

@@ -56,3 +56,19 @@ def test_settings_fail_loudly_on_a_malformed_boolean(tmp_path, value):
     result = _manage(_env(tmp_path, DJANGO_DEBUG=value), "check")
     assert result.returncode != 0
     assert "DJANGO_DEBUG must be a boolean" in result.stderr
+
+
+def test_user_branches_limits_a_user_and_no_branches_means_every_one(db):
+    import io
+
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+
+    from opsdash.services.access import access_of
+
+    out = io.StringIO()
+    call_command("user", "dar-boss", "--role", "manager", "--branches", "dar, maadi,dar", stdout=out)
+    assert "role manager (group managers), branches dar, maadi" in out.getvalue()
+    assert access_of(User.objects.get(username="dar-boss")).branches == frozenset({"dar", "maadi"})
+    call_command("user", "dar-boss", "--role", "manager", stdout=io.StringIO())
+    assert access_of(User.objects.get(username="dar-boss")).branches is None

@@ -1,5 +1,6 @@
-"""``manage.py user NAME --role manager|operator|auditor [--password PW]``: create a user with a
-role, or change an existing user's role (a user has exactly one role group)."""
+"""``manage.py user NAME --role manager|operator|auditor [--password PW] [--branches a,b]``: create
+a user with a role, or change an existing user's role (a user has exactly one role group), and
+limit it to some branches (no ``--branches``: every branch)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from ...services.access import limit_user
 from ...services.users import ensure_role_groups
 
 ROLES = {"manager": "managers", "operator": "operators", "auditor": "auditors"}
@@ -22,8 +24,11 @@ class Command(BaseCommand):
         parser.add_argument("username")
         parser.add_argument("--role", required=True, choices=sorted(ROLES))
         parser.add_argument("--password", help="new password (default for a new user: a random one, printed)")
+        parser.add_argument(
+            "--branches", default="", help="comma-separated branches the user may see (default: every branch)"
+        )
 
-    def handle(self, *args: Any, username: str, role: str, password: str | None, **options: Any) -> None:
+    def handle(self, *args: Any, username: str, role: str, password: str | None, branches: str, **options: Any) -> None:
         username = username.strip()
         if not username or len(username) > 150:
             raise CommandError("user: the name must be 1 to 150 characters")
@@ -39,7 +44,13 @@ class Command(BaseCommand):
             user.is_staff = False
             user.save()
             user.groups.set([Group.objects.get(name=ROLES[role])])
+            limit_user(user, branches.split(","))
         verb = "created" if created else "updated"
-        self.stdout.write(f"{verb} user {username} with role {role} (group {ROLES[role]})")
+        where = (
+            f"branches {', '.join(sorted({b.strip() for b in branches.split(',') if b.strip()}))}"
+            if branches.strip()
+            else "every branch"
+        )
+        self.stdout.write(f"{verb} user {username} with role {role} (group {ROLES[role]}), {where}")
         if generated:
             self.stdout.write(f"password: {generated}")
