@@ -8,14 +8,16 @@ Nothing here writes; :func:`classify` lists a folder and never follows a symlink
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from . import layout
 
+# Immutable values as NamedTuples: a scan makes two per module, and a frozen dataclass costs
+# four times as much to make (each field set through object.__setattr__).
 
-@dataclass(frozen=True, slots=True)
-class Listing:
+
+class Listing(NamedTuple):
     """The store files of a live folder, by role (names only), as one ``scandir`` saw them.
     Symlinks carrying a store file's name are listed apart: never followed."""
 
@@ -42,31 +44,30 @@ def classify(live: str) -> Listing:
     with os.scandir(live) as it:
         for entry in it:
             name = entry.name
-            if name == layout.LOG_NAME:
-                role = "log"
-            elif name == layout.META_NAME:
-                role = "meta"
-            elif layout.backup_kind(name):
-                role = "backup"
-            elif layout.TEMP_RE.match(name):
-                role = "temp"
-            else:
+            if name == layout.LOG_NAME or name == layout.META_NAME:
+                if entry.is_symlink():
+                    symlinks.append(name)
+                elif name == layout.LOG_NAME:
+                    log = True
+                else:
+                    meta = True
+            elif not name.startswith(_OURS):
                 continue  # data.json, events.rejected.log, ...: the Node server's, not ours
-            if entry.is_symlink():
-                symlinks.append(name)
-            elif role == "log":
-                log = True
-            elif role == "meta":
-                meta = True
-            elif role == "backup":
-                backups.append(name)
-            else:
-                temps.append(name)
-    return Listing(log, meta, tuple(sorted(backups)), tuple(sorted(temps)), tuple(sorted(symlinks)))
+            elif layout.backup_kind(name):
+                (symlinks if entry.is_symlink() else backups).append(name)
+            elif layout.TEMP_RE.match(name):
+                (symlinks if entry.is_symlink() else temps).append(name)
+    return tuple.__new__(Listing, (log, meta, _sorted(backups), _sorted(temps), _sorted(symlinks)))  # NamedTuple.__new__, less a call
 
 
-@dataclass(frozen=True, slots=True)
-class ModuleFiles:
+_OURS = (layout.META_NAME + ".", layout.LOG_NAME + ".")  # what every backup and temp file name starts with
+
+
+def _sorted(names: list[str]) -> tuple[str, ...]:
+    return tuple(sorted(names)) if names else ()
+
+
+class ModuleFiles(NamedTuple):
     """Where one module's files are: ``<root>/<branch>/modules/<module>/live`` and its history
     folder. Plain strings (the hot paths of a scan), ``Path`` views on demand. The names are
     checked by the path rules when the value is made (:meth:`at`)."""
@@ -81,10 +82,16 @@ class ModuleFiles:
     @classmethod
     def at(cls, root: str, branch: str, name: str) -> ModuleFiles:
         """The files of ``branch``/``name`` under the data root ``root``. Raises InvalidName."""
-        module_dir = layout.module_dir(root, branch, name)
-        live = os.path.join(module_dir, layout.LIVE_DIR)
-        history = os.path.join(module_dir, *layout.HISTORY_EVENTS)
-        return cls(branch, name, live, os.path.join(live, layout.LOG_NAME), os.path.join(live, layout.META_NAME), history)
+        return cls.in_folder(layout.module_dir(root, branch, name), branch, name)
+
+    @classmethod
+    def in_folder(cls, module_dir: str, branch: str, name: str) -> ModuleFiles:
+        """The files of the module folder ``module_dir`` (``<root>/<branch>/modules/<name>``,
+        built from names the caller checked, no trailing separator)."""
+        # Concatenated, not os.path.join'ed: a scan makes one of these per module.
+        live = module_dir + os.sep + layout.LIVE_DIR + os.sep
+        history = module_dir + os.sep + os.sep.join(layout.HISTORY_EVENTS)
+        return cls(branch, name, live[:-1], live + layout.LOG_NAME, live + layout.META_NAME, history)
 
     @property
     def live_dir(self) -> Path:

@@ -168,6 +168,8 @@ def make(code: str, text: str, severity: str | None = None, **detail: Any) -> Fi
 
 def status_of(findings: list[Finding]) -> str:
     """A module's status: its worst severity mapped to healthy / warning / critical."""
+    if not findings:
+        return "healthy"
     worst = max((SEVERITIES.index(f.severity) for f in findings), default=0)
     return STATUS_FOR_SEVERITY[SEVERITIES[worst]]
 
@@ -198,7 +200,8 @@ class Health:
     status: str
     findings: list[Finding]
     stats: ModuleStats
-    # JSON-serialisable facts to pass as ``check(previous=...)`` next time (incremental scan).
+    # The JSON form of eventstore.state.CheckState (plain JSON values): pass it back as
+    # ``check(previous=...)`` next time (incremental scan); equal files give an equal state.
     state: dict[str, Any] | None = None
     bytes_read: int = 0
 

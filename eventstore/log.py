@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import multiprocessing as mp
 import os
 import queue as queuemod
 import re
@@ -21,7 +22,9 @@ from typing import Any
 
 import orjson
 
+from . import shapes
 from .fileio import open_nofollow
+from .shapes import Malformed
 
 CHUNK = 1 << 20
 SAMPLE_LIMIT = 100
@@ -379,9 +382,10 @@ class EventTracker:
         return summary
 
 
-@dataclass(slots=True)
+@dataclass
 class LogSummary:
-    """Everything a check or a rebuild learns from one pass over a log."""
+    """Everything a check or a rebuild learns from one pass over a log. (No slots: a warm scan
+    makes one per module from its JSON, and one ``__dict__`` update is the cheapest way.)"""
 
     size: int = 0
     bytes_read: int = 0
@@ -402,7 +406,7 @@ class LogSummary:
     lines_seen: int = 0  # physical lines, blank ones included
     torn_tail: dict[str, Any] | None = None
     table_cursors: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _seen: bytearray = field(default_factory=bytearray, repr=False)
+    _seen: bytes | bytearray = field(default=b"", repr=False)  # the bitmap; only ever replaced, never changed
 
     @property
     def expected_total(self) -> int:
@@ -432,27 +436,89 @@ class LogSummary:
                 s = _next_bit(seen, first, True, hi)
                 self.gaps.append([first, s - 1])
         if not keep_seen:
-            self._seen = bytearray()
+            self._seen = b""
         return self
 
-    _STATE_FIELDS = (
-        "size", "lines", "events", "bad_line_count", "bad_lines", "last_event_id", "last_event_at", "last_sequence",
-        "max_sequence", "min_sequence", "duplicate_count", "duplicates", "sequence_tracking_limited", "torn_tail",
-        "table_cursors", "lines_seen", "gap_count", "gaps",
-    )
-
-    def to_state(self) -> dict[str, Any]:
-        """A JSON-serialisable copy, bitmap included (zlib + base64), to resume from later."""
-        out = {k: getattr(self, k) for k in self._STATE_FIELDS}
-        out["seen"] = base64.b64encode(zlib.compress(bytes(self._seen), 6)).decode("ascii")
-        return out
+    def to_json(self) -> dict[str, Any]:
+        """The facts as a JSON-serialisable dict (the bitmap apart: :meth:`seen_json`), for a
+        check state that a later pass reads back with :meth:`from_json`."""
+        return {k: getattr(self, k) for k in _JSON_FIELDS}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], with_seen: bool = True) -> LogSummary:
-        out = cls(**{k: state[k] for k in cls._STATE_FIELDS})
-        if with_seen:
-            out._seen = bytearray(zlib.decompress(base64.b64decode(state["seen"])))
+    def from_json(cls, value: Any, deep: bool = False) -> LogSummary:
+        """The summary :meth:`to_json` wrote (without its bitmap: :meth:`with_seen_json`);
+        ``shapes.Malformed`` (a ValueError) for anything else. Checked: every field's type, the
+        counts, and what findings quote (the torn tail, the samples of bad lines, repeated
+        sequences and gaps, when there are any); with ``deep`` also the samples a count of 0
+        leaves empty and every cursor (what a resumed scan merges)."""
+        # Spelled out, not through shapes: a warm scan reads one summary per module, and this
+        # check is most of what that costs.
+        if type(value) is not dict or len(value) != len(_JSON_FIELDS):
+            raise Malformed("not a log summary")
+        try:
+            for k in _COUNT_FIELDS:
+                v = value[k]
+                if type(v) is not int or v < 0:
+                    raise Malformed(f"log summary: {k} is not a count")
+            for k, kind in _TYPED_FIELDS:
+                if type(value[k]) is not kind:
+                    raise Malformed(f"log summary: {k} is not a {kind.__name__}")
+            value["torn_tail"], value["last_event_id"], value["last_event_at"], value["last_sequence"]  # present
+        except KeyError:
+            raise Malformed("not a log summary") from None
+        bad, dups, gaps = value["bad_lines"], value["duplicates"], value["gaps"]
+        if (
+            (value["bad_line_count"] and not (bad and _BAD_LINES(bad)))
+            or (value["duplicate_count"] and not _COUNTS(dups))
+            or (value["gap_count"] and not (gaps and _GAPS(gaps)))
+            or not _torn_tail_ok(value["torn_tail"])
+        ):
+            raise Malformed("log summary: not what its findings quote")
+        if deep and not (_BAD_LINES(bad) and _COUNTS(dups) and _GAPS(gaps) and _cursors_ok(value["table_cursors"])):
+            raise Malformed("log summary: a sample or a cursor is not what was written")
+        return cls.from_trusted_json(value)
+
+    @classmethod
+    def from_trusted_json(cls, value: dict[str, Any]) -> LogSummary:
+        """The summary of ``value``, already checked: one ``__dict__`` update (bytes_read and
+        the bitmap stay the class's defaults: 0 and none)."""
+        out = object.__new__(cls)
+        out.__dict__.update(value)
         return out
+
+    def seen_json(self) -> str:
+        """The sequence bitmap as text (zlib + base64), to resume the scan from later."""
+        return base64.b64encode(zlib.compress(bytes(self._seen), 6)).decode("ascii")
+
+    def with_seen_json(self, text: Any) -> LogSummary:
+        """This summary with the bitmap :meth:`seen_json` wrote; ``shapes.Malformed`` if it is not one."""
+        try:
+            self._seen = bytearray(zlib.decompress(base64.b64decode(text, validate=True)))
+        except (TypeError, ValueError, zlib.error) as exc:  # binascii.Error is a ValueError
+            raise Malformed(f"a sequence bitmap: {exc}") from None
+        return self
+
+
+def _torn_tail_ok(v: Any) -> bool:
+    return v is None or (
+        type(v) is dict and v.keys() == {"offset", "length", "line", "parses"}
+        and all(shapes.conforms(v[k], "count") for k in ("offset", "length", "line")) and type(v["parses"]) is bool
+    )
+
+
+def _cursors_ok(v: Any) -> bool:
+    return not v or set(map(type, v.values())) == {dict}  # v: a dict
+
+
+# The summary's JSON form: its fields (last_event_id, last_event_at and last_sequence may hold
+# any JSON value read from the log), and the tests of the others when read back.
+_COUNT_FIELDS = ("size", "lines", "events", "bad_line_count", "max_sequence", "min_sequence", "duplicate_count", "lines_seen", "gap_count")
+_TYPED_FIELDS = (("bad_lines", list), ("duplicates", list), ("gaps", list), ("table_cursors", dict), ("sequence_tracking_limited", bool))
+# last_event_id, last_event_at and last_sequence hold whatever JSON value the log held.
+_JSON_FIELDS = (*_COUNT_FIELDS, *(k for k, _ in _TYPED_FIELDS), "torn_tail", "last_event_id", "last_event_at", "last_sequence")
+_BAD_LINES = shapes.SHAPES["list of bad lines"]
+_COUNTS = shapes.SHAPES["list of counts"]
+_GAPS = shapes.SHAPES["list of [first, last] count pairs"]
 
 
 PARALLEL_MIN_BYTES = 64 << 20
@@ -598,10 +664,6 @@ def _worker(path: str, start: int, end: int, index: int, counters, results) -> N
 
 
 def _summarize_parallel(path: Path, size: int, workers: int, progress, keep_seen: bool = False) -> LogSummary:
-    # Imported here: only a scan of a log of 64 MiB or more starts processes, and importing
-    # multiprocessing costs every process that imports eventstore (CLI, dashboard workers) ~8 ms.
-    import multiprocessing as mp
-
     # fork starts in milliseconds but is unsafe once threads run (a web server's workers).
     ctx = mp.get_context("fork" if threading.active_count() == 1 else "spawn")
     points = _split_points(path, size, workers)

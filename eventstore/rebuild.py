@@ -162,7 +162,7 @@ def rebuild_locked(
         meta_before = Stamp.of(files.meta)
         log_before = Stamp.of(files.log)
         data = None
-        if meta_before.exists:
+        if meta_before is not None:
             data, size = read_capped(files.meta_path, metamod.MAX_META_BYTES + 1)
             if size > metamod.MAX_META_BYTES:
                 # Not a meta any more; keeping a copy would need it in memory. Touch nothing.
@@ -190,7 +190,7 @@ def rebuild_locked(
                     candidates.append(("prefix", prefix))
                     report.old_meta = prefix
         candidates.extend(_parseable_backups(files, exclude=report.backup))
-        if log_before.exists:
+        if log_before is not None:
             summary = logmod.summarize(files.log_path, progress=progress)
         else:
             summary = logmod.LogSummary()

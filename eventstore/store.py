@@ -122,7 +122,8 @@ class EventStore:
             except OSError:
                 continue
             for name, module_link, bad_module in _sorted_dirs(modules_dir):
-                live = os.path.join(modules_dir, name, layout.LIVE_DIR)
+                module_dir = os.path.join(modules_dir, name)
+                live = module_dir + os.sep + layout.LIVE_DIR
                 try:
                     live_link = stat.S_ISLNK(os.lstat(live).st_mode)
                     listing = classify(live)
@@ -135,7 +136,8 @@ class EventStore:
                     yield RefusedFolder(layout.printable(where), bad_branch or bad_module or "")
                     continue
                 through_link = branch_link or modules_link or module_link or live_link
-                yield Module(self, branch, name, _listing=listing, _plain=not through_link)
+                files = ModuleFiles.in_folder(module_dir, branch, name)  # names checked by _sorted_dirs
+                yield Module(self, branch, name, _listing=listing, _plain=not through_link, _files=files)
 
     def __repr__(self) -> str:
         return f"EventStore({str(self.root)!r})"
@@ -165,12 +167,14 @@ def _sorted_dirs(path: str) -> list[tuple[str, bool, str | None]]:
 class Module:
     """One branch/module's live folder. Create through :meth:`EventStore.module`."""
 
-    def __init__(self, store: EventStore, branch: str, name: str, *, _listing: Listing | None = None, _plain: bool = False):
+    def __init__(
+        self, store: EventStore, branch: str, name: str, *, _listing: Listing | None = None, _plain: bool = False, _files: ModuleFiles | None = None
+    ):
         self.store = store
         self.branch = branch
         self.name = name
         # Where the files are: what checks, rebuild and archive work on (plain strings inside).
-        self.files = ModuleFiles.at(store._root, branch, name)
+        self.files = _files if _files is not None else ModuleFiles.at(store._root, branch, name)
         self._listing = _listing  # from discovery: used once by the next listing()
         self._plain = _plain  # discovery saw no symlink on the way from the root
         # What this process last wrote, to skip re-parsing an unchanged meta and re-reading an

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import stat
@@ -10,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import StoreBusy, clock, layout
-from eventstore import fileio
+from eventstore import StoreBusy, clock, fileio, layout
 from eventstore.fileio import ModuleLock, Stamp, atomic_write, create_exclusive, read_capped
 
 
@@ -95,7 +95,7 @@ def test_read_capped_refuses_a_symlink(tmp_path):
 
 def test_stamp_notices_size_mtime_and_inode_changes(tmp_path):
     f = tmp_path / "events.log"
-    assert Stamp.of(f) == Stamp(False)
+    assert Stamp.of(f) is None
     f.write_bytes(b"a\n")
     s1 = Stamp.of(f)
     with open(f, "ab") as fh:
@@ -106,7 +106,14 @@ def test_stamp_notices_size_mtime_and_inode_changes(tmp_path):
     f2.write_bytes(b"a\nb\n")
     os.utime(f2, ns=(s2.mtime_ns, s2.mtime_ns))
     os.replace(f2, f)  # same size and mtime, new inode: still a change
-    assert Stamp.of(f) != s2
+    assert Stamp.of(f) != s2 and not Stamp.of(f).same_file(s2)
+    assert Stamp.from_json(json.loads(json.dumps(s2.to_json()))) == s2 and s2.mtime == s2.mtime_ns / 1e9
+
+
+@pytest.mark.parametrize("value", [None, [], [1, 2, 3], [1, 2, 3, "4"], [1, 2, 3, -4], [1, 2, 3, 4.0], [1, 2, 3, True], {"dev": 1}])
+def test_a_stamp_read_back_is_four_whole_numbers(value):
+    with pytest.raises(ValueError):
+        Stamp.from_json(value)
 
 
 def _hold_lock(folder: str, ready, release) -> None:
@@ -123,9 +130,8 @@ def test_module_lock_excludes_another_process_and_times_out(tmp_path):
     try:
         assert ready.wait(20)
         started = time.monotonic()
-        with pytest.raises(StoreBusy):
-            with ModuleLock(tmp_path, timeout=0.2).hold():
-                pass
+        with pytest.raises(StoreBusy), ModuleLock(tmp_path, timeout=0.2).hold():
+            pass
         assert time.monotonic() - started >= 0.2
     finally:
         release.set()
