@@ -30,8 +30,8 @@ an operation make the same calls on the same names.
 
 from __future__ import annotations
 
-import errno
 import builtins
+import errno
 import hashlib
 import io
 import json

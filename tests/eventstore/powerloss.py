@@ -338,9 +338,7 @@ def _durable_flags(ops: list[tuple], point: int) -> list[bool]:
         kind = op[0]
         if kind == "fsync":
             synced_after.add(op[1])
-        elif kind in ("write", "trunc"):
-            out[i] = op[1] in synced_after
-        elif kind in ("create", "mkdir", "link", "unlink"):
+        elif kind in ("write", "trunc") or kind in ("create", "mkdir", "link", "unlink"):
             out[i] = op[1] in synced_after
         elif kind == "rename":
             out[i] = op[1] in synced_after and op[3] in synced_after

@@ -455,9 +455,8 @@ def test_a_rebuild_stops_when_a_backup_cannot_be_read(tmp_path: Path):
     rebuild write a meta without it (lastAckId back to null), silently."""
     run = faulty_run(tmp_path, unsalvageable_meta)
     damaged = run.module.meta_path.read_bytes()
-    with FaultyOS(tmp_path, failure=errno.EIO, fail_when=on("read", BACKUP_VALID)).active():
-        with pytest.raises(OSError):
-            run.module.rebuild()
+    with FaultyOS(tmp_path, failure=errno.EIO, fail_when=on("read", BACKUP_VALID)).active(), pytest.raises(OSError):
+        run.module.rebuild()
     assert run.module.meta_path.read_bytes() == damaged
     assert run.module.rebuild().new_meta["lastAckId"] == OLDER_META["lastAckId"]
 

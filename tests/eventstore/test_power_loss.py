@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from eventstore import STATUSES, CODES, EventStore, layout
+from eventstore import CODES, STATUSES, EventStore, layout
 from eventstore import log as logmod
 from eventstore import meta as metamod
 from tests.eventstore.conftest import BRANCH, MODULE, REPO, make_entry
