@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import orjson
-
 from common import make_entry, table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

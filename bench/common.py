@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sys
@@ -99,7 +100,7 @@ def mb(n: int) -> float:
 
 def table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def parse_size(text: str) -> int:
@@ -111,7 +112,5 @@ def parse_size(text: str) -> int:
 
 
 def drop_caches_quietly() -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.sync()
-    except OSError:
-        pass

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -21,7 +20,6 @@ import time
 from pathlib import Path
 
 import orjson
-
 from common import mb, parse_size, table, write_log
 
 HERE = Path(__file__).resolve().parent

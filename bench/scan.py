@@ -19,14 +19,13 @@ import time
 from pathlib import Path
 
 import orjson
-
 from common import make_line, table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from eventstore import EventStore  # noqa: E402
-from eventstore.rebuild import build_meta  # noqa: E402
-from eventstore import log as logmod  # noqa: E402
-from eventstore import meta as metamod  # noqa: E402
+from eventstore import EventStore
+from eventstore import log as logmod
+from eventstore import meta as metamod
+from eventstore.rebuild import build_meta
 
 
 def build_tree(root: Path, branches: int, modules: int, events: int) -> None:

@@ -3,7 +3,15 @@
 Pure Python (standard library + orjson); never imports Django.
 """
 
-from .errors import ConcurrentModification, CorruptEntry, EventStoreError, InvalidName, OutsideRoot, RootError, StoreBusy
+from .errors import (
+    ConcurrentModification,
+    CorruptEntry,
+    EventStoreError,
+    InvalidName,
+    OutsideRoot,
+    RootError,
+    StoreBusy,
+)
 from .health import CODES, SEVERITIES, STATUSES, Finding, Health, ModuleStats
 from .rebuild import RebuildReport
 from .store import BackupInfo, EventStore, FilePreview, Module, RefusedFolder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import asdict, dataclass
@@ -73,10 +74,8 @@ def archive_one(files: ModuleFiles, name: str, archive_root: Path) -> ArchivedBa
     make_dirs(dest_dir)  # a new archive folder is fsynced into its parent before the copy
     dest = dest_dir / name
     partial = dest_dir / f".{name}.partial"
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(partial)  # left by an interrupted run of ours: never a finished copy
-    except FileNotFoundError:
-        pass
     src_sha, src_size = _sha256_of(source)
     have_sha = _copy_in(source, partial, dest)  # None: our copy took the name
     reused = have_sha is not None

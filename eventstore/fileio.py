@@ -6,6 +6,7 @@ final component (``O_NOFOLLOW``): a store file that is a symlink is reported, ne
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -74,10 +75,8 @@ def _copy_owner_and_mode(fd: int, like: os.stat_result | None) -> None:
         return
     os.fchmod(fd, stat.S_IMODE(like.st_mode))
     if (like.st_uid, like.st_gid) != (os.geteuid(), os.getegid()):
-        try:
+        with contextlib.suppress(PermissionError):
             os.fchown(fd, like.st_uid, like.st_gid)
-        except PermissionError:
-            pass
 
 
 def _write_temp(folder: Path, prefix: str, data: bytes, *, durable: bool, like: os.stat_result | None = None) -> Path:
@@ -99,10 +98,8 @@ def _write_temp(folder: Path, prefix: str, data: bytes, *, durable: bool, like: 
         finally:
             os.close(fd)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     return tmp
 
@@ -133,10 +130,8 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
             fsync_dir(folder)
     except BaseException:
         if not renamed:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            except FileNotFoundError:
-                pass
         raise
 
 
@@ -222,10 +217,8 @@ def open_nofollow(path: Path | str, flags: int = os.O_RDONLY, mode: int = 0o777)
         return fd
     os.close(fd)
     if flags & os.O_CREAT and flags & os.O_EXCL:
-        try:  # ours: created a moment ago through the symlink
+        with contextlib.suppress(OSError):  # ours: created a moment ago through the symlink
             os.unlink(opened)
-        except OSError:
-            pass
     raise OSError(errno.ELOOP, "a symlink on the way leads outside the data root; not followed", os.fspath(path))
 
 

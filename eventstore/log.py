@@ -667,7 +667,7 @@ def _summarize_parallel(path: Path, size: int, workers: int, progress, keep_seen
     # fork starts in milliseconds but is unsafe once threads run (a web server's workers).
     ctx = mp.get_context("fork" if threading.active_count() == 1 else "spawn")
     points = _split_points(path, size, workers)
-    ranges = [(a, b) for a, b in zip(points, points[1:]) if b > a]
+    ranges = [(a, b) for a, b in zip(points, points[1:], strict=False) if b > a]
     counters = ctx.Array("q", len(ranges), lock=False)
     results = ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(str(path), a, b, i, counters, results), daemon=True) for i, (a, b) in enumerate(ranges)]
@@ -682,7 +682,7 @@ def _summarize_parallel(path: Path, size: int, workers: int, progress, keep_seen
                 if progress is not None:
                     progress(sum(counters), size)
                 if any(not p.is_alive() and p.exitcode not in (0, None) for p in procs):
-                    raise OSError(f"a log reader process died while reading {path}")
+                    raise OSError(f"a log reader process died while reading {path}") from None
                 continue
             if error is not None:
                 raise OSError(f"reading {path}: {error}")

@@ -28,7 +28,7 @@ _ISO = re.compile(
 _SYSLOG = re.compile(
     r"^(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(?P<day>\d{1,2}) (?P<time>\d{2}:\d{2}:\d{2})(?P<frac>\.\d{1,9})?"
 )
-_MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1)}
+_MONTHS = {m: i for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], start=1)}
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _PATH_RE = re.compile(r"(?:^|/)(?P<branch>[^/]+)/modules/(?P<module>[^/]+)/live/[^/]+$")
 
@@ -115,7 +115,7 @@ def parse(lines: Iterable[str | bytes], year: int | None = None) -> Iterator[Rec
         if not isinstance(raw, bytes):  # lone surrogates (text read with surrogateescape) cannot be hashed
             text = _SURROGATE.sub("\ufffd", text)
         prefix, message = text[:pos], text[pos + len(TAG) :].strip()
-        starts = message.startswith("CORRUPTED FILE DETECTED") or message.startswith("JSON parse error:")
+        starts = message.startswith(("CORRUPTED FILE DETECTED", "JSON parse error:"))
         if starts and current is not None:
             yield _close(current)
             current = None

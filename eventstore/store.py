@@ -22,7 +22,17 @@ from . import log as logmod
 from . import meta as metamod
 from .archive import ArchivedBackup, RemovedTemp, archive_one, orphan_temps
 from .errors import CorruptEntry, EventStoreError, InvalidName, OutsideRoot, RootError
-from .fileio import ModuleLock, Stamp, atomic_write, confine, create_exclusive, fsync_dir, make_dirs, open_nofollow, read_capped
+from .fileio import (
+    ModuleLock,
+    Stamp,
+    atomic_write,
+    confine,
+    create_exclusive,
+    fsync_dir,
+    make_dirs,
+    open_nofollow,
+    read_capped,
+)
 from .folder import Listing, ModuleFiles, classify
 from .health import Health
 from .rebuild import RebuildReport, fresh_meta, rebuild_locked

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,7 @@ def snapshot(folder):
         for name in files:
             path = os.path.join(dirpath, name)
             st = os.lstat(path)
-            out[path] = (st.st_mtime_ns, os.readlink(path) if os.path.islink(path) else open(path, "rb").read())
+            out[path] = (st.st_mtime_ns, os.readlink(path) if os.path.islink(path) else Path(path).read_bytes())
     return out
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,7 @@ def tree(path):
             if name == "events.lock":
                 continue
             p = os.path.join(dirpath, name)
-            out[p] = None if os.path.islink(p) else open(p, "rb").read()
+            out[p] = None if os.path.islink(p) else Path(p).read_bytes()
     return out
 
 

@@ -44,6 +44,7 @@ names the kill number, the victim and what it was doing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -190,10 +191,8 @@ class Pool:
                 BODIES[kind](self.root, self.archive, w, random.Random(child_seed))
             except BaseException:
                 code = 3
-                try:
+                with contextlib.suppress(BaseException):
                     (self.errors / f"{os.getpid()}.txt").write_text(f"{kind} child failed:\n{traceback.format_exc()}")
-                except BaseException:
-                    pass
             os._exit(code)
         os.close(w)
         os.set_blocking(r, False)

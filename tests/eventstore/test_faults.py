@@ -428,9 +428,8 @@ def test_a_rotate_that_failed_after_its_link_is_finished_not_copied_again(tmp_pa
     """Found by the harness: the log linked into history, the unlink failing, the retry made a
     second history file ``...-1.log`` with the same events."""
     run = faulty_run(tmp_path, next_day)
-    with FaultyOS(tmp_path, failure=errno.EIO, fail_when=on("unlink", "live/events.log")).active():
-        with pytest.raises(OSError):
-            run.module.rotate(today="2025-10-28")
+    with FaultyOS(tmp_path, failure=errno.EIO, fail_when=on("unlink", "live/events.log")).active(), pytest.raises(OSError):
+        run.module.rotate(today="2025-10-28")
     moved = run.module.rotate(today="2025-10-28")
     history = sorted(p.name for p in run.module.history_dir.iterdir())
     assert history == sorted([Path(OLD_HISTORY).name, moved.name])
@@ -441,9 +440,8 @@ def test_a_short_write_of_an_event_leaves_the_log_as_it_was(tmp_path: Path):
     """Found by the harness: a full disk took half the line and the log ended in a torn line
     that a Node writer, which does not repair, would glue its next event onto."""
     run = faulty_run(tmp_path, plain)
-    with FaultyOS(tmp_path, failure=SHORT, fail_when=on("write", "live/events.log")).active():
-        with pytest.raises(OSError) as err:
-            run.module.append_event(make_entry(100))
+    with FaultyOS(tmp_path, failure=SHORT, fail_when=on("write", "live/events.log")).active(), pytest.raises(OSError) as err:
+        run.module.append_event(make_entry(100))
     assert err.value.errno == errno.ENOSPC
     assert run.module.log_path.read_bytes() == LOG
     assert run.module.append_event(make_entry(101))["sequence"] == 6
@@ -466,9 +464,8 @@ def test_a_backup_name_always_holds_a_whole_copy(tmp_path: Path):
     (or on a crash) an empty ``events.meta.json.corrupted.<ms>.bak`` stayed as if a backup."""
     run = faulty_run(tmp_path, corrupt_meta)
     damaged = run.module.meta_path.read_bytes()
-    with FaultyOS(tmp_path, failure=PERSISTENT, fail_when=on("write", "events.meta.json.tmp.*")).active():
-        with pytest.raises(OSError):
-            run.module.rebuild()
+    with FaultyOS(tmp_path, failure=PERSISTENT, fail_when=on("write", "events.meta.json.tmp.*")).active(), pytest.raises(OSError):
+        run.module.rebuild()
     names = os.listdir(run.live)
     assert [n for n in names if layout.backup_kind(n)] == [BACKUP_VALID]
     assert [n for n, _ in run.module.orphan_temp_files(grace=0)] == [n for n in names if layout.TEMP_RE.match(n)] != []
@@ -482,9 +479,8 @@ def test_an_interrupted_archive_copy_does_not_block_the_next_archive(tmp_path: P
     """Found by the harness: a copy cut short (and not removed: the disk went away) kept the
     backup's name in the archive, and every later archive of it failed "already exists"."""
     run = faulty_run(tmp_path, backups)
-    with FaultyOS(tmp_path, failure=PERSISTENT, fail_when=on("write", f"{FRAGMENT}.partial")).active():
-        with pytest.raises(OSError):
-            run.module.archive_backups(run.archive)
+    with FaultyOS(tmp_path, failure=PERSISTENT, fail_when=on("write", f"{FRAGMENT}.partial")).active(), pytest.raises(OSError):
+        run.module.archive_backups(run.archive)
     assert not (run.archive / "dar" / "pos" / FRAGMENT).exists()
     done = run.module.archive_backups(run.archive)
     assert sorted(a.name for a in done) == sorted(ARCHIVED)

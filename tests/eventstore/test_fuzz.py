@@ -626,7 +626,7 @@ def _merged_in_process(path: Path, size: int, parts: int) -> logmod.LogSummary:
     """``summarize``'s parallel split and merge, with the parts scanned in this process."""
     points = logmod._split_points(path, size, parts)
     results = []
-    for a, b in zip(points, points[1:]):
+    for a, b in zip(points, points[1:], strict=False):
         if b > a:
             p = logmod.scan_range(str(path), a, b)
             results.append((p, bytes(p._seen)))

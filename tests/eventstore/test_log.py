@@ -306,7 +306,7 @@ def test_a_line_wrapped_in_what_trim_strips_is_an_event_and_a_line_of_it_is_blan
     s = logmod.summarize(path)
     assert (s.events, s.bad_line_count, s.lines, s.max_sequence) == (3, 0, 3, 3), s.bad_lines
     assert s.torn_tail["parses"] is True and s.last_event_id == lines[2]["id"]
-    assert [e["id"] for e in map(lambda r: logmod.parse_event(r.data)[0], logmod.iter_raw_lines(path))] == [ln["id"] for ln in lines]
+    assert [logmod.parse_event(r.data)[0]["id"] for r in logmod.iter_raw_lines(path)] == [ln["id"] for ln in lines]
     assert logmod.is_blank(p) and logmod.is_blank(p + b" \r\t" + p)
 
 
