@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import re
 import shutil
 import signal
@@ -21,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from common import table
@@ -72,7 +70,8 @@ ensure_demo_users("bench-password")
 user = User.objects.get(username="manager")
 s = SessionStore()
 s["_auth_user_id"] = str(user.pk)
-s["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+from django.conf import settings
+s["_auth_user_backend"] = settings.AUTHENTICATION_BACKENDS[0]
 s["_auth_user_hash"] = user.get_session_auth_hash()
 s.create()
 print(s.session_key)
@@ -115,13 +114,26 @@ def run_size(n: int, per: int, args, work: Path) -> list[list[str]]:
         "PYTHONPATH": str(REPO),
     }
     py = sys.executable
-    session = subprocess.run([py, "-c", SEED, str(n), str(per)], env=env, cwd=REPO, check=True, capture_output=True, text=True).stdout.split()[-1]
+    session = subprocess.run(
+        [py, "-c", SEED, str(n), str(per)], env=env, cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.split()[-1]
     subprocess.run([py, "manage.py", "collectstatic", "--noinput", "-v0"], env=env, cwd=REPO, check=True)
     port = free_port()
     gunicorn = REPO / ".venv" / "bin" / "gunicorn"
     server = subprocess.Popen(
-        [str(gunicorn), "opsdash.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), "--log-level", "warning"],
-        env=env, cwd=REPO, start_new_session=True,
+        [
+            str(gunicorn),
+            "opsdash.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(args.workers),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=REPO,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     lua = work / "report.lua"
@@ -138,11 +150,31 @@ def run_size(n: int, per: int, args, work: Path) -> list[list[str]]:
     try:
         wait_up(base + "/healthz")
         for label, path in pages:
-            cmd = ["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", "-s", str(lua), "-H", f"Cookie: sessionid={session}", base + path]
+            cmd = [
+                "wrk",
+                "-t2",
+                f"-c{args.connections}",
+                f"-d{args.duration}s",
+                "-s",
+                str(lua),
+                "-H",
+                f"Cookie: sessionid={session}",
+                base + path,
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             m = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", out)
             total, bad_status, errors, p50, p95, p99 = (int(x) for x in m.groups())
-            rows.append([f"{n}", label, f"{total / args.duration:.0f}", f"{p50 / 1000:.0f}", f"{p95 / 1000:.0f}", f"{p99 / 1000:.0f}", str(bad_status + errors)])
+            rows.append(
+                [
+                    f"{n}",
+                    label,
+                    f"{total / args.duration:.0f}",
+                    f"{p50 / 1000:.0f}",
+                    f"{p95 / 1000:.0f}",
+                    f"{p99 / 1000:.0f}",
+                    str(bad_status + errors),
+                ]
+            )
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=20)
@@ -168,8 +200,10 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(table(rows))
-    print(f"({args.connections} concurrent clients, gunicorn with {args.workers} workers, SQLite; target: p95 < 150 ms, "
-          "and no page slower with 10x the modules except by pagination)")
+    print(
+        f"({args.connections} concurrent clients, gunicorn with {args.workers} workers, SQLite; target: p95 < 150 ms, "
+        "and no page slower with 10x the modules except by pagination)"
+    )
     return 0
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import orjson
+from allauth.mfa.models import Authenticator
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import redirect
 
+from .actions import RUN_ACTIONS
 from .services import tokens
 from .services.audit import record_refusal
 from .services.clients import client_ip
@@ -81,3 +85,39 @@ def _json(body: dict, status: int, bearer: bool = False) -> HttpResponse:
     if bearer:
         response["WWW-Authenticate"] = 'Bearer realm="opsdash api"'
     return response
+
+
+# The kinds of authenticator that are a second factor (recovery codes only back them up).
+SECOND_FACTORS = (Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN)
+# What a user who must enroll in two-factor login can still reach.
+ENROLMENT_PATHS = ("/accounts/", "/i18n/", "/static/", "/healthz", "/metrics")
+
+
+class RequireTwoFactorMiddleware:
+    """OPSDASH_REQUIRE_2FA (operators, all): a logged-in user it names who has no second factor
+    (an authenticator app or a security key) is sent to enroll before anything else; an API
+    request with the session gets 403. Requests with an API token are programs: not concerned."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if (
+            settings.OPSDASH_REQUIRE_2FA != "none"
+            and not request.path.startswith(ENROLMENT_PATHS)
+            and getattr(request, "api_token", None) is None
+            and request.user.is_authenticated
+            and must_enroll(request.user)
+        ):
+            if request.path.startswith("/api/"):
+                return _json({"error": "enroll in two-factor login first (/accounts/2fa/)"}, 403)
+            return redirect("mfa_index")
+        return self.get_response(request)
+
+
+def must_enroll(user) -> bool:
+    """True when OPSDASH_REQUIRE_2FA names ``user`` and it has no second factor yet."""
+    named = settings.OPSDASH_REQUIRE_2FA == "all" or (
+        settings.OPSDASH_REQUIRE_2FA == "operators" and user.has_perm(RUN_ACTIONS)
+    )
+    return named and not Authenticator.objects.filter(user=user, type__in=SECOND_FACTORS).exists()

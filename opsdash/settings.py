@@ -68,12 +68,40 @@ def env_networks(name: str, default: list[str]) -> list[ipaddress.IPv4Network | 
         raise ImproperlyConfigured(f"{name} must be comma-separated addresses or networks (or none): {exc}") from None
 
 
+def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (env_str(name) or default).strip().lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def env_group_mapping(name: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """``group=role[:branch,branch];group=role``: an identity provider's group -> (our role, the
+    branches it may see; none: every branch)."""
+    out = {}
+    for item in (env_str(name) or "").split(";"):
+        if not item.strip():
+            continue
+        group, sep, target = item.partition("=")
+        role, _, branches = target.partition(":")
+        role = role.strip()
+        if not sep or not group.strip() or role not in ("manager", "operator", "auditor"):
+            raise ImproperlyConfigured(f"{name}: {item.strip()!r} is not group=manager|operator|auditor[:branch,...]")
+        out[group.strip()] = (role, tuple(b.strip() for b in branches.split(",") if b.strip()))
+    return out
+
+
 def env_http_url(name: str) -> str:
     """An http(s) URL or "" (unset); anything else (file:, ftp:, a typo) is refused."""
     value = env_str(name) or ""
     if value and urlsplit(value).scheme not in ("http", "https"):
         raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL, got {value!r}")
     return value
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _persisted_secret_key(path: Path) -> str:
@@ -176,9 +204,16 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "django_htmx",
     "django_tasks_db",
     "opsdash",
+    # Login (local passwords and single sign-on) and its second factor: django-allauth.
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.mfa",
 ]
 
 # Jobs go through Django's task framework with a database-backed queue, one queue per host.
@@ -195,7 +230,9 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "opsdash.middleware.ApiTokenMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "opsdash.middleware.RequireTwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -258,6 +295,10 @@ OPSDASH_EMBEDDED_WORKER = env_bool(
     "OPSDASH_EMBEDDED_WORKER", DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
 )
 
+# The database as the cache: every web process and host shares it (the second factor's used
+# codes and allauth's rate limits must hold across processes). Its table comes from a migration.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "opsdash_cache"}}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -265,6 +306,62 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# One backend: a password is checked once per attempt, whichever form it comes from (ours, the
+# admin's), and none at all with OPSDASH_LOCAL_LOGIN=0 (opsdash.auth.PasswordBackend).
+AUTHENTICATION_BACKENDS = ["opsdash.auth.PasswordBackend"]
+
+# -- Login: local passwords, OpenID Connect single sign-on, two-factor (django-allauth) ---------
+# Local user names and passwords; nobody signs up (accounts come from `manage.py user`, the
+# admin, or the identity provider).
+OPSDASH_LOCAL_LOGIN = env_bool("OPSDASH_LOCAL_LOGIN", True)
+ACCOUNT_LOGIN_METHODS = {"username"}
+ACCOUNT_SIGNUP_FIELDS = ["username*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_ADAPTER = "opsdash.auth.AccountAdapter"
+ACCOUNT_LOGOUT_ON_GET = False
+# Logins are throttled by services.throttle (OPSDASH_LOGIN_*, per client and normalised user name,
+# across processes); allauth's own login limits would add a second, different one. Its other
+# limits (reauthentication, ...) stay.
+ACCOUNT_RATE_LIMITS = {"login": None, "login_failed": None}
+ACCOUNT_SESSION_REMEMBER = False
+# OpenID Connect: an identity provider's issuer URL, client id and secret; its groups (the claim
+# OPSDASH_OIDC_ROLE_CLAIM) map to roles and branches by OPSDASH_OIDC_GROUPS, e.g.
+# "ops=operator;store-dar=manager:dar,maadi;audit=auditor" (a user in no mapped group gets no role).
+OPSDASH_OIDC_ISSUER = env_http_url("OPSDASH_OIDC_ISSUER")
+OPSDASH_OIDC_CLIENT_ID = env_str("OPSDASH_OIDC_CLIENT_ID", "") or ""
+OPSDASH_OIDC_CLIENT_SECRET = env_str("OPSDASH_OIDC_CLIENT_SECRET", "") or ""
+OPSDASH_OIDC_NAME = env_str("OPSDASH_OIDC_NAME", "single sign-on")
+OPSDASH_OIDC_ROLE_CLAIM = env_str("OPSDASH_OIDC_ROLE_CLAIM", "groups")
+OPSDASH_OIDC_GROUPS = env_group_mapping("OPSDASH_OIDC_GROUPS")
+if OPSDASH_OIDC_ISSUER and not OPSDASH_OIDC_CLIENT_ID:
+    raise ImproperlyConfigured("OPSDASH_OIDC_CLIENT_ID must be set with OPSDASH_OIDC_ISSUER")
+if not OPSDASH_LOCAL_LOGIN and not OPSDASH_OIDC_ISSUER:
+    raise ImproperlyConfigured("OPSDASH_LOCAL_LOGIN=0 needs OPSDASH_OIDC_ISSUER: nobody could log in")
+SOCIALACCOUNT_ADAPTER = "opsdash.auth.SocialAccountAdapter"
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_PROVIDERS = {
+    "openid_connect": {
+        "OAUTH_PKCE_ENABLED": True,
+        "APPS": [
+            {
+                "provider_id": "sso",
+                "name": OPSDASH_OIDC_NAME,
+                "client_id": OPSDASH_OIDC_CLIENT_ID,
+                "secret": OPSDASH_OIDC_CLIENT_SECRET,
+                "settings": {"server_url": OPSDASH_OIDC_ISSUER},
+            }
+        ]
+        if OPSDASH_OIDC_ISSUER
+        else [],
+    }
+}
+# Two-factor login: TOTP (with recovery codes) and WebAuthn security keys / passkeys. Users of
+# OPSDASH_REQUIRE_2FA (operators, all or none) must enroll at their next login before anything else.
+OPSDASH_REQUIRE_2FA = env_choice("OPSDASH_REQUIRE_2FA", ("none", "operators", "all"), "none")
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
+MFA_TOTP_ISSUER = "opsdash"
 LOGIN_REDIRECT_URL = "opsdash:module_list"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -316,7 +413,8 @@ SECURE_CSP = {
     "connect-src": [CSP.SELF],
     "object-src": [CSP.NONE],
     "base-uri": [CSP.NONE],
-    "form-action": [CSP.SELF],
+    # The single sign-on button's form is answered with a redirect to the identity provider.
+    "form-action": [CSP.SELF, *([_origin(OPSDASH_OIDC_ISSUER)] if OPSDASH_OIDC_ISSUER else [])],
     "frame-ancestors": [CSP.NONE],
 }
 

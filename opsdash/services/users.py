@@ -8,7 +8,9 @@ import secrets
 from django.apps import apps
 from django.contrib.auth.models import Group, User
 
-DEMO_USERS = {"manager": "managers", "operator": "operators", "auditor": "auditors"}
+# Each role is a group (migrations 0002 and 0003 give them their permissions).
+ROLE_GROUPS = {"manager": "managers", "operator": "operators", "auditor": "auditors"}
+DEMO_USERS = ROLE_GROUPS  # the demo user of each role is named after it
 
 
 def ensure_role_groups() -> None:
@@ -33,3 +35,9 @@ def ensure_demo_users(password: str | None = None) -> str:
         user.save()
         user.groups.set([Group.objects.get(name=group_name)])
     return password
+
+
+def set_role(user: User, role: str | None) -> None:
+    """Give ``user`` exactly the group of ``role`` (None: no role at all)."""
+    ensure_role_groups()
+    user.groups.set([Group.objects.get(name=ROLE_GROUPS[role])] if role else [])

@@ -226,8 +226,8 @@ def test_an_auditor_filters_the_audit_trail_exports_it_and_changes_nothing(site,
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit trail").click()
     expect(page.get_by_role("heading", name="Audit trail")).to_be_visible()
     rows = page.get_by_role("table").locator("tbody tr")
-    expect(rows).to_have_count(4)
-    expect(page.get_by_text("Export these 4 entries")).to_be_visible()
+    expect(rows).to_have_count(5)  # three jobs, the download, and the auditor's own login
+    expect(page.get_by_text("Export these 5 entries")).to_be_visible()
 
     page.get_by_role("combobox", name="Branch").select_option("zamalek")
     expect(page).to_have_url(re.compile(r"[?&]branch=zamalek(&|$)"))
@@ -257,8 +257,9 @@ def test_an_auditor_filters_the_audit_trail_exports_it_and_changes_nothing(site,
 
     # The auditor's own download is on record.
     page.goto(f"{site}/audit/?actor=auditor")
-    expect(rows).to_have_count(1)
+    expect(rows).to_have_count(2)
     expect(rows.first).to_contain_text("backup_download")
+    expect(rows.nth(1)).to_contain_text("login")
 
     # Reviewing never offers a repair.
     for path in ("/", module_url(site, "dar", "pos").removeprefix(site), "/?branch=dar"):
@@ -400,8 +401,8 @@ def tab_through_everything(page) -> int:
 def test_keyboard_only_log_in_open_a_module_and_rebuild_it(site, page, errors):
     page.goto(f"{site}/accounts/login/")
     f = focused(page)
-    if f is None or f["name"] != "username":
-        f = tab_to(page, lambda f: f["name"] == "username")
+    if f is None or f["name"] != "login":
+        f = tab_to(page, lambda f: f["name"] == "login")
     page.keyboard.type("operator")
     assert press(page, "Tab")["name"] == "password"
     page.keyboard.type(PASSWORD)
@@ -568,7 +569,7 @@ def test_history_timeline_recoveries_job_backup_and_audit_pages_are_clean(site, 
     check("module page with its timeline and server recoveries")
 
     page.goto(f"{site}/audit/")
-    expect(page.get_by_role("table").locator("tbody tr")).to_have_count(3)
+    expect(page.get_by_role("table").locator("tbody tr")).to_have_count(4)  # three jobs and this login
     check("audit trail")
     page.get_by_role("table").get_by_role("link").filter(has_text="zamalek/joborders").click()
     expect(page).to_have_url(module_url(site, "zamalek", "joborders"))
@@ -656,7 +657,7 @@ def test_the_overview_refresh_never_takes_away_what_the_operator_is_doing(site, 
             return False
         return True
 
-    assert refreshed(3)  # the table keeps itself current
+    assert refreshed(6)  # the table keeps itself current
 
     # An open confirmation stays open, and the refresh waits for it.
     row = page.get_by_role("row").filter(has_text="meta_corrupt")
@@ -679,5 +680,5 @@ def test_the_overview_refresh_never_takes_away_what_the_operator_is_doing(site, 
     # Done with it: the refresh resumes.
     field.fill("")
     page.get_by_role("heading", level=1).click()
-    assert refreshed(3)
+    assert refreshed(6)
     assert errors == []

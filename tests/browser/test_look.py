@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 HOST = "pos-server-1"
 CRITICAL = f"/modules/{HOST}/dar/pos/"
-PAGES = ["/", CRITICAL, "/history/", "/backups/", "/audit/", "/account/tokens/"]
+PAGES = ["/", CRITICAL, "/history/", "/backups/", "/audit/", "/account/tokens/", "/accounts/2fa/"]
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def new_page(browser, request):
 def login(page, site: str, username: str) -> None:
     """Log in whatever the page's language (the fields by name, not by their translated label)."""
     page.goto(f"{site}/accounts/login/")
-    page.locator("input[name=username]").fill(username)
+    page.locator("input[name=login]").fill(username)
     page.locator("input[name=password]").fill(PASSWORD)
     page.locator("input[name=password]").press("Enter")
     page.wait_for_url(f"{site}/")

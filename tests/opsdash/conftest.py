@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache
+from django.db import DatabaseError
 from django.test import Client
 from django.utils import translation
 
@@ -23,9 +26,18 @@ def _test_settings(settings):
     # A slow password hash per login would cost seconds per test.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     yield
+    _clear_cache()
     # LocaleMiddleware leaves the language of the last request active in the thread: a test that
     # asked for Arabic must not turn the next test's English messages Arabic.
     translation.deactivate()
+
+
+def _clear_cache() -> None:
+    """The cache is a database table that no test transaction or flush empties: a second
+    factor's used codes and allauth's counters would leak into the next test. A test without
+    the database (pytest-django refuses it with a RuntimeError) has nothing to clear."""
+    with contextlib.suppress(DatabaseError, RuntimeError):
+        cache.clear()
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ def test_pages_send_the_security_headers(manager_client):
 
 
 def test_session_and_csrf_cookies_are_http_only_where_it_matters(client, demo_users):
-    response = client.post(reverse("login"), {"username": "manager", "password": "demo-password-for-tests"})
+    response = client.post(reverse("login"), {"login": "manager", "password": "demo-password-for-tests"})
     assert response.status_code == 302
     assert response.cookies["sessionid"]["httponly"]
 
@@ -87,11 +87,11 @@ def test_login_brute_force_is_throttled(client, demo_users, settings):
     settings.OPSDASH_LOGIN_MAX_FAILURES = 3
     url = reverse("login")
     for i in range(3):
-        assert client.post(url, {"username": "manager", "password": f"wrong-{i}"}).status_code == 200
-    blocked = client.post(url, {"username": "manager", "password": "demo-password-for-tests"})
+        assert client.post(url, {"login": "manager", "password": f"wrong-{i}"}).status_code == 200
+    blocked = client.post(url, {"login": "manager", "password": "demo-password-for-tests"})
     assert blocked.status_code == 429 and b"Too many failed logins" in blocked.content
     assert "_auth_user_id" not in client.session  # even the right password is not checked while blocked
-    other = client.post(url, {"username": "operator", "password": "demo-password-for-tests"}, REMOTE_ADDR="10.0.0.9")
+    other = client.post(url, {"login": "operator", "password": "demo-password-for-tests"}, REMOTE_ADDR="10.0.0.9")
     assert other.status_code == 302  # another address and user name are not affected
 
 

@@ -101,7 +101,7 @@ class Browser:
         status, _ = self.get("/accounts/login/")
         assert status == 200
         status, page = self.post(
-            "/accounts/login/", {"username": username, "password": password, "csrfmiddlewaretoken": self.csrf()}
+            "/accounts/login/", {"login": username, "password": password, "csrfmiddlewaretoken": self.csrf()}
         )
         assert status == 200 and "Log out" in page, page[:500]
 

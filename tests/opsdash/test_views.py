@@ -50,7 +50,7 @@ def test_it_redirects_anonymous_users_to_the_login_page(scanned):
 def test_the_login_page_works(demo_users):
     client = Client()
     assert client.get(reverse("login")).status_code == 200
-    response = client.post(reverse("login"), {"username": "manager", "password": "demo-password-for-tests"})
+    response = client.post(reverse("login"), {"login": "manager", "password": "demo-password-for-tests"})
     assert response.status_code == 302 and response["Location"] == reverse("opsdash:module_list")
 
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from ...services.access import limit_user
-from ...services.users import ensure_role_groups
-
-ROLES = {"manager": "managers", "operator": "operators", "auditor": "auditors"}
+from ...services.users import ROLE_GROUPS as ROLES
+from ...services.users import set_role
 
 
 class Command(BaseCommand):
@@ -33,7 +32,6 @@ class Command(BaseCommand):
         if not username or len(username) > 150:
             raise CommandError("user: the name must be 1 to 150 characters")
         with transaction.atomic():
-            ensure_role_groups()
             user, created = User.objects.get_or_create(username=username)
             generated = None
             if created and not password:
@@ -43,7 +41,7 @@ class Command(BaseCommand):
             user.is_superuser = False
             user.is_staff = False
             user.save()
-            user.groups.set([Group.objects.get(name=ROLES[role])])
+            set_role(user, role)
             limit_user(user, branches.split(","))
         verb = "created" if created else "updated"
         where = (
