@@ -15,11 +15,10 @@ from typing import Any, TextIO
 import orjson
 
 from . import EventStore, EventStoreError, InvalidName, RefusedFolder, RootError
-from .health import STATUSES
+from .health import STATUS_RANK, STATUSES
 from .layout import printable
 
-EXIT_FOR_STATUS = {"healthy": 0, "warning": 1, "critical": 2}
-EXIT_UNUSABLE = 3
+EXIT_UNUSABLE = 3  # the root or a name was refused (a status is its STATUS_RANK)
 
 
 def _json(out: TextIO, value: Any) -> None:
@@ -40,7 +39,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
             refused.append(found.to_dict())  # a name that breaks the path rules: never read, critical
             continue
         modules.append({"branch": found.branch, "module": found.name, **found.check().to_dict()})
-    worst = max([STATUSES.index(m["status"]) for m in modules] + [2] * bool(refused), default=0)
+    worst = max([STATUS_RANK[m["status"]] for m in modules] + [STATUS_RANK["critical"]] * bool(refused), default=0)
     if args.format == "json":
         counts = {s: sum(1 for m in modules if m["status"] == s) for s in STATUSES}
         _json(out, {"root": str(store.root), "status": STATUSES[worst], "counts": counts, "modules": modules, "not_scanned": refused})
@@ -55,7 +54,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"{len(modules)} module(s) under {store.root}: {counts}\n")
         for r in refused:
             out.write(f"NOT SCANNED  {r['path']}: {r['reason']}\n")
-    return EXIT_FOR_STATUS[STATUSES[worst]]
+    return worst
 
 
 def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
@@ -67,7 +66,7 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     backups = [b.to_dict() for b in module.backups()]
     if args.format == "json":
         _json(out, {"branch": module.branch, "module": module.name, **health.to_dict(), "backups": backups})
-        return EXIT_FOR_STATUS[health.status]
+        return STATUS_RANK[health.status]
     s = health.stats
     out.write(f"{module.branch}/{module.name}: {health.status.upper()}\n")
     out.write(f"  folder   {module.live_dir}\n")
@@ -79,7 +78,7 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     for b in backups:
         state = "parses" if b["parses"] else f"damaged: {b['error']}"
         out.write(f"  backup   {b['name']}  {b['size']} bytes  sha256 {b['sha256'][:16]}  {state}\n")
-    return EXIT_FOR_STATUS[health.status]
+    return STATUS_RANK[health.status]
 
 
 def cmd_rebuild(args: argparse.Namespace, out: TextIO) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import mark_safe
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from eventstore import meta as metamod
 from eventstore import shapes
@@ -28,6 +28,11 @@ from eventstore.health import FINDING_SPECS
 from .words import number
 
 FIXED_KEYS = ("code", "severity", "message")
+
+# What each code means, in the page's language: FINDING_SPECS' meanings (marked there for the
+# catalog with gettext_noop). The store's own message with its positions and numbers is shown
+# beside it as it was written (English).
+MEANINGS = {code: gettext_lazy(spec.meaning) for code, spec in FINDING_SPECS.items()}
 
 
 @dataclass(frozen=True)

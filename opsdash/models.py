@@ -13,6 +13,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+from eventstore import health
+
 
 class Status(models.TextChoices):
     HEALTHY = "healthy", _("healthy")
@@ -21,8 +23,8 @@ class Status(models.TextChoices):
     GONE = "gone", _("gone")
 
 
-# Sort order "worst first" follows this rank (a module that is gone has no findings any more).
-STATUS_RANK = {Status.GONE: 0, Status.HEALTHY: 0, Status.WARNING: 1, Status.CRITICAL: 2}
+# Sort order "worst first" follows the store's rank (a module that is gone has no findings any more).
+STATUS_RANK = {Status.GONE: 0, **health.STATUS_RANK}
 # The statuses that are a problem: they open an incident and alert.
 PROBLEM_STATUSES = (Status.WARNING, Status.CRITICAL)
 

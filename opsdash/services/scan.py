@@ -41,7 +41,6 @@ from .host import local_host
 from .nul import db_safe
 
 log = logging.getLogger(__name__)
-EXIT_CODES = {Status.HEALTHY: 0, Status.WARNING: 1, Status.CRITICAL: 2}
 EXIT_ROOT_UNUSABLE = 3
 
 
@@ -84,7 +83,7 @@ class ScanReport:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES[self.worst]
+        return STATUS_RANK[self.worst]  # as the CLI's check
 
     def summary(self) -> str:
         c = self.counts

@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ..actions import ACTIONS
-from ..findings import Words, finding_sentence
+from ..findings import MEANINGS, Words, finding_sentence
 from ..models import Backup, Job, ServerRecovery, Status
 from ..services import jobs
 from ..services.access import access_of
@@ -69,22 +69,6 @@ OUTCOMES = {
 SEVERITIES = {"info": _("info"), "warning": _("warning"), "critical": _("critical")}
 BACKUP_KINDS = {"meta": _("meta backup"), "log-fragment": _("torn log fragment")}
 
-# What each finding code means (eventstore.health.CODES, in the page's language). The store's own
-# message with its positions and numbers is shown beside it as it was written (English).
-FINDINGS = {
-    "meta_corrupt": _("meta is not valid JSON"),
-    "meta_invalid": _("meta is valid JSON but not a usable meta"),
-    "meta_missing": _("the log has events but there is no meta"),
-    "meta_drift": _("meta disagrees with the log"),
-    "log_torn_tail": _("the log ends in an incomplete line"),
-    "log_bad_line": _("a complete line in the log does not parse as an event"),
-    "log_sequence_duplicate": _("two events share a sequence number"),
-    "log_sequence_gap": _("sequence numbers skip"),
-    "temp_orphan": _("a temp file of an interrupted atomic write"),
-    "backup_present": _("backups of a damaged meta sit in the live folder"),
-    "unreadable": _("a file could not be read"),
-}
-
 VOCABULARY: dict[str, dict[str, Any]] = {
     "status": dict(Status.choices),
     "severity": SEVERITIES,
@@ -94,7 +78,7 @@ VOCABULARY: dict[str, dict[str, Any]] = {
     "job_kind": {kind: action.title for kind, action in ACTIONS.items()},
     "outcome": OUTCOMES,
     "recovery": dict(ServerRecovery.Outcome.choices),
-    "finding": FINDINGS,
+    "finding": MEANINGS,
 }
 
 
