@@ -341,7 +341,9 @@ class Module:
         """Append one event and update the meta in one locked step; return the written line.
 
         The line has Node's shape and defaults (``evt-<uuid>`` id, action ``module:insert``,
-        sequence = totalEvents + 1 after rolling the meta forward to the log). Guarantees: the
+        record null, sequence = totalEvents + 1 after rolling the meta forward to the log, the
+        publish state as Node's normalizePublishState makes it: see :func:`publish_state`); the
+        table's cursor moves only when the record yields a key. Guarantees: the
         module lock is held throughout, so sequences are unique across processes; the line is
         written with one ``O_APPEND`` write and fsynced before the meta is replaced (atomic,
         durable); a torn last line left by a crash is first saved in ``events.log.torn.<ms>.bak``
