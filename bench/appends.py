@@ -112,7 +112,16 @@ def main() -> int:
         for procs in (1, 4):
             for fsync in (True, False):
                 rate, per_event = run("store", procs, args.events, work, fsync)
-                rows.append(["eventstore", str(procs), "on" if fsync else "off", f"{rate:.0f}", f"{per_event:.0f}", f"{rate / sqlite[procs][0]:.2f}x"])
+                rows.append(
+                    [
+                        "eventstore",
+                        str(procs),
+                        "on" if fsync else "off",
+                        f"{rate:.0f}",
+                        f"{per_event:.0f}",
+                        f"{rate / sqlite[procs][0]:.2f}x",
+                    ]
+                )
             rate, per_event = sqlite[procs]
             rows.append(["sqlite WAL FULL", str(procs), "on", f"{rate:.0f}", f"{per_event:.0f}", "1.00x"])
         print(table(rows))

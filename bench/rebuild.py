@@ -77,7 +77,9 @@ def run(size: int, workdir: Path) -> dict:
     io_s, _ = raw_pass(log)
     parse_s, _ = parse_pass(log)
     base_kb = int(subprocess.run([sys.executable, "-c", BASELINE], capture_output=True, text=True, check=True).stdout)
-    out = subprocess.run([sys.executable, "-c", CHILD, str(HERE.parent), str(root)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(HERE.parent), str(root)], capture_output=True, text=True, check=True
+    )
     child = json.loads(out.stdout)
     assert child["events"] == events and child["bad"] == 0 and child["ack_source"] == "prefix", child
     return {
@@ -99,7 +101,19 @@ def main() -> int:
     p.add_argument("--dir", default=None, help="work folder (default: a temp folder, removed after)")
     p.add_argument("--keep", action="store_true")
     args = p.parse_args()
-    rows = [["log", "events", "I/O limit MB/s", "parse limit MB/s", "rebuild MB/s", "rebuild/parse", "rebuild/I/O", "peak RSS MB", "worker peak RSS MB"]]
+    rows = [
+        [
+            "log",
+            "events",
+            "I/O limit MB/s",
+            "parse limit MB/s",
+            "rebuild MB/s",
+            "rebuild/parse",
+            "rebuild/I/O",
+            "peak RSS MB",
+            "worker peak RSS MB",
+        ]
+    ]
     results = []
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-rebuild-"))
     for size_text in args.sizes.split(","):
@@ -111,13 +125,23 @@ def main() -> int:
             if not args.keep:
                 shutil.rmtree(work if args.dir else base, ignore_errors=True)
         results.append(r)
-        rows.append([
-            f"{r['size_mb']:.0f} MB", str(r["events"]), f"{r['io_mbs']:.0f}", f"{r['parse_mbs']:.0f}",
-            f"{r['rebuild_mbs']:.0f}", f"{r['rebuild_mbs'] / r['parse_mbs']:.2f}x", f"{r['rebuild_mbs'] / r['io_mbs']:.2f}x",
-            f"{r['peak_rss_mb']:.0f}", f"{r['worker_rss_mb']:.0f}",
-        ])
+        rows.append(
+            [
+                f"{r['size_mb']:.0f} MB",
+                str(r["events"]),
+                f"{r['io_mbs']:.0f}",
+                f"{r['parse_mbs']:.0f}",
+                f"{r['rebuild_mbs']:.0f}",
+                f"{r['rebuild_mbs'] / r['parse_mbs']:.2f}x",
+                f"{r['rebuild_mbs'] / r['io_mbs']:.2f}x",
+                f"{r['peak_rss_mb']:.0f}",
+                f"{r['worker_rss_mb']:.0f}",
+            ]
+        )
     print(table(rows))
-    print(f"(peak RSS of a bare interpreter: {results[0]['interpreter_rss_mb']:.0f} MB; targets: rebuild >= 1.5x parse limit, peak RSS < 64 MB)")
+    print(
+        f"(peak RSS of a bare interpreter: {results[0]['interpreter_rss_mb']:.0f} MB; targets: rebuild >= 1.5x parse limit, peak RSS < 64 MB)"
+    )
     return 0
 
 

@@ -129,20 +129,43 @@ def main() -> int:
         grow_s, grow_read, states = scan(store, states)
         rows = [["pass", "seconds", "modules/s", "bytes read", "vs stat pass"]]
         rows.append(["stat() every file", f"{stat_s:.2f}", f"{total_modules / stat_s:.0f}", "0", "1.00x"])
-        rows.append(["cold scan", f"{cold_s:.2f}", f"{total_modules / cold_s:.0f}", str(cold_read), f"{cold_s / stat_s:.2f}x"])
-        rows.append(["warm re-scan", f"{warm_s:.2f}", f"{total_modules / warm_s:.0f}", str(warm_read), f"{warm_s / stat_s:.2f}x"])
-        rows.append([f"after {len(grown)} logs grew", f"{grow_s:.2f}", f"{total_modules / grow_s:.0f}", str(grow_read), f"{grow_s / stat_s:.2f}x"])
+        rows.append(
+            ["cold scan", f"{cold_s:.2f}", f"{total_modules / cold_s:.0f}", str(cold_read), f"{cold_s / stat_s:.2f}x"]
+        )
+        rows.append(
+            [
+                "warm re-scan",
+                f"{warm_s:.2f}",
+                f"{total_modules / warm_s:.0f}",
+                str(warm_read),
+                f"{warm_s / stat_s:.2f}x",
+            ]
+        )
+        rows.append(
+            [
+                f"after {len(grown)} logs grew",
+                f"{grow_s:.2f}",
+                f"{total_modules / grow_s:.0f}",
+                str(grow_read),
+                f"{grow_s / stat_s:.2f}x",
+            ]
+        )
         if not args.no_service:
+
             def grow() -> None:
                 for branch, module in grown:
                     with open(root / branch / "modules" / module / "live" / "events.log", "ab") as f:
                         f.write(make_line(rng, 20_000, branch, module))
 
             for label, seconds, read in service_passes(root, work, grow):
-                rows.append([label, f"{seconds:.2f}", f"{total_modules / seconds:.0f}", str(read), f"{seconds / stat_s:.2f}x"])
+                rows.append(
+                    [label, f"{seconds:.2f}", f"{total_modules / seconds:.0f}", str(read), f"{seconds / stat_s:.2f}x"]
+                )
         print(table(rows))
-        print(f"({total_modules} modules, {files} files and folders; {added} bytes appended; "
-              "targets: warm re-scan within 2x of the stat pass, growth re-scan reads only the new bytes)")
+        print(
+            f"({total_modules} modules, {files} files and folders; {added} bytes appended; "
+            "targets: warm re-scan within 2x of the stat pass, growth re-scan reads only the new bytes)"
+        )
     finally:
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)

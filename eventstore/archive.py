@@ -117,7 +117,9 @@ def _copy_in(source: Path, partial: Path, dest: Path) -> str | None:
     return None
 
 
-def orphan_temps(files: ModuleFiles, temps: tuple[str, ...], grace: float, now: float | None = None) -> list[tuple[str, float]]:
+def orphan_temps(
+    files: ModuleFiles, temps: tuple[str, ...], grace: float, now: float | None = None
+) -> list[tuple[str, float]]:
     """Which of the temp files ``temps`` (names from a listing of the live folder) are older
     than ``grace`` seconds, with their age: left by interrupted atomic writes. Read-only."""
     now = clock.now() if now is None else now

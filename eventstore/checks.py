@@ -37,7 +37,11 @@ def unreadable_module(name: str, reason: OSError | str) -> Health:
 
 
 def check_module(
-    files: ModuleFiles, listing: Listing, temp_grace: float, now: float | None = None, previous: dict[str, Any] | None = None
+    files: ModuleFiles,
+    listing: Listing,
+    temp_grace: float,
+    now: float | None = None,
+    previous: dict[str, Any] | None = None,
 ) -> Health:
     """Diagnose one module, whose live folder holds ``listing``, without changing any file.
     Never raises for damaged or unreadable files: each problem becomes a finding
@@ -76,16 +80,24 @@ def check_module(
 
 def _stats(listing: Listing, meta: MetaState | None, s: logmod.LogSummary | None) -> ModuleStats:
     """The module's figures (made in one go: a scan makes one per module)."""
-    log = (s.size, s.events, s.bad_line_count, s.max_sequence, s.last_event_id, s.last_event_at) if s else (0, 0, 0, 0, None, None)
+    log = (
+        (s.size, s.events, s.bad_line_count, s.max_sequence, s.last_event_id, s.last_event_at)
+        if s
+        else (0, 0, 0, 0, None, None)
+    )
     m = (True, meta.size or 0, meta.ok, meta.total, meta.last_id) if meta else (False, 0, False, None, None)
     return ModuleStats(listing.log, *log, *m, len(listing.backups), len(listing.temps))
 
 
-def _agreement(files: ModuleFiles, listing: Listing, meta: MetaState | None, summary: logmod.LogSummary | None) -> list[Finding]:
+def _agreement(
+    files: ModuleFiles, listing: Listing, meta: MetaState | None, summary: logmod.LogSummary | None
+) -> list[Finding]:
     """Whether meta and log agree: meta_missing, meta_drift."""
     log_events = summary.events if summary else 0
     if not listing.meta and log_events:
-        return [health.make("meta_missing", f"the log has {log_events} events but there is no meta", log_events=log_events)]
+        return [
+            health.make("meta_missing", f"the log has {log_events} events but there is no meta", log_events=log_events)
+        ]
     against = summary
     if against is None and not listing.log and layout.LOG_NAME not in listing.symlinks:
         against = logmod.LogSummary()  # no log (rotated or purged): the meta must count 0 events
@@ -142,11 +154,18 @@ def _read_meta(files: ModuleFiles, stamp: Stamp | None) -> MetaState:
     except OSError as exc:
         return MetaState(stamp, False, (_unreadable(layout.META_NAME, exc),))
     if size > metamod.MAX_META_BYTES:
-        too_big = health.make("meta_invalid", f"meta is {size} bytes, more than any usable meta", size=size, limit=metamod.MAX_META_BYTES)
+        too_big = health.make(
+            "meta_invalid", f"meta is {size} bytes, more than any usable meta", size=size, limit=metamod.MAX_META_BYTES
+        )
         return MetaState(stamp, False, (too_big,), size)
     value, err = metamod.parse(data)
     if err is not None:
-        return MetaState(stamp, False, (health.make("meta_corrupt", f"meta is not valid JSON: {err.message}", **err.to_dict(), size=size),), size)
+        return MetaState(
+            stamp,
+            False,
+            (health.make("meta_corrupt", f"meta is not valid JSON: {err.message}", **err.to_dict(), size=size),),
+            size,
+        )
     problems = metamod.problems(value, branch=files.branch, module=files.name)
     found = tuple(health.make("meta_invalid", p.message, p.severity, **p.detail) for p in problems)
     ok = not any(p.severity == "critical" for p in problems)
@@ -222,7 +241,9 @@ def _log_facts(files: ModuleFiles, old: LogState | None, now: float) -> tuple[Lo
     if stamp is None:
         raise FileNotFoundError(2, "log vanished during the check", path)
     if old is not None:
-        if old.stamp == stamp and (now - stamp.mtime > RACY_SECONDS or _fingerprint(path, stamp.size) == old.fingerprint):
+        if old.stamp == stamp and (
+            now - stamp.mtime > RACY_SECONDS or _fingerprint(path, stamp.size) == old.fingerprint
+        ):
             return old, 0
         grown = _resume(path, old, stamp)
         if grown is not None:
@@ -258,7 +279,11 @@ def _log_findings(s: logmod.LogSummary) -> list[Finding]:
         t = s.torn_tail
         how = "a complete event without its newline" if t["parses"] else "an incomplete line"
         out.append(
-            health.make("log_torn_tail", f"the log ends in {how} ({t['length']} bytes at byte {t['offset']}, line {t['line']})", **t)
+            health.make(
+                "log_torn_tail",
+                f"the log ends in {how} ({t['length']} bytes at byte {t['offset']}, line {t['line']})",
+                **t,
+            )
         )
     if s.bad_line_count:
         first = s.bad_lines[0]
@@ -316,4 +341,3 @@ def _drift(total: int | None, last_id: Any, s: logmod.LogSummary) -> Finding | N
         meta_last_event_id=last_id,
         log_last_event_id=s.last_event_id,
     )
-

@@ -42,12 +42,29 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     worst = max([STATUS_RANK[m["status"]] for m in modules] + [STATUS_RANK["critical"]] * bool(refused), default=0)
     if args.format == "json":
         counts = {s: sum(1 for m in modules if m["status"] == s) for s in STATUSES}
-        _json(out, {"root": str(store.root), "status": STATUSES[worst], "counts": counts, "modules": modules, "not_scanned": refused})
+        _json(
+            out,
+            {
+                "root": str(store.root),
+                "status": STATUSES[worst],
+                "counts": counts,
+                "modules": modules,
+                "not_scanned": refused,
+            },
+        )
     else:
         rows = [["BRANCH", "MODULE", "STATUS", "EVENTS", "FINDINGS"]]
         for m in modules:
             codes = ", ".join(f["code"] for f in m["findings"]) or "-"
-            rows.append([printable(m["branch"]), printable(m["module"]), m["status"].upper(), str(m["stats"]["log_events"]), codes])
+            rows.append(
+                [
+                    printable(m["branch"]),
+                    printable(m["module"]),
+                    m["status"].upper(),
+                    str(m["stats"]["log_events"]),
+                    codes,
+                ]
+            )
         if len(rows) > 1:
             _table(rows, out)
         counts = ", ".join(f"{sum(1 for m in modules if m['status'] == s)} {s}" for s in STATUSES)
@@ -70,7 +87,9 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     s = health.stats
     out.write(f"{module.branch}/{module.name}: {health.status.upper()}\n")
     out.write(f"  folder   {module.live_dir}\n")
-    out.write(f"  log      {s.log_events} events, {s.log_size} bytes, highest sequence {s.log_max_sequence}, last {s.log_last_event_at}\n")
+    out.write(
+        f"  log      {s.log_events} events, {s.log_size} bytes, highest sequence {s.log_max_sequence}, last {s.log_last_event_at}\n"
+    )
     meta_state = "valid" if s.meta_valid else ("damaged" if s.meta_exists else "missing")
     out.write(f"  meta     {meta_state}, totalEvents {s.meta_total_events}, lastEventId {s.meta_last_event_id}\n")
     for f in health.findings:
@@ -115,7 +134,9 @@ def cmd_backups(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     table = [["BRANCH", "MODULE", "BACKUP", "SIZE", "TIME", "PARSES"]]
     for r in rows:
-        table.append([r["branch"], r["module"], r["name"], str(r["size"]), str(r["created_at"]), "yes" if r["parses"] else "no"])
+        table.append(
+            [r["branch"], r["module"], r["name"], str(r["size"]), str(r["created_at"]), "yes" if r["parses"] else "no"]
+        )
     if len(table) > 1:
         _table(table, out)
     out.write(f"{len(rows)} backup(s) under {store.root}\n")
@@ -123,7 +144,9 @@ def cmd_backups(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eventstore", description="Check and repair a Mishkah OS event store.")
+    parser = argparse.ArgumentParser(
+        prog="python -m eventstore", description="Check and repair a Mishkah OS event store."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     fmt = argparse.ArgumentParser(add_help=False)
     fmt.add_argument("--format", choices=("text", "json"), default="text")
@@ -135,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("branch")
     p.add_argument("module")
     p.set_defaults(func=cmd_show)
-    p = sub.add_parser("rebuild", parents=[fmt], help="back up the meta and rebuild it from the log, salvaging the rest")
+    p = sub.add_parser(
+        "rebuild", parents=[fmt], help="back up the meta and rebuild it from the log, salvaging the rest"
+    )
     p.add_argument("root")
     p.add_argument("branch")
     p.add_argument("module")

@@ -90,9 +90,7 @@ class _Events:
                 "recordId": key,
                 "recordRef": {"table": table, "key": key, "primaryKey": {"id": key}, "id": key},
             },
-            "publishState": {
-                self.branch: {"status": "published", "updatedAt": at, "attempts": 0, "publishedAt": at}
-            },
+            "publishState": {self.branch: {"status": "published", "updatedAt": at, "attempts": 0, "publishedAt": at}},
             "createdAt": at,
         }
 
@@ -100,23 +98,73 @@ class _Events:
         rng, out, n = self.rng, [], 0
         shift_id = f"P001-S{rng.randrange(36**6):06X}"
         cashier = rng.choice(CASHIERS)
-        out.append(self.entry("pos_shift", {"id": shift_id, "posId": "pos-1", "posNumber": 1, "cashierName": cashier,
-                                            "status": "open", "isClosed": False, "openingFloat": 500, "orders": []}))
+        out.append(
+            self.entry(
+                "pos_shift",
+                {
+                    "id": shift_id,
+                    "posId": "pos-1",
+                    "posNumber": 1,
+                    "cashierName": cashier,
+                    "status": "open",
+                    "isClosed": False,
+                    "openingFloat": 500,
+                    "orders": [],
+                },
+            )
+        )
         while len(out) < count:
             n += 1
             order_id = f"P001-{n}"
-            out.append(self.entry("order_header", {"id": order_id, "shiftId": shift_id, "posNumber": 1, "guests": rng.randint(1, 6),
-                                                   "statusId": "open", "subtotal": 0, "totalDue": 0, "metadata": {}}))
+            out.append(
+                self.entry(
+                    "order_header",
+                    {
+                        "id": order_id,
+                        "shiftId": shift_id,
+                        "posNumber": 1,
+                        "guests": rng.randint(1, 6),
+                        "statusId": "open",
+                        "subtotal": 0,
+                        "totalDue": 0,
+                        "metadata": {},
+                    },
+                )
+            )
             total = 0
             for _ in range(rng.randint(1, 3)):
                 item, price = rng.choice(ITEMS)
                 qty = rng.randint(1, 3)
                 total += price * qty
                 line_id = f"ln-{self._uuid()[:12].upper()}"
-                out.append(self.entry("order_line", {"id": line_id, "orderId": order_id, "itemId": item, "quantity": qty,
-                                                     "unitPrice": price, "total": price * qty, "statusId": "sent"}))
-            out.append(self.entry("order_header", {"id": order_id, "shiftId": shift_id, "statusId": "closed", "subtotal": total,
-                                                   "totalDue": total, "totalPaid": total}, "module:merge"))
+                out.append(
+                    self.entry(
+                        "order_line",
+                        {
+                            "id": line_id,
+                            "orderId": order_id,
+                            "itemId": item,
+                            "quantity": qty,
+                            "unitPrice": price,
+                            "total": price * qty,
+                            "statusId": "sent",
+                        },
+                    )
+                )
+            out.append(
+                self.entry(
+                    "order_header",
+                    {
+                        "id": order_id,
+                        "shiftId": shift_id,
+                        "statusId": "closed",
+                        "subtotal": total,
+                        "totalDue": total,
+                        "totalPaid": total,
+                    },
+                    "module:merge",
+                )
+            )
         return out[:count]
 
     def kitchen(self, count: int) -> list[dict[str, Any]]:
@@ -124,8 +172,12 @@ class _Events:
         while len(out) < count:
             n += 1
             job_id = f"JO-{n:05d}"
-            out.append(self.entry("job_order_header", {"id": job_id, "orderId": f"P001-{n}", "station": rng.choice(STATIONS),
-                                                       "status": "queued"}))
+            out.append(
+                self.entry(
+                    "job_order_header",
+                    {"id": job_id, "orderId": f"P001-{n}", "station": rng.choice(STATIONS), "status": "queued"},
+                )
+            )
             for status in ("cooking", "ready", "served"):
                 out.append(self.entry("job_order_header", {"id": job_id, "status": status}, "module:merge"))
         return out[:count]
@@ -135,10 +187,16 @@ class _Events:
         while len(out) < count:
             n += 1
             job_id = f"JOB-{n:05d}"
-            out.append(self.entry("job_order_header", {"id": job_id, "customer": rng.choice(CASHIERS), "status": "open"}))
+            out.append(
+                self.entry("job_order_header", {"id": job_id, "customer": rng.choice(CASHIERS), "status": "open"})
+            )
             detail_id = f"{job_id}-D1"
-            out.append(self.entry("job_order_detail", {"id": detail_id, "jobOrderId": job_id, "itemId": rng.choice(ITEMS)[0]}))
-            out.append(self.entry("job_order_status_history", {"id": f"{job_id}-H1", "jobOrderId": job_id, "status": "done"}))
+            out.append(
+                self.entry("job_order_detail", {"id": detail_id, "jobOrderId": job_id, "itemId": rng.choice(ITEMS)[0]})
+            )
+            out.append(
+                self.entry("job_order_status_history", {"id": f"{job_id}-H1", "jobOrderId": job_id, "status": "done"})
+            )
         return out[:count]
 
 
@@ -181,6 +239,7 @@ def write_demo_root(
 
 # -- damage, done the way the Node server and crashes do it -----------------------------------
 
+
 def _read_meta(module: Module) -> dict[str, Any]:
     return json.loads(module.meta_path.read_text(encoding="utf-8"))
 
@@ -201,7 +260,7 @@ def _overlapping_write(meta: dict[str, Any], rng: random.Random) -> str:
     longer["lastClientTableIds"] = {f"order_line:{i}": f"ln-{rng.randrange(16**10):010X}" for i in range(24)}
     longer["lastClientSyncAt"] = meta.get("updatedAt")
     short_text, long_text = _dumps_meta(meta), _dumps_meta(longer)
-    return short_text + long_text[len(short_text):]
+    return short_text + long_text[len(short_text) :]
 
 
 def _node_backups(module: Module, rng: random.Random, now_ms: int, days_ago: tuple[int, ...]) -> None:
@@ -311,5 +370,3 @@ _DAMAGERS = {
     "temp_orphan": _temp_orphan,
     "backup_present": _backup_present,
 }
-
-

@@ -57,7 +57,9 @@ def classify(live: str) -> Listing:
                 (symlinks if entry.is_symlink() else backups).append(name)
             elif layout.TEMP_RE.match(name):
                 (symlinks if entry.is_symlink() else temps).append(name)
-    return tuple.__new__(Listing, (log, meta, _sorted(backups), _sorted(temps), _sorted(symlinks)))  # NamedTuple.__new__, less a call
+    return tuple.__new__(
+        Listing, (log, meta, _sorted(backups), _sorted(temps), _sorted(symlinks))
+    )  # NamedTuple.__new__, less a call
 
 
 _OURS = (layout.META_NAME + ".", layout.LOG_NAME + ".")  # what every backup and temp file name starts with

@@ -73,46 +73,101 @@ _FILES = ("files", "list of strings", True, "their names (the first 100)")
 _COUNT = ("count", "count", True, "how many")
 
 # The vocabulary of DESIGN.md, one declaration per code: every layer reads this table.
-FINDING_SPECS: Mapping[str, FindingSpec] = MappingProxyType({s.code: s for s in (
-    _spec("meta_corrupt", "critical", gettext_noop("meta is not valid JSON"),
-          ("error_message", "string", True, "the JSON parser's words (English)"),
-          ("pos", "count", True, "character offset of the error in the text (bad bytes read as U+FFFD)"),
-          ("line", "count", True, "1-based line of the error"),
-          ("col", "count", True, "1-based column of the error"),
-          ("byte", "count or null", True, "byte offset of the error, when known"),
-          ("size", "count", True, "the meta file's size in bytes")),
-    _spec("meta_invalid", "critical", gettext_noop("meta is valid JSON but not a usable meta"),  # or warning: see meta.problems
-          ("type", "string", False, "not an object: what it is (list, str, int, float, bool or null)"),
-          ("key", "string", False, "the meta key with a wrong type or value"),
-          ("value", "scalar", False, "its value (totalEvents; branchId/moduleId naming another folder)"),
-          ("size", "count", False, "too large: the meta file's size in bytes"),
-          ("limit", "count", False, "too large: the largest meta read, in bytes")),
-    _spec("meta_missing", "warning", gettext_noop("the log has events but there is no meta"),
-          ("log_events", "count", True, "events in the log")),
-    _spec("meta_drift", "warning", gettext_noop("meta disagrees with the log"),
-          ("meta_total_events", "count", True, "the meta's totalEvents"),
-          ("log_events", "count", True, "events in the log"),
-          ("log_max_sequence", "count", True, "the highest sequence in the log"),
-          ("expected_total_events", "count", True, "what totalEvents must be: max(events, highest sequence)"),
-          ("meta_last_event_id", "scalar", True, "the meta's lastEventId"),
-          ("log_last_event_id", "JSON value", True, "the id of the log's last event")),
-    _spec("log_torn_tail", "warning", gettext_noop("the log ends in an incomplete line"),
-          ("offset", "count", True, "byte offset where the last line starts"),
-          ("length", "count", True, "its length in bytes"),
-          ("line", "count", True, "its 1-based line number"),
-          ("parses", "boolean", True, "true: a complete event only missing its newline")),
-    _spec("log_bad_line", "critical", gettext_noop("a complete line in the log does not parse as an event"),
-          _COUNT, ("lines", "list of bad lines", True, "the first 100: line, byte offset, the parser's error, the line's start")),
-    _spec("log_sequence_duplicate", "warning", gettext_noop("two events share a sequence number"),
-          _COUNT, ("sequences", "list of counts", True, "the repeated sequence numbers (the first 100)")),
-    _spec("log_sequence_gap", "warning", gettext_noop("sequence numbers skip"),
-          _COUNT, ("gaps", "list of [first, last] count pairs", True, "the missing ranges (the first 100)")),
-    _spec("temp_orphan", "info", gettext_noop("a temp file of an interrupted atomic write"), _FILES, _COUNT),
-    _spec("backup_present", "info", gettext_noop("backups of a damaged meta sit in the live folder"), _FILES, _COUNT),
-    _spec("unreadable", "critical", gettext_noop("a file could not be read"),
-          ("file", "string", False, "what could not be read (a file name, or the folder's path)"),
-          ("reason", "string", True, "why (the OS's words, English)")),
-)})
+FINDING_SPECS: Mapping[str, FindingSpec] = MappingProxyType(
+    {
+        s.code: s
+        for s in (
+            _spec(
+                "meta_corrupt",
+                "critical",
+                gettext_noop("meta is not valid JSON"),
+                ("error_message", "string", True, "the JSON parser's words (English)"),
+                ("pos", "count", True, "character offset of the error in the text (bad bytes read as U+FFFD)"),
+                ("line", "count", True, "1-based line of the error"),
+                ("col", "count", True, "1-based column of the error"),
+                ("byte", "count or null", True, "byte offset of the error, when known"),
+                ("size", "count", True, "the meta file's size in bytes"),
+            ),
+            _spec(
+                "meta_invalid",
+                "critical",
+                gettext_noop("meta is valid JSON but not a usable meta"),  # or warning: see meta.problems
+                ("type", "string", False, "not an object: what it is (list, str, int, float, bool or null)"),
+                ("key", "string", False, "the meta key with a wrong type or value"),
+                ("value", "scalar", False, "its value (totalEvents; branchId/moduleId naming another folder)"),
+                ("size", "count", False, "too large: the meta file's size in bytes"),
+                ("limit", "count", False, "too large: the largest meta read, in bytes"),
+            ),
+            _spec(
+                "meta_missing",
+                "warning",
+                gettext_noop("the log has events but there is no meta"),
+                ("log_events", "count", True, "events in the log"),
+            ),
+            _spec(
+                "meta_drift",
+                "warning",
+                gettext_noop("meta disagrees with the log"),
+                ("meta_total_events", "count", True, "the meta's totalEvents"),
+                ("log_events", "count", True, "events in the log"),
+                ("log_max_sequence", "count", True, "the highest sequence in the log"),
+                ("expected_total_events", "count", True, "what totalEvents must be: max(events, highest sequence)"),
+                ("meta_last_event_id", "scalar", True, "the meta's lastEventId"),
+                ("log_last_event_id", "JSON value", True, "the id of the log's last event"),
+            ),
+            _spec(
+                "log_torn_tail",
+                "warning",
+                gettext_noop("the log ends in an incomplete line"),
+                ("offset", "count", True, "byte offset where the last line starts"),
+                ("length", "count", True, "its length in bytes"),
+                ("line", "count", True, "its 1-based line number"),
+                ("parses", "boolean", True, "true: a complete event only missing its newline"),
+            ),
+            _spec(
+                "log_bad_line",
+                "critical",
+                gettext_noop("a complete line in the log does not parse as an event"),
+                _COUNT,
+                (
+                    "lines",
+                    "list of bad lines",
+                    True,
+                    "the first 100: line, byte offset, the parser's error, the line's start",
+                ),
+            ),
+            _spec(
+                "log_sequence_duplicate",
+                "warning",
+                gettext_noop("two events share a sequence number"),
+                _COUNT,
+                ("sequences", "list of counts", True, "the repeated sequence numbers (the first 100)"),
+            ),
+            _spec(
+                "log_sequence_gap",
+                "warning",
+                gettext_noop("sequence numbers skip"),
+                _COUNT,
+                ("gaps", "list of [first, last] count pairs", True, "the missing ranges (the first 100)"),
+            ),
+            _spec("temp_orphan", "info", gettext_noop("a temp file of an interrupted atomic write"), _FILES, _COUNT),
+            _spec(
+                "backup_present",
+                "info",
+                gettext_noop("backups of a damaged meta sit in the live folder"),
+                _FILES,
+                _COUNT,
+            ),
+            _spec(
+                "unreadable",
+                "critical",
+                gettext_noop("a file could not be read"),
+                ("file", "string", False, "what could not be read (a file name, or the folder's path)"),
+                ("reason", "string", True, "why (the OS's words, English)"),
+            ),
+        )
+    }
+)
 
 # code -> (default severity, meaning)
 CODES: dict[str, tuple[str, str]] = {code: (spec.severity, spec.meaning) for code, spec in FINDING_SPECS.items()}

@@ -240,7 +240,10 @@ def _keys_from(source: Any) -> dict[str, str]:
 def _has_keys(source: Any) -> bool:
     # CURSOR_KEYS spelled out: a generator costs more than the rest of a scan's bookkeeping.
     return isinstance(source, dict) and (
-        source.get("key") is not None or source.get("id") is not None or source.get("uuid") is not None or source.get("uid") is not None
+        source.get("key") is not None
+        or source.get("id") is not None
+        or source.get("uuid") is not None
+        or source.get("uid") is not None
     )
 
 
@@ -344,7 +347,9 @@ class EventTracker:
             ref = event.get("meta")
             ref = ref.get("recordRef") if ref.__class__ is dict else None
             # The usual line names its record in meta.recordRef: tested here without a call.
-            if (ref.__class__ is dict and (ref.get("key") is not None or ref.get("id") is not None)) or leaves_cursor(event):
+            if (ref.__class__ is dict and (ref.get("key") is not None or ref.get("id") is not None)) or leaves_cursor(
+                event
+            ):
                 self.by_table[table] = event
         seq = event.get("sequence")
         if seq.__class__ is not int or seq <= 0:
@@ -417,7 +422,9 @@ class LogSummary:
         """Count a line that is not an event; the first ``SAMPLE_LIMIT`` are kept."""
         self.bad_line_count += 1
         if len(self.bad_lines) < SAMPLE_LIMIT:
-            self.bad_lines.append({"line": lineno, "offset": offset, "error": reason, "preview": data[:120].decode("utf-8", "replace")})
+            self.bad_lines.append(
+                {"line": lineno, "offset": offset, "error": reason, "preview": data[:120].decode("utf-8", "replace")}
+            )
 
     def finish(self, keep_seen: bool = False) -> LogSummary:
         """Compute gaps between the lowest and highest sequence; frees the bitmap unless
@@ -501,8 +508,10 @@ class LogSummary:
 
 def _torn_tail_ok(v: Any) -> bool:
     return v is None or (
-        type(v) is dict and v.keys() == {"offset", "length", "line", "parses"}
-        and all(shapes.conforms(v[k], "count") for k in ("offset", "length", "line")) and type(v["parses"]) is bool
+        type(v) is dict
+        and v.keys() == {"offset", "length", "line", "parses"}
+        and all(shapes.conforms(v[k], "count") for k in ("offset", "length", "line"))
+        and type(v["parses"]) is bool
     )
 
 
@@ -512,10 +521,33 @@ def _cursors_ok(v: Any) -> bool:
 
 # The summary's JSON form: its fields (last_event_id, last_event_at and last_sequence may hold
 # any JSON value read from the log), and the tests of the others when read back.
-_COUNT_FIELDS = ("size", "lines", "events", "bad_line_count", "max_sequence", "min_sequence", "duplicate_count", "lines_seen", "gap_count")
-_TYPED_FIELDS = (("bad_lines", list), ("duplicates", list), ("gaps", list), ("table_cursors", dict), ("sequence_tracking_limited", bool))
+_COUNT_FIELDS = (
+    "size",
+    "lines",
+    "events",
+    "bad_line_count",
+    "max_sequence",
+    "min_sequence",
+    "duplicate_count",
+    "lines_seen",
+    "gap_count",
+)
+_TYPED_FIELDS = (
+    ("bad_lines", list),
+    ("duplicates", list),
+    ("gaps", list),
+    ("table_cursors", dict),
+    ("sequence_tracking_limited", bool),
+)
 # last_event_id, last_event_at and last_sequence hold whatever JSON value the log held.
-_JSON_FIELDS = (*_COUNT_FIELDS, *(k for k, _ in _TYPED_FIELDS), "torn_tail", "last_event_id", "last_event_at", "last_sequence")
+_JSON_FIELDS = (
+    *_COUNT_FIELDS,
+    *(k for k, _ in _TYPED_FIELDS),
+    "torn_tail",
+    "last_event_id",
+    "last_event_at",
+    "last_sequence",
+)
 _BAD_LINES = shapes.SHAPES["list of bad lines"]
 _COUNTS = shapes.SHAPES["list of counts"]
 _GAPS = shapes.SHAPES["list of [first, last] count pairs"]
@@ -588,7 +620,12 @@ def scan_range(path: str, start: int, end: int, progress=None) -> LogSummary:
         for before, offset, lines in reader:
             if lines.__class__ is Overlong:
                 part.lines += 1
-                part.add_bad(before + 1, offset, lines.head, f"line is longer than {MAX_LINE_BYTES} bytes ({lines.length} bytes); not read")
+                part.add_bad(
+                    before + 1,
+                    offset,
+                    lines.head,
+                    f"line is longer than {MAX_LINE_BYTES} bytes ({lines.length} bytes); not read",
+                )
             else:
                 _scan_lines(lines, before, offset, part, tracker)
         torn = _scan_tail(reader, part, tracker)
@@ -646,7 +683,12 @@ def _scan_tail(reader: LineReader, part: LogSummary, tracker: EventTracker) -> i
             return 0
         length, (event, _reason) = len(tail), parse_event(tail)
     part.lines += 1
-    part.torn_tail = {"offset": reader.tail_offset, "length": length, "line": reader.lines + 1, "parses": event is not None}
+    part.torn_tail = {
+        "offset": reader.tail_offset,
+        "length": length,
+        "line": reader.lines + 1,
+        "parses": event is not None,
+    }
     if event is not None:
         tracker.add(event)
     return 1
@@ -670,7 +712,10 @@ def _summarize_parallel(path: Path, size: int, workers: int, progress, keep_seen
     ranges = [(a, b) for a, b in zip(points, points[1:], strict=False) if b > a]
     counters = ctx.Array("q", len(ranges), lock=False)
     results = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(str(path), a, b, i, counters, results), daemon=True) for i, (a, b) in enumerate(ranges)]
+    procs = [
+        ctx.Process(target=_worker, args=(str(path), a, b, i, counters, results), daemon=True)
+        for i, (a, b) in enumerate(ranges)
+    ]
     for p in procs:
         p.start()
     parts: dict[int, tuple[LogSummary, bytes]] = {}

@@ -116,9 +116,7 @@ def parse(data: bytes) -> tuple[Any, ParseError | None]:
         if 0 <= nul <= exc.pos:
             line, col = _line_col(text, nul)
             return None, ParseError(f"NUL byte at position {nul}", nul, line, col, len(text[:nul].encode()))
-        return None, ParseError(
-            str(exc), exc.pos, exc.lineno, exc.colno, len(text[: exc.pos].encode())
-        )
+        return None, ParseError(str(exc), exc.pos, exc.lineno, exc.colno, len(text[: exc.pos].encode()))
     except ValueError as exc:  # NaN / Infinity
         return None, ParseError(str(exc), 0, 1, 1, 0)
     except RecursionError:
@@ -153,7 +151,11 @@ def problems(value: Any, *, branch: str | None = None, module: str | None = None
     for key in OBJECT_KEYS:
         if key in value and not isinstance(value[key], dict):
             out.append(
-                Problem("warning", f"{key} is {_js_type(value[key])}, expected an object; Node falls back to {{}}", {"key": key})
+                Problem(
+                    "warning",
+                    f"{key} is {_js_type(value[key])}, expected an object; Node falls back to {{}}",
+                    {"key": key},
+                )
             )
     for key, expected in (("branchId", branch), ("moduleId", module)):
         v = value.get(key)

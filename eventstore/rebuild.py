@@ -80,7 +80,11 @@ def _parseable_backups(files: ModuleFiles, exclude: str | None) -> list[tuple[st
         if size > metamod.MAX_META_BYTES:
             continue
         value, err = metamod.parse(data)
-        if err is None and isinstance(value, dict) and not any(p.severity == "critical" for p in metamod.problems(value)):
+        if (
+            err is None
+            and isinstance(value, dict)
+            and not any(p.severity == "critical" for p in metamod.problems(value))
+        ):
             out.append((f"backup:{name}", value))
         elif err is not None:
             prefix = metamod.salvage_prefix(data)
@@ -149,7 +153,12 @@ def _usable(key: str, value: Any) -> bool:
 
 
 def rebuild_locked(
-    files: ModuleFiles, write_meta: WriteMeta, *, durable: bool = True, progress: Progress | None = None, retries: int = 3
+    files: ModuleFiles,
+    write_meta: WriteMeta,
+    *,
+    durable: bool = True,
+    progress: Progress | None = None,
+    retries: int = 3,
 ) -> RebuildReport:
     """The rebuild; the caller holds the module lock and writes the new meta (``write_meta``,
     atomic and durable). Backups are written here, durable if ``durable``. See

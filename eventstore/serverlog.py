@@ -28,7 +28,10 @@ _ISO = re.compile(
 _SYSLOG = re.compile(
     r"^(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(?P<day>\d{1,2}) (?P<time>\d{2}:\d{2}:\d{2})(?P<frac>\.\d{1,9})?"
 )
-_MONTHS = {m: i for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], start=1)}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], start=1)
+}
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _PATH_RE = re.compile(r"(?:^|/)(?P<branch>[^/]+)/modules/(?P<module>[^/]+)/live/[^/]+$")
 
@@ -78,7 +81,9 @@ def parse_time(prefix: str, year: int) -> datetime | None:
                 sign = 1 if raw[0] == "+" else -1
                 tz = timezone(sign * timedelta(hours=int(raw[1:3]), minutes=int(raw[3:5])))
             frac = (m.group("frac") or ".0")[1:7].ljust(6, "0")
-            dt = datetime.fromisoformat(f"{m.group('date')}T{m.group('time')}").replace(microsecond=int(frac), tzinfo=tz)
+            dt = datetime.fromisoformat(f"{m.group('date')}T{m.group('time')}").replace(
+                microsecond=int(frac), tzinfo=tz
+            )
             return dt.astimezone(UTC)
         m = _SYSLOG.search(prefix.lstrip())
         if m:

@@ -67,7 +67,12 @@ def _finding_from_json(value: Any) -> Finding:
         raise Malformed("a finding is {code, severity, message, detail}")
     spec = FINDING_SPECS.get(value["code"]) if type(value["code"]) is str else None
     detail = value["detail"]
-    if spec is None or value["severity"] not in SEVERITIES or type(value["message"]) is not str or type(detail) is not dict:
+    if (
+        spec is None
+        or value["severity"] not in SEVERITIES
+        or type(value["message"]) is not str
+        or type(detail) is not dict
+    ):
         raise Malformed("not a finding")
     if spec.problems(detail):
         raise Malformed(f"{spec.code}: its detail is not the declared one")
@@ -140,7 +145,12 @@ class LogState:
     def to_json(self) -> dict[str, Any]:
         if self._json is not None:
             return self._json
-        return {"stamp": self.stamp.to_json(), "fingerprint": self.fingerprint, "summary": self.summary.to_json(), "seen": self.seen}
+        return {
+            "stamp": self.stamp.to_json(),
+            "fingerprint": self.fingerprint,
+            "summary": self.summary.to_json(),
+            "seen": self.seen,
+        }
 
     @classmethod
     def from_json(cls, value: Any) -> LogState:

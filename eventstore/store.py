@@ -90,7 +90,14 @@ class FilePreview:
 class EventStore:
     """A Mishkah ``BRANCHES_DIR``. ``fsync=False`` trades durability for speed (benchmarks only)."""
 
-    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True, lock_timeout: float | None = None, temp_grace: float = 300.0):
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        fsync: bool = True,
+        lock_timeout: float | None = None,
+        temp_grace: float = 300.0,
+    ):
         self.root = Path(root)
         self.fsync = fsync
         self.lock_timeout = lock_timeout
@@ -178,7 +185,14 @@ class Module:
     """One branch/module's live folder. Create through :meth:`EventStore.module`."""
 
     def __init__(
-        self, store: EventStore, branch: str, name: str, *, _listing: Listing | None = None, _plain: bool = False, _files: ModuleFiles | None = None
+        self,
+        store: EventStore,
+        branch: str,
+        name: str,
+        *,
+        _listing: Listing | None = None,
+        _plain: bool = False,
+        _files: ModuleFiles | None = None,
     ):
         self.store = store
         self.branch = branch
@@ -240,7 +254,9 @@ class Module:
         """Raise OutsideRoot when a symlinked branch, module or live folder leads outside the
         data root: every read and write of the module's files goes through here first."""
         if not self.contained():
-            raise OutsideRoot(f"{self.branch}/{self.name}: its folder is a symlink that leads outside the data root; not followed")
+            raise OutsideRoot(
+                f"{self.branch}/{self.name}: its folder is a symlink that leads outside the data root; not followed"
+            )
 
     def listing(self) -> Listing:
         """Classify the live folder's files; symlinks are listed apart and never followed."""
@@ -257,7 +273,9 @@ class Module:
         that cannot be listed, is ``unreadable``). Pass the ``state`` of the last Health as
         ``previous`` to skip unchanged files and read only the new bytes of a grown log."""
         if not self.contained():
-            return checks.unreadable_module(str(self.live_dir), "the folder is a symlink that leads outside the data root; not followed")
+            return checks.unreadable_module(
+                str(self.live_dir), "the folder is a symlink that leads outside the data root; not followed"
+            )
         try:
             listing = self._take_listing()
         except OSError as exc:
@@ -494,7 +512,9 @@ class Module:
             self._write_meta(meta)
             return moved
 
-    def archive_backups(self, archive_root: str | os.PathLike[str], names: list[str] | None = None) -> list[ArchivedBackup]:
+    def archive_backups(
+        self, archive_root: str | os.PathLike[str], names: list[str] | None = None
+    ) -> list[ArchivedBackup]:
         """Move backups (all, or ``names``) to ``<archive_root>/<branch>/<module>/``.
 
         For each: copy with exclusive create, fsync the copy and its folder, verify the copy's
@@ -539,7 +559,9 @@ class Module:
             # finish that move rather than leave the day's events in two history files.
             with os.scandir(self.history_dir) as it:
                 for entry in sorted(it, key=lambda e: e.name):
-                    if entry.is_file(follow_symlinks=False) and os.path.samestat(entry.stat(follow_symlinks=False), log):
+                    if entry.is_file(follow_symlinks=False) and os.path.samestat(
+                        entry.stat(follow_symlinks=False), log
+                    ):
                         return Path(entry.path)
         stem = base[: -len(".log")]
         for n in range(10_000):
@@ -569,7 +591,9 @@ class Module:
 
     def _rebuild_locked(self, progress: Callable[[int, int], None] | None = None, retries: int = 3) -> RebuildReport:
         """The rebuild (see :meth:`rebuild`); the caller holds the lock."""
-        return rebuild_locked(self.files, self._write_meta, durable=self.store.fsync, progress=progress, retries=retries)
+        return rebuild_locked(
+            self.files, self._write_meta, durable=self.store.fsync, progress=progress, retries=retries
+        )
 
     def _append_bytes(self, data: bytes) -> None:
         try:
@@ -745,7 +769,11 @@ def publish_state(source: Any, origin: str, timestamp: str) -> dict[str, Any]:
         elif isinstance(value, str):
             out[branch] = {"status": value, "updatedAt": timestamp, "attempts": 0}
     own = out.get(origin) or {}
-    mine = {"status": _or(own.get("status"), "published"), "updatedAt": timestamp, "attempts": own["attempts"] if _js_finite(own.get("attempts")) else 0}
+    mine = {
+        "status": _or(own.get("status"), "published"),
+        "updatedAt": timestamp,
+        "attempts": own["attempts"] if _js_finite(own.get("attempts")) else 0,
+    }
     if mine["status"] == "published":
         mine["publishedAt"] = timestamp
     out[origin] = mine
@@ -784,5 +812,7 @@ def preview_data(data: bytes, size: int, limit: int = PREVIEW_LIMIT) -> FilePrev
         return FilePreview(text, size, size > limit, None, None)
     value, err = metamod.parse(data)
     if err is None and not isinstance(value, dict):
-        return FilePreview(text, size, size > limit, False, {"message": "valid JSON but not an object", "pos": 0, "line": 1, "col": 1})
+        return FilePreview(
+            text, size, size > limit, False, {"message": "valid JSON but not an object", "pos": 0, "line": 1, "col": 1}
+        )
     return FilePreview(text, size, size > limit, err is None, err.to_dict() if err else None)

@@ -57,7 +57,19 @@ def test_scan_benchmark_reads_only_new_bytes_after_growth():
 def test_pages_benchmark_measures_every_page():
     rows = _rows(
         # 4 clients for 2 s: 16 clients for 1 s on a loaded 2-core machine sometimes finished no request at all.
-        _run("bench/pages.py", "--modules", "60", "--incidents-per-module", "2", "--duration", "2", "--workers", "1", "--connections", "4"),
+        _run(
+            "bench/pages.py",
+            "--modules",
+            "60",
+            "--incidents-per-module",
+            "2",
+            "--duration",
+            "2",
+            "--workers",
+            "1",
+            "--connections",
+            "4",
+        ),
         "modules",
     )
     assert [r[1] for r in rows] == [

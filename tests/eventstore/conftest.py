@@ -38,28 +38,74 @@ def iso(t: datetime) -> str:
 def _record(table: str, key: str, rng: random.Random, at: str) -> dict[str, Any]:
     if table == "order_header":
         return {
-            "id": key, "shiftId": f"P001-S{rng.randrange(10**6):06d}", "posId": "pos-mini", "posNumber": 1,
-            "orderTypeId": "dine_in", "statusId": "open", "stageId": "new", "paymentStateId": "unpaid",
-            "tableId": None, "customerId": None, "customerAddressId": None, "driverId": None,
-            "openedBy": "e7a8f0b4", "closedBy": None, "openedAt": at, "closedAt": None, "guests": rng.randint(1, 6),
-            "notes": [], "subtotal": rng.randint(0, 900), "discount": 0, "service": 0, "tax": 14, "deliveryFee": 0,
-            "totalDue": rng.randint(0, 900), "totalPaid": 0, "metadata": {},
+            "id": key,
+            "shiftId": f"P001-S{rng.randrange(10**6):06d}",
+            "posId": "pos-mini",
+            "posNumber": 1,
+            "orderTypeId": "dine_in",
+            "statusId": "open",
+            "stageId": "new",
+            "paymentStateId": "unpaid",
+            "tableId": None,
+            "customerId": None,
+            "customerAddressId": None,
+            "driverId": None,
+            "openedBy": "e7a8f0b4",
+            "closedBy": None,
+            "openedAt": at,
+            "closedAt": None,
+            "guests": rng.randint(1, 6),
+            "notes": [],
+            "subtotal": rng.randint(0, 900),
+            "discount": 0,
+            "service": 0,
+            "tax": 14,
+            "deliveryFee": 0,
+            "totalDue": rng.randint(0, 900),
+            "totalPaid": 0,
+            "metadata": {},
         }
     if table == "order_line":
         return {
-            "id": key, "orderId": f"ord-{rng.randrange(16**8):08x}", "parentLineId": None, "itemId": rng.randint(1, 400),
-            "kitchenSectionId": "grill", "statusId": "queued", "quantity": rng.randint(1, 4), "unitPrice": 45,
-            "total": 90, "notes": None, "metadata": {"modifiers": [], "note": "بدون بصل"},
+            "id": key,
+            "orderId": f"ord-{rng.randrange(16**8):08x}",
+            "parentLineId": None,
+            "itemId": rng.randint(1, 400),
+            "kitchenSectionId": "grill",
+            "statusId": "queued",
+            "quantity": rng.randint(1, 4),
+            "unitPrice": 45,
+            "total": 90,
+            "notes": None,
+            "metadata": {"modifiers": [], "note": "بدون بصل"},
         }
     return {
-        "id": key, "posId": "pos-mini", "posLabel": "POS Mini", "posNumber": 1, "openedAt": at, "closedAt": None,
-        "openingFloat": 0, "closingCash": None, "cashierId": "e7a8f0b4", "cashierName": "أحمد محمود",
-        "cashierRole": "cashier", "employeeId": "e7a8f0b4", "status": "open", "isClosed": False,
-        "totalsByType": {}, "paymentsByMethod": {}, "countsByType": {}, "ordersCount": 0, "orders": [], "totalSales": 0,
+        "id": key,
+        "posId": "pos-mini",
+        "posLabel": "POS Mini",
+        "posNumber": 1,
+        "openedAt": at,
+        "closedAt": None,
+        "openingFloat": 0,
+        "closingCash": None,
+        "cashierId": "e7a8f0b4",
+        "cashierName": "أحمد محمود",
+        "cashierRole": "cashier",
+        "employeeId": "e7a8f0b4",
+        "status": "open",
+        "isClosed": False,
+        "totalsByType": {},
+        "paymentsByMethod": {},
+        "countsByType": {},
+        "ordersCount": 0,
+        "orders": [],
+        "totalSales": 0,
     }
 
 
-def make_entry(i: int, table: str | None = None, *, key: str | None = None, action: str | None = None, seed: int = 0) -> dict[str, Any]:
+def make_entry(
+    i: int, table: str | None = None, *, key: str | None = None, action: str | None = None, seed: int = 0
+) -> dict[str, Any]:
     """What a client hands to ``append_event``: table, record, meta (with recordRef), publishState."""
     rng = random.Random(seed * 1_000_003 + i)
     table = table or TABLES[i % 3]
@@ -124,7 +170,13 @@ def node_meta(lines: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     cursors: dict[str, Any] = {}
     for ln in lines:
         ref = ln["meta"]["recordRef"]
-        cursors[ln["table"]] = {"key": ref["key"], "id": ref["id"], "eventId": ln["id"], "sequence": ln["sequence"], "updatedAt": ln["recordedAt"]}
+        cursors[ln["table"]] = {
+            "key": ref["key"],
+            "id": ref["id"],
+            "eventId": ln["id"],
+            "sequence": ln["sequence"],
+            "updatedAt": ln["recordedAt"],
+        }
     last = lines[-1] if lines else None
     meta = {
         "branchId": BRANCH,
@@ -215,7 +267,9 @@ def run_python(code: str, *args: str, timeout: float = 60, check: bool = True) -
     env.pop("DJANGO_SETTINGS_MODULE", None)
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout, env=env)
     if check:
-        assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-2000:]}"
+        assert proc.returncode == 0, (
+            f"exit {proc.returncode}\nstdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-2000:]}"
+        )
     return proc
 
 

@@ -51,8 +51,36 @@ from eventstore import EventStore, clock, layout
 from eventstore.errors import EventStoreError
 
 # The os functions through which eventstore (and pathlib / os.path under it) reaches the disk.
-FD_FUNCS = {"read", "pread", "write", "pwrite", "fsync", "fdatasync", "ftruncate", "fstat", "fchmod", "fchown", "lseek", "close"}
-PATH_FUNCS = {"open", "fileopen", "stat", "lstat", "access", "scandir", "listdir", "unlink", "remove", "mkdir", "rmdir", "chmod", "utime", "truncate"}
+FD_FUNCS = {
+    "read",
+    "pread",
+    "write",
+    "pwrite",
+    "fsync",
+    "fdatasync",
+    "ftruncate",
+    "fstat",
+    "fchmod",
+    "fchown",
+    "lseek",
+    "close",
+}
+PATH_FUNCS = {
+    "open",
+    "fileopen",
+    "stat",
+    "lstat",
+    "access",
+    "scandir",
+    "listdir",
+    "unlink",
+    "remove",
+    "mkdir",
+    "rmdir",
+    "chmod",
+    "utime",
+    "truncate",
+}
 TWO_PATH_FUNCS = {"replace", "rename", "link", "symlink"}
 OPENS = {"open", "fileopen", "scandir", "listdir"}
 ERRNOS = (errno.ENOSPC, errno.EIO)
@@ -103,8 +131,13 @@ def _norm_target(rel: str) -> str:
 class FaultyOS:
     """Counting wrappers around the ``os`` functions; the ``fail_at``-th call fails."""
 
-    def __init__(self, base: Path, fail_at: int | None = None, failure: int | str | None = None,
-                 fail_when: Callable[[Call], bool] | None = None):
+    def __init__(
+        self,
+        base: Path,
+        fail_at: int | None = None,
+        failure: int | str | None = None,
+        fail_when: Callable[[Call], bool] | None = None,
+    ):
         self.base = os.fspath(base).rstrip(os.sep) + os.sep
         self.fail_at = fail_at
         self.failure = failure
@@ -146,7 +179,7 @@ class FaultyOS:
         if isinstance(p, bytes):
             p = os.fsdecode(p)
         if p.startswith(self.base):
-            return _norm_target(p[len(self.base):])
+            return _norm_target(p[len(self.base) :])
         if p + os.sep == self.base:
             return "."
         return None
@@ -183,7 +216,7 @@ class FaultyOS:
         while frame is not None:
             filename = frame.f_code.co_filename
             if filename.startswith(_PKG):
-                return f"eventstore/{filename[len(_PKG):]}:{frame.f_lineno} {frame.f_code.co_name}"
+                return f"eventstore/{filename[len(_PKG) :]}:{frame.f_lineno} {frame.f_code.co_name}"
             frame = frame.f_back
         return "?"
 
@@ -401,8 +434,16 @@ def run_scenario(scenario: Scenario, workdir: Path, limit: int | None = None) ->
     return result
 
 
-def _inject(scenario: Scenario, base: Path, call: Call, failure: int | str, old: Snap, new: Snap,
-            extra: dict[str, list[bytes | None]], result: Result) -> list[str]:
+def _inject(
+    scenario: Scenario,
+    base: Path,
+    call: Call,
+    failure: int | str,
+    old: Snap,
+    new: Snap,
+    extra: dict[str, list[bytes | None]],
+    result: Result,
+) -> list[str]:
     problems: list[str] = []
     run = open_run(base)
     faulty = FaultyOS(base, fail_at=call.index, failure=failure)
@@ -413,9 +454,13 @@ def _inject(scenario: Scenario, base: Path, call: Call, failure: int | str, old:
         except Exception as exc:
             error = exc
     if faulty.fired is None:
-        return [f"the call was never reached (the run made {len(faulty.calls)} calls): the operation is not deterministic"]
+        return [
+            f"the call was never reached (the run made {len(faulty.calls)} calls): the operation is not deterministic"
+        ]
     if (faulty.fired.func, faulty.fired.target) != (call.func, call.target):
-        problems.append(f"call #{call.index} was {faulty.fired.label}, not {call.label}: the operation is not deterministic")
+        problems.append(
+            f"call #{call.index} was {faulty.fired.label}, not {call.label}: the operation is not deterministic"
+        )
 
     # 1. a clear error
     if error is None:
@@ -424,7 +469,9 @@ def _inject(scenario: Scenario, base: Path, call: Call, failure: int | str, old:
         result.raised += 1
         if not isinstance(error, (EventStoreError, OSError)):
             problems.append(f"raised {type(error).__name__}: {error} (not an EventStoreError or OSError)")
-        elif not str(error).strip() or (isinstance(error, OSError) and not isinstance(error, EventStoreError) and error.errno is None):
+        elif not str(error).strip() or (
+            isinstance(error, OSError) and not isinstance(error, EventStoreError) and error.errno is None
+        ):
             problems.append(f"raised {type(error).__name__} without a message: {error!r}")
 
     got = snapshot(base)
@@ -441,7 +488,9 @@ def _inject(scenario: Scenario, base: Path, call: Call, failure: int | str, old:
         allowed = [norm(rel, old.get(rel)), norm(rel, new.get(rel))] + [norm(rel, b) for b in extra.get(rel, [])]
         have = norm(rel, got.get(rel))
         if have not in allowed:
-            problems.append(f"{rel} is neither old nor new: {describe(have)} (old: {describe(allowed[0])}; new: {describe(allowed[1])})")
+            problems.append(
+                f"{rel} is neither old nor new: {describe(have)} (old: {describe(allowed[0])}; new: {describe(allowed[1])})"
+            )
 
     # 3. nothing precious lost: every backup, history file, archived copy and Node file
     everything = {sha(b) for b in got.values()}
@@ -452,10 +501,17 @@ def _inject(scenario: Scenario, base: Path, call: Call, failure: int | str, old:
             problems.append(f"{rel} ({len(data)} bytes) is lost: no file holds its bytes any more")
 
     # 4. a damaged meta or a torn fragment that was touched is in a backup
-    backups = {sha(b) for rel, b in got.items() if rel.startswith(LIVE + "/") and layout.backup_kind(rel.rpartition("/")[2])}
+    backups = {
+        sha(b) for rel, b in got.items() if rel.startswith(LIVE + "/") and layout.backup_kind(rel.rpartition("/")[2])
+    }
     meta_rel, log_rel = f"{LIVE}/{layout.META_NAME}", f"{LIVE}/{layout.LOG_NAME}"
     old_meta = old.get(meta_rel)
-    if old_meta is not None and norm(meta_rel, old_meta)[0] == "raw" and got.get(meta_rel) != old_meta and sha(old_meta) not in backups:
+    if (
+        old_meta is not None
+        and norm(meta_rel, old_meta)[0] == "raw"
+        and got.get(meta_rel) != old_meta
+        and sha(old_meta) not in backups
+    ):
         problems.append("the damaged meta was replaced but no backup holds its bytes")
     fragment = torn_fragment(old.get(log_rel))
     if fragment and got.get(log_rel) != old.get(log_rel) and sha(fragment) not in backups:
@@ -497,7 +553,9 @@ def _inject(scenario: Scenario, base: Path, call: Call, failure: int | str, old:
     fresh = open_run(base).module
     health = fresh.check()
     if health.status != scenario.status:
-        problems.append(f"after the next call the module is {health.status}: {[f.to_dict() for f in health.findings if f.severity != 'info']}")
+        problems.append(
+            f"after the next call the module is {health.status}: {[f.to_dict() for f in health.findings if f.severity != 'info']}"
+        )
     if scenario.after_next:
         problems.extend(scenario.after_next(run, old, snapshot(base)))
     return problems

@@ -116,7 +116,9 @@ def prepare(source: Path = FIXTURE, target: Path = CACHE) -> Path:
         if not _installed(target):
             proc = subprocess.run(
                 [npm, "install", "--prefix", str(target), "--no-audit", "--no-fund"],
-                capture_output=True, text=True, timeout=600,
+                capture_output=True,
+                text=True,
+                timeout=600,
             )
             if proc.returncode != 0:
                 raise NodeUnavailable(f"npm install in {target} failed ({proc.returncode}): {proc.stderr[-1500:]}")
@@ -131,7 +133,9 @@ class NodeStore:
         self.folder = folder
         self.store = folder / "src" / build
 
-    def run(self, live_dir: Path, *calls: tuple[Any, ...], branch: str, module: str, env: dict[str, str] | None = None) -> NodeRun:
+    def run(
+        self, live_dir: Path, *calls: tuple[Any, ...], branch: str, module: str, env: dict[str, str] | None = None
+    ) -> NodeRun:
         """Run ``calls`` (each ``(name, *args)``, e.g. ``("appendEvent", entry)``) in one Node
         process, in order, with the context ``{branchId: branch, moduleId: module, liveDir}``.
         Raises :class:`NodeFailed` if one throws."""
@@ -146,8 +150,12 @@ class NodeStore:
             }
             # A guard against a hung process only, far above any run's duration (not a timing check).
             proc = subprocess.run(
-                ["node", str(script)], input=json.dumps(payload), capture_output=True, text=True,
-                timeout=600, env={**os.environ, **(env or {})},
+                ["node", str(script)],
+                input=json.dumps(payload),
+                capture_output=True,
+                text=True,
+                timeout=600,
+                env={**os.environ, **(env or {})},
             )
             if proc.returncode != 0 or not out.exists():
                 raise NodeFailed(

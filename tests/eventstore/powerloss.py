@@ -195,7 +195,24 @@ class Recorder:
 
     @contextmanager
     def recording(self) -> Iterator[Recorder]:
-        names = ("open", "write", "ftruncate", "fsync", "fdatasync", "close", "replace", "rename", "link", "unlink", "remove", "mkdir", "stat", "lstat", "fstat", "lseek")
+        names = (
+            "open",
+            "write",
+            "ftruncate",
+            "fsync",
+            "fdatasync",
+            "close",
+            "replace",
+            "rename",
+            "link",
+            "unlink",
+            "remove",
+            "mkdir",
+            "stat",
+            "lstat",
+            "fstat",
+            "lseek",
+        )
         self._real = {n: getattr(os, n) for n in names}
         real = self._real
 
@@ -258,7 +275,9 @@ class Recorder:
         def w_link(src, dst, *, src_dir_fd=None, dst_dir_fd=None, follow_symlinks=True):
             s, d = self._mine(src), self._mine(dst)
             if s is None and d is None:
-                return real["link"](src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=follow_symlinks)
+                return real["link"](
+                    src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=follow_symlinks
+                )
             assert s is not None and d is not None, f"link across the recorded folder: {src} -> {dst}"
             real["link"](src, dst, follow_symlinks=follow_symlinks)
             dd, dname = self._parent(d)
@@ -384,5 +403,3 @@ def op_name(ops: list[tuple], point: int) -> str:
         if ops[i][0] == "mark" and ops[i][1] == "begin":
             return ops[i][2]
     return "start"
-
-

@@ -52,8 +52,17 @@ def test_the_production_sample_is_healthy(tmp_path):
 
 def test_every_finding_code_has_a_test():
     tested = {
-        "meta_corrupt", "meta_invalid", "meta_missing", "meta_drift", "log_torn_tail", "log_bad_line",
-        "log_sequence_duplicate", "log_sequence_gap", "temp_orphan", "backup_present", "unreadable",
+        "meta_corrupt",
+        "meta_invalid",
+        "meta_missing",
+        "meta_drift",
+        "log_torn_tail",
+        "log_bad_line",
+        "log_sequence_duplicate",
+        "log_sequence_gap",
+        "temp_orphan",
+        "backup_present",
+        "unreadable",
     }
     assert set(CODES) == tested
 
@@ -280,7 +289,9 @@ def test_a_meta_without_read_permission_is_unreadable(seeded):
 
 def test_after_a_purge_is_healthy(seeded):
     os.unlink(seeded.module.log_path)
-    seeded.write_meta(meta_bytes({**seeded.meta, "totalEvents": 0, "lastEventId": None, "purgeState": {"at": "2025-10-27"}}))
+    seeded.write_meta(
+        meta_bytes({**seeded.meta, "totalEvents": 0, "lastEventId": None, "purgeState": {"at": "2025-10-27"}})
+    )
     health = seeded.module.check()
     assert health.findings == [], [f.to_dict() for f in health.findings]
 

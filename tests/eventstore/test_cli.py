@@ -14,7 +14,14 @@ from tests.eventstore.conftest import REPO, child_env, meta_bytes, seed
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "eventstore", *args], capture_output=True, text=True, timeout=60, env=child_env(), cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "eventstore", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+        cwd=REPO,
+    )
 
 
 def tree(path):

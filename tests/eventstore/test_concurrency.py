@@ -12,7 +12,9 @@ from tests.eventstore.conftest import LOAD_HELPERS, child_env, derived, log_even
 PROCESSES = 4
 PER_PROCESS = 100
 
-APPENDER = LOAD_HELPERS + r"""
+APPENDER = (
+    LOAD_HELPERS
+    + r"""
 from eventstore import EventStore
 root, worker, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 module = EventStore(root, fsync=False).module("dar", "pos")
@@ -22,13 +24,20 @@ for i in range(count):
     module.update_meta({"lastAckId": line["id"], "lastClientTableIds": {f"w{worker}": [line["id"]]}})
     print(line["id"], flush=True)
 """
+)
 
 
 def test_concurrent_appends_give_unique_sequences_and_a_meta_that_matches_the_log(root):
     EventStore(root).module("dar", "pos").live_dir.mkdir(parents=True)
     procs = [
-        subprocess.Popen([sys.executable, "-c", APPENDER, str(root), str(w), str(PER_PROCESS)],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+        subprocess.Popen(
+            [sys.executable, "-c", APPENDER, str(root), str(w), str(PER_PROCESS)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
         for w in range(PROCESSES)
     ]
     for p in procs:

@@ -18,7 +18,9 @@ from tests.eventstore.conftest import LOAD_HELPERS, child_env, log_events
 
 ROUNDS = int(os.environ.get("EVENTSTORE_CRASH_ROUNDS", "30"))
 
-WRITER = LOAD_HELPERS + r"""
+WRITER = (
+    LOAD_HELPERS
+    + r"""
 from eventstore import EventStore
 root, round_no = sys.argv[1], int(sys.argv[2])
 module = EventStore(root).module("dar", "pos")
@@ -29,6 +31,7 @@ while True:
     module.update_meta({"lastAckId": line["id"]})
     i += 1
 """
+)
 
 
 def test_every_acknowledged_event_survives_repeated_sigkill(root):
@@ -36,8 +39,13 @@ def test_every_acknowledged_event_survives_repeated_sigkill(root):
     EventStore(root).module("dar", "pos").live_dir.mkdir(parents=True)
     acked: list[str] = []
     for round_no in range(ROUNDS):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(round_no)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(root), str(round_no)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
         first = proc.stdout.readline()  # the writer is running and has appended at least once
         assert first, proc.stderr.read()
         time.sleep(rng.uniform(0, 0.03))
@@ -61,4 +69,11 @@ def test_every_acknowledged_event_survives_repeated_sigkill(root):
     meta = module.load_meta()
     assert meta["totalEvents"] == len(events) and meta["lastEventId"] == last["id"]
     found = {f.code for f in module.check().findings}
-    assert not found & {"meta_drift", "meta_corrupt", "meta_invalid", "log_bad_line", "log_sequence_duplicate", "log_sequence_gap"}, found
+    assert not found & {
+        "meta_drift",
+        "meta_corrupt",
+        "meta_invalid",
+        "log_bad_line",
+        "log_sequence_duplicate",
+        "log_sequence_gap",
+    }, found

@@ -340,7 +340,9 @@ class Checker:
             for name in sorted(os.listdir(self.history)):
                 path = self.history / name
                 st = os.stat(path)
-                assert st.st_ino not in history_inodes, f"history files {history_inodes[st.st_ino]} and {name} are one file"
+                assert st.st_ino not in history_inodes, (
+                    f"history files {history_inodes[st.st_ino]} and {name} are one file"
+                )
                 history_inodes[st.st_ino] = name
                 if live_st is not None and st.st_ino == live_st.st_ino:
                     self.stats["checks finding a history link of the live log"] += 1
@@ -376,7 +378,11 @@ class Checker:
         except FileNotFoundError:
             raw = None
         value, err = metamod.parse(raw) if raw is not None else (None, None)
-        expected = {"totalEvents": summary.expected_total, "lastEventId": summary.last_event_id, "lastEventAt": summary.last_event_at}
+        expected = {
+            "totalEvents": summary.expected_total,
+            "lastEventId": summary.last_event_id,
+            "lastEventAt": summary.last_event_at,
+        }
         if raw is None:
             assert live is None or not live.ids, "the log has events and there is no meta"
             self.stats["meta not created yet"] += 1
@@ -384,7 +390,9 @@ class Checker:
             self.stats["meta damaged (the rebuilder's doing)"] += 1
         elif {k: value.get(k) for k in DERIVED} == expected:
             cursors = value.get("tableCursors") or {}
-            assert {t: cursors.get(t) for t in summary.table_cursors} == summary.table_cursors, "tableCursors differ from the log"
+            assert {t: cursors.get(t) for t in summary.table_cursors} == summary.table_cursors, (
+                "tableCursors differ from the log"
+            )
             self.stats["meta equal to a rebuild"] += 1
         elif live is not None and (behind := _behind(live, value)):
             # Writers killed between their log write and their meta write (each next writer
@@ -392,10 +400,13 @@ class Checker:
             late = set(live.ids[-behind:]) & set(acked)
             assert not late, f"the meta lags acknowledged events {sorted(late)}"
             self.stats[f"meta behind by {behind} unacknowledged event(s)"] += 1
-        elif live is None and any(log.ids and log.ids[-1] == value.get("lastEventId") and log.seqs[-1] == value.get("totalEvents") for log in files.values()):
+        elif live is None and any(
+            log.ids and log.ids[-1] == value.get("lastEventId") and log.seqs[-1] == value.get("totalEvents")
+            for log in files.values()
+        ):
             self.stats["meta ahead of a log a killed rotation moved"] += 1
         else:
-            raise AssertionError(f"meta {({k: value.get(k) for k in DERIVED})} disagrees with the log {expected}")
+            raise AssertionError(f"meta { ({k: value.get(k) for k in DERIVED}) } disagrees with the log {expected}")
 
         self._check_copy(expected, summary, raw, live is None)
         self._check_backups()
@@ -412,14 +423,18 @@ class Checker:
                 shutil.copyfile(self.live / name, module.live_dir / name)
         meta = module.load_meta()
         if not no_log:  # a log moved away by a killed rotation keeps its count until a rebuild
-            assert {k: meta.get(k) for k in DERIVED} == expected, f"load_meta {({k: meta.get(k) for k in DERIVED})} != rebuild {expected}"
+            assert {k: meta.get(k) for k in DERIVED} == expected, (
+                f"load_meta { ({k: meta.get(k) for k in DERIVED}) } != rebuild {expected}"
+            )
             assert {t: meta["tableCursors"].get(t) for t in summary.table_cursors} == summary.table_cursors
             bad = {f.code for f in module.check().findings} - {"log_torn_tail", "backup_present", "temp_orphan"}
             assert not bad, f"after load_meta: {bad}"
         if raw is not None and module.meta_path.read_bytes() != raw:
             value, err = metamod.parse(raw)
             if err is not None or any(p.severity == "critical" for p in metamod.problems(value)):
-                assert hashlib.sha256(raw).hexdigest() in {b.sha256 for b in module.backups()}, "a damaged meta replaced without a backup"
+                assert hashlib.sha256(raw).hexdigest() in {b.sha256 for b in module.backups()}, (
+                    "a damaged meta replaced without a backup"
+                )
         report = module.rebuild()
         assert {k: report.new_meta.get(k) for k in DERIVED} == expected
         health = module.check()
@@ -429,13 +444,17 @@ class Checker:
         live = {n: self._sha(self.live / n) for n in os.listdir(self.live) if layout.backup_kind(n)}
         archived = {}
         if self.archive_dir.is_dir():
-            archived = {n: self._sha(self.archive_dir / n) for n in os.listdir(self.archive_dir) if layout.backup_kind(n)}
+            archived = {
+                n: self._sha(self.archive_dir / n) for n in os.listdir(self.archive_dir) if layout.backup_kind(n)
+            }
         for name, sha in live.items():
             self.backups.setdefault(name, sha)
         for name, sha in archived.items():
             self.backups.setdefault(name, sha)
         for name, sha in self.backups.items():
-            assert live.get(name) == sha or archived.get(name) == sha, f"backup {name} lost (live {live.get(name)}, archive {archived.get(name)})"
+            assert live.get(name) == sha or archived.get(name) == sha, (
+                f"backup {name} lost (live {live.get(name)}, archive {archived.get(name)})"
+            )
         self.stats["backups tracked"] = len(self.backups)
         self.stats["backups archived"] = sum(1 for n in self.backups if n in archived and n not in live)
 
@@ -447,8 +466,23 @@ def test_sigkill_loop_during_appends_rebuilds_and_archives(tmp_path):
         # held. Run the loop in a fresh single-threaded interpreter instead.
         test = f"{Path(__file__).relative_to(REPO)}::test_sigkill_loop_during_appends_rebuilds_and_archives"
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", test, "-q", "-s", "-p", "no:cacheprovider", "-W", "error::DeprecationWarning"],
-            cwd=REPO, env={**os.environ, "EVENTSTORE_CRASH_LOOP_CHILD": "1"}, capture_output=True, text=True, timeout=3600,
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                test,
+                "-q",
+                "-s",
+                "-p",
+                "no:cacheprovider",
+                "-W",
+                "error::DeprecationWarning",
+            ],
+            cwd=REPO,
+            env={**os.environ, "EVENTSTORE_CRASH_LOOP_CHILD": "1"},
+            capture_output=True,
+            text=True,
+            timeout=3600,
         )
         print(proc.stdout[-2000:])
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]

@@ -55,7 +55,11 @@ BACKUP_DAMAGED = f"{layout.META_NAME}.corrupted.1761500100000.bak"
 FRAGMENT = f"{layout.LOG_NAME}.torn.1761500200000.bak"
 TORN = line_bytes(make_line(6))[:700]
 OLD_HISTORY = f"{HISTORY}/2025-10-26-2025-10-26T18-00-00-000Z.log"
-TEMPS = (f"{layout.META_NAME}.tmp.1761500000000.k3x9", f"{layout.META_NAME}.tmp.1761500050000.a0", f"{layout.META_NAME}.tmp.1761500099999.zz1")
+TEMPS = (
+    f"{layout.META_NAME}.tmp.1761500000000.k3x9",
+    f"{layout.META_NAME}.tmp.1761500050000.a0",
+    f"{layout.META_NAME}.tmp.1761500099999.zz1",
+)
 
 
 def put(base: Path, rel: str, data: bytes) -> None:
@@ -129,8 +133,14 @@ def append_after(run: Run, old: Snap, got: Snap) -> list[str]:
     problems = []
     if sequences != list(range(1, len(events) + 1)):
         problems.append(f"sequences after the next append: {sequences}")
-    if events[-1]["id"] != "evt-fault-2" or meta.get("lastEventId") != "evt-fault-2" or meta.get("totalEvents") != len(events):
-        problems.append(f"after the next append: last event {events[-1]['id']}, meta {meta.get('lastEventId')} / {meta.get('totalEvents')} of {len(events)}")
+    if (
+        events[-1]["id"] != "evt-fault-2"
+        or meta.get("lastEventId") != "evt-fault-2"
+        or meta.get("totalEvents") != len(events)
+    ):
+        problems.append(
+            f"after the next append: last event {events[-1]['id']}, meta {meta.get('lastEventId')} / {meta.get('totalEvents')} of {len(events)}"
+        )
     if meta.get("lastAckId") != META["lastAckId"] or meta.get("purgeState") != META["purgeState"]:
         problems.append("the next append lost lastAckId or an unknown key of the meta")
     return problems
@@ -160,9 +170,13 @@ def rebuild_after(expect_ack: str):
         meta = meta_of(got) or {}
         problems = []
         if (meta.get("totalEvents"), meta.get("lastEventId")) != (5, LINES[-1]["id"]):
-            problems.append(f"after the next rebuild: totalEvents {meta.get('totalEvents')}, lastEventId {meta.get('lastEventId')}")
+            problems.append(
+                f"after the next rebuild: totalEvents {meta.get('totalEvents')}, lastEventId {meta.get('lastEventId')}"
+            )
         if meta.get("lastAckId") != expect_ack:
-            problems.append(f"after the next rebuild lastAckId is {meta.get('lastAckId')!r}, not {expect_ack!r} (salvage lost)")
+            problems.append(
+                f"after the next rebuild lastAckId is {meta.get('lastAckId')!r}, not {expect_ack!r} (salvage lost)"
+            )
         return problems
 
     return check
@@ -180,7 +194,12 @@ def rotated_log(old: Snap) -> bytes:
 def rotate_invariant(old: Snap, new: Snap, got: Snap) -> list[str]:
     """The day's events are in the live log or in a history file, always."""
     moved = rotated_log(old)
-    holders = [rel for rel, data in got.items() if data in (moved, old[f"{LIVE}/{layout.LOG_NAME}"]) and (rel.startswith(HISTORY) or rel == f"{LIVE}/{layout.LOG_NAME}")]
+    holders = [
+        rel
+        for rel, data in got.items()
+        if data in (moved, old[f"{LIVE}/{layout.LOG_NAME}"])
+        and (rel.startswith(HISTORY) or rel == f"{LIVE}/{layout.LOG_NAME}")
+    ]
     return [] if holders else ["the day's log is neither in live/ nor in history/"]
 
 
@@ -194,7 +213,9 @@ def rotate_after(run: Run, old: Snap, got: Snap) -> list[str]:
     if f"{LIVE}/{layout.LOG_NAME}" in got:
         problems.append("after the next rotate the live log is still there")
     if (meta.get("totalEvents"), meta.get("currentDay"), meta.get("lastClosedDate")) != (0, "2025-10-28", "2025-10-27"):
-        problems.append(f"after the next rotate the meta is {meta.get('totalEvents')}, {meta.get('currentDay')}, {meta.get('lastClosedDate')}")
+        problems.append(
+            f"after the next rotate the meta is {meta.get('totalEvents')}, {meta.get('currentDay')}, {meta.get('lastClosedDate')}"
+        )
     return problems
 
 
@@ -241,7 +262,9 @@ def corrupt_meta(base: Path) -> None:
 
 
 def lagging_meta(base: Path) -> None:
-    build_module(base, meta=meta_bytes(node_meta(LINES[:4], lastAckId=META["lastAckId"], purgeState=META["purgeState"])))
+    build_module(
+        base, meta=meta_bytes(node_meta(LINES[:4], lastAckId=META["lastAckId"], purgeState=META["purgeState"]))
+    )
 
 
 def no_meta(base: Path) -> None:
@@ -251,7 +274,7 @@ def no_meta(base: Path) -> None:
 def unsalvageable_meta(base: Path) -> None:
     """Only the backups can give the client state back: the damaged meta has no valid prefix."""
     build_module(base, meta=b"\x00" * 64 + b'"totalEvents": 5}')
-    put(base, f"{LIVE}/{BACKUP_DAMAGED}", b"{\n  \"branchId\": \"dar\",\n  \"lastAck")
+    put(base, f"{LIVE}/{BACKUP_DAMAGED}", b'{\n  "branchId": "dar",\n  "lastAck')
 
 
 def cut_meta(base: Path) -> None:
@@ -297,15 +320,50 @@ def with_rebuilt_meta(old: Snap, new: Snap, base: Path) -> dict[str, list[bytes 
 
 SCENARIOS = [
     Scenario("append_event", "plain", plain, append, invariant=meta_not_ahead, after_next=append_after),
-    Scenario("append_event", "torn-tail", torn, append, extra=repaired_log, invariant=meta_not_ahead, after_next=append_after),
-    Scenario("append_event", "corrupt-meta", corrupt_meta, append, extra=with_rebuilt_meta, invariant=meta_not_ahead, after_next=append_after),
+    Scenario(
+        "append_event", "torn-tail", torn, append, extra=repaired_log, invariant=meta_not_ahead, after_next=append_after
+    ),
+    Scenario(
+        "append_event",
+        "corrupt-meta",
+        corrupt_meta,
+        append,
+        extra=with_rebuilt_meta,
+        invariant=meta_not_ahead,
+        after_next=append_after,
+    ),
     Scenario("append_event", "lagging-meta", lagging_meta, append, invariant=meta_not_ahead, after_next=append_after),
     Scenario("update_meta", "plain", plain, update, invariant=meta_not_ahead, after_next=update_after),
-    Scenario("update_meta", "no-meta", no_meta, update, extra=with_rebuilt_meta, invariant=meta_not_ahead, after_next=update_after),
-    Scenario("rebuild", "unsalvageable-meta", unsalvageable_meta, rebuild, invariant=meta_not_ahead, after_next=rebuild_after(OLDER_META["lastAckId"])),
-    Scenario("rebuild", "cut-meta", cut_meta, rebuild, invariant=meta_not_ahead, after_next=rebuild_after(META["lastAckId"])),
+    Scenario(
+        "update_meta",
+        "no-meta",
+        no_meta,
+        update,
+        extra=with_rebuilt_meta,
+        invariant=meta_not_ahead,
+        after_next=update_after,
+    ),
+    Scenario(
+        "rebuild",
+        "unsalvageable-meta",
+        unsalvageable_meta,
+        rebuild,
+        invariant=meta_not_ahead,
+        after_next=rebuild_after(OLDER_META["lastAckId"]),
+    ),
+    Scenario(
+        "rebuild", "cut-meta", cut_meta, rebuild, invariant=meta_not_ahead, after_next=rebuild_after(META["lastAckId"])
+    ),
     Scenario("rotate", "next-day", next_day, rotate, invariant=rotate_invariant, after_next=rotate_after),
-    Scenario("rotate", "first-rotation-torn-tail", first_rotation_torn, rotate, extra=repaired_log, invariant=rotate_invariant, after_next=rotate_after),
+    Scenario(
+        "rotate",
+        "first-rotation-torn-tail",
+        first_rotation_torn,
+        rotate,
+        extra=repaired_log,
+        invariant=rotate_invariant,
+        after_next=rotate_after,
+    ),
     Scenario("archive_backups", "three-backups", backups, archive, after_next=archive_after),
     Scenario("clean_temp", "three-orphans", temps, clean, invariant=meta_not_ahead, after_next=clean_after),
 ]
@@ -343,7 +401,9 @@ def workdir(tmp_path: Path):
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.id)
-def test_every_io_failure_leaves_old_or_new_state_and_recovers(scenario: Scenario, workdir: Path, fault_report: list[Result]):
+def test_every_io_failure_leaves_old_or_new_state_and_recovers(
+    scenario: Scenario, workdir: Path, fault_report: list[Result]
+):
     result = run_scenario(scenario, workdir)
     fault_report.append(result)
     assert len(result.calls) >= MIN_CALLS_PER_SCENARIO, [c.label for c in result.calls]
@@ -371,7 +431,7 @@ def overwrite_in_place(run: Run) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
 
@@ -408,7 +468,10 @@ def test_eventstore_reaches_files_only_through_os():
     """The harness counts os.* calls (and open()); a file object's own writes it would miss."""
     for name in ("store", "fileio", "archive", "rebuild", "log", "meta", "layout", "checks"):
         source = (REPO / "eventstore" / f"{name}.py").read_text()
-        found = re.findall(r"\.(?:write_bytes|write_text|read_bytes|read_text|touch)\(|(?<!os)\.(?:open|rename|unlink|rmdir)\(|(?<![\w.])open\(", source)
+        found = re.findall(
+            r"\.(?:write_bytes|write_text|read_bytes|read_text|touch)\(|(?<!os)\.(?:open|rename|unlink|rmdir)\(|(?<![\w.])open\(",
+            source,
+        )
         assert not found, f"eventstore/{name}.py uses {found}: make the fault harness see those calls"
 
 
@@ -428,7 +491,10 @@ def test_a_rotate_that_failed_after_its_link_is_finished_not_copied_again(tmp_pa
     """Found by the harness: the log linked into history, the unlink failing, the retry made a
     second history file ``...-1.log`` with the same events."""
     run = faulty_run(tmp_path, next_day)
-    with FaultyOS(tmp_path, failure=errno.EIO, fail_when=on("unlink", "live/events.log")).active(), pytest.raises(OSError):
+    with (
+        FaultyOS(tmp_path, failure=errno.EIO, fail_when=on("unlink", "live/events.log")).active(),
+        pytest.raises(OSError),
+    ):
         run.module.rotate(today="2025-10-28")
     moved = run.module.rotate(today="2025-10-28")
     history = sorted(p.name for p in run.module.history_dir.iterdir())
@@ -440,7 +506,10 @@ def test_a_short_write_of_an_event_leaves_the_log_as_it_was(tmp_path: Path):
     """Found by the harness: a full disk took half the line and the log ended in a torn line
     that a Node writer, which does not repair, would glue its next event onto."""
     run = faulty_run(tmp_path, plain)
-    with FaultyOS(tmp_path, failure=SHORT, fail_when=on("write", "live/events.log")).active(), pytest.raises(OSError) as err:
+    with (
+        FaultyOS(tmp_path, failure=SHORT, fail_when=on("write", "live/events.log")).active(),
+        pytest.raises(OSError) as err,
+    ):
         run.module.append_event(make_entry(100))
     assert err.value.errno == errno.ENOSPC
     assert run.module.log_path.read_bytes() == LOG
@@ -464,7 +533,10 @@ def test_a_backup_name_always_holds_a_whole_copy(tmp_path: Path):
     (or on a crash) an empty ``events.meta.json.corrupted.<ms>.bak`` stayed as if a backup."""
     run = faulty_run(tmp_path, corrupt_meta)
     damaged = run.module.meta_path.read_bytes()
-    with FaultyOS(tmp_path, failure=PERSISTENT, fail_when=on("write", "events.meta.json.tmp.*")).active(), pytest.raises(OSError):
+    with (
+        FaultyOS(tmp_path, failure=PERSISTENT, fail_when=on("write", "events.meta.json.tmp.*")).active(),
+        pytest.raises(OSError),
+    ):
         run.module.rebuild()
     names = os.listdir(run.live)
     assert [n for n in names if layout.backup_kind(n)] == [BACKUP_VALID]
@@ -479,7 +551,10 @@ def test_an_interrupted_archive_copy_does_not_block_the_next_archive(tmp_path: P
     """Found by the harness: a copy cut short (and not removed: the disk went away) kept the
     backup's name in the archive, and every later archive of it failed "already exists"."""
     run = faulty_run(tmp_path, backups)
-    with FaultyOS(tmp_path, failure=PERSISTENT, fail_when=on("write", f"{FRAGMENT}.partial")).active(), pytest.raises(OSError):
+    with (
+        FaultyOS(tmp_path, failure=PERSISTENT, fail_when=on("write", f"{FRAGMENT}.partial")).active(),
+        pytest.raises(OSError),
+    ):
         run.module.archive_backups(run.archive)
     assert not (run.archive / "dar" / "pos" / FRAGMENT).exists()
     done = run.module.archive_backups(run.archive)

@@ -110,7 +110,9 @@ def test_stamp_notices_size_mtime_and_inode_changes(tmp_path):
     assert Stamp.from_json(json.loads(json.dumps(s2.to_json()))) == s2 and s2.mtime == s2.mtime_ns / 1e9
 
 
-@pytest.mark.parametrize("value", [None, [], [1, 2, 3], [1, 2, 3, "4"], [1, 2, 3, -4], [1, 2, 3, 4.0], [1, 2, 3, True], {"dev": 1}])
+@pytest.mark.parametrize(
+    "value", [None, [], [1, 2, 3], [1, 2, 3, "4"], [1, 2, 3, -4], [1, 2, 3, 4.0], [1, 2, 3, True], {"dev": 1}]
+)
 def test_a_stamp_read_back_is_four_whole_numbers(value):
     with pytest.raises(ValueError):
         Stamp.from_json(value)

@@ -127,27 +127,127 @@ class Draw(Rng):
 # encoded surrogate, beyond U+10FFFF), BOM, line ends, JSON syntax, escapes, non-JSON constants,
 # numbers beyond every range, deep nesting, a JS-visible Unicode line separator, Arabic digits.
 TOKENS: tuple[bytes, ...] = (
-    b"\x00", b"\x00" * 17, b"\xff", b"\x80", b"\xc3", b"\xe2\x82", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
-    BOM, b"\r", b"\r\n", b"\n", b"\n\n", b"\n\r\n", b" ", b"\t", b"\x0b\x0c",
-    b'"', b"'", b"{", b"}", b"[", b"]", b",", b":", b"\\", b"\\u", b"\\ud800", b"\\udc00", b"\\u0000", b"\\x41",
-    b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b"1e-400", b"-0", b"0.0e0", b"01",
-    b"9" * 5000, b"18446744073709551616", b"-9223372036854775809", b"134217728", b"134217729", b"99999999",
-    b"[" * 1100, b"{\"a\":" * 1100, b"[" * 100_000, b"]" * 50, b"}" * 50,
-    b"null", b"true", b"false", b"{}", b"[]", b'""', b'{"a":1,"a":2}',
-    "\u2028".encode(), "٣٤".encode(), "أحمد".encode(), b"\xef\xbf\xbd",
-    b'\n  "totalEvents": 1,', b'\n  "tableCursors": null,', b"\n}\n}\n",
+    b"\x00",
+    b"\x00" * 17,
+    b"\xff",
+    b"\x80",
+    b"\xc3",
+    b"\xe2\x82",
+    b"\xc0\xaf",
+    b"\xed\xa0\x80",
+    b"\xf4\x90\x80\x80",
+    BOM,
+    b"\r",
+    b"\r\n",
+    b"\n",
+    b"\n\n",
+    b"\n\r\n",
+    b" ",
+    b"\t",
+    b"\x0b\x0c",
+    b'"',
+    b"'",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b",",
+    b":",
+    b"\\",
+    b"\\u",
+    b"\\ud800",
+    b"\\udc00",
+    b"\\u0000",
+    b"\\x41",
+    b"NaN",
+    b"Infinity",
+    b"-Infinity",
+    b"1e400",
+    b"-1e400",
+    b"1e-400",
+    b"-0",
+    b"0.0e0",
+    b"01",
+    b"9" * 5000,
+    b"18446744073709551616",
+    b"-9223372036854775809",
+    b"134217728",
+    b"134217729",
+    b"99999999",
+    b"[" * 1100,
+    b'{"a":' * 1100,
+    b"[" * 100_000,
+    b"]" * 50,
+    b"}" * 50,
+    b"null",
+    b"true",
+    b"false",
+    b"{}",
+    b"[]",
+    b'""',
+    b'{"a":1,"a":2}',
+    "\u2028".encode(),
+    "٣٤".encode(),
+    "أحمد".encode(),
+    b"\xef\xbf\xbd",
+    b'\n  "totalEvents": 1,',
+    b'\n  "tableCursors": null,',
+    b"\n}\n}\n",
 )
 
 # JSON values that a fuzzed document may carry at any place (raw ones are spliced in as text).
 ODD_VALUES: tuple[Any, ...] = (
-    None, True, False, 0, -1, 1, 1.5, -0.0, 1e308, 5e-324, 2**27, 2**27 + 1, 2**53 + 1, 2**63 - 1, 2**63, 2**64 - 1,
-    2**64, 10**30, -(2**63) - 1, "", "\x00", "a\x00b", "\ud800", "\udcff", "\u2028", "١٢", "evt-" + "x" * 3000,
-    [], {}, [None], [[]], [1, [2, [3]]], {"id": None}, {"key": [1, {}]}, {"primaryKey": {"id": 7}},
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    1.5,
+    -0.0,
+    1e308,
+    5e-324,
+    2**27,
+    2**27 + 1,
+    2**53 + 1,
+    2**63 - 1,
+    2**63,
+    2**64 - 1,
+    2**64,
+    10**30,
+    -(2**63) - 1,
+    "",
+    "\x00",
+    "a\x00b",
+    "\ud800",
+    "\udcff",
+    "\u2028",
+    "١٢",
+    "evt-" + "x" * 3000,
+    [],
+    {},
+    [None],
+    [[]],
+    [1, [2, [3]]],
+    {"id": None},
+    {"key": [1, {}]},
+    {"primaryKey": {"id": 7}},
 )
 RAW_VALUES: tuple[bytes, ...] = (
-    b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b"9" * 5000, b"-" + b"9" * 400, b"1" + b"0" * 30,
-    b"[" * 300 + b"]" * 300, b"[" * 950 + b"1" + b"]" * 950, b"[" * 1020 + b"]" * 1020, b"[" * 1100 + b"]" * 1100,
-    b'{"a":' * 600 + b"1" + b"}" * 600, b"[" * 100_000 + b"]" * 100_000,
+    b"NaN",
+    b"Infinity",
+    b"-Infinity",
+    b"1e400",
+    b"-1e400",
+    b"9" * 5000,
+    b"-" + b"9" * 400,
+    b"1" + b"0" * 30,
+    b"[" * 300 + b"]" * 300,
+    b"[" * 950 + b"1" + b"]" * 950,
+    b"[" * 1020 + b"]" * 1020,
+    b"[" * 1100 + b"]" * 1100,
+    b'{"a":' * 600 + b"1" + b"}" * 600,
+    b"[" * 100_000 + b"]" * 100_000,
 )
 _MARK = "\u0001raw:{}\u0001"
 
@@ -302,7 +402,9 @@ def op_dup_key(d: bytes, c: Rng, others) -> bytes:
     if not braces:
         return op_insert(d, c, others)
     i = c.choice(braces) + 1
-    key = c.choice((b'"totalEvents"', b'"lastEventId"', b'"tableCursors"', b'"sequence"', b'"id"', b'"table"', b'"record"'))
+    key = c.choice(
+        (b'"totalEvents"', b'"lastEventId"', b'"tableCursors"', b'"sequence"', b'"id"', b'"table"', b'"record"')
+    )
     val = c.choice((b"0", b"-1", b"null", b'"x"', b"{}", b"[]", b"99999999999999999999", b"4.5"))
     return d[:i] + key + b":" + val + b"," + d[i:]
 
@@ -324,8 +426,22 @@ def op_replace(d: bytes, c: Rng, others) -> bytes:
 
 
 BYTE_OPS: tuple[Callable, ...] = (
-    op_flip, op_flip, op_truncate, op_delete, op_repeat, op_insert, op_insert, op_overwrite, op_nul_run, op_bom,
-    op_line_ends, op_number, op_dup_key, op_splice, op_overlap, op_replace,
+    op_flip,
+    op_flip,
+    op_truncate,
+    op_delete,
+    op_repeat,
+    op_insert,
+    op_insert,
+    op_overwrite,
+    op_nul_run,
+    op_bom,
+    op_line_ends,
+    op_number,
+    op_dup_key,
+    op_splice,
+    op_overlap,
+    op_replace,
 )
 
 
@@ -347,21 +463,30 @@ META_VALUES = [
     _meta_doc(0, 0),
     _meta_doc(1, 1),
     _meta_doc(5, 2, lastAckId=None, purgeState={"at": "2025-10-27T00:00:00.000Z", "tables": ["order_line"]}),
-    _meta_doc(12, 3, lastServedTableIds={"order_header": ["ord-1", "ord-2"]}, lastClientTableIds={"pos-1": {"order_line": 4}}),
-    _meta_doc(48, 4, lastSnapshotMarker="snap-48", lastClientSyncAt="2025-10-27T12:23:47.665Z", currentDay="2025-10-27"),
+    _meta_doc(
+        12, 3, lastServedTableIds={"order_header": ["ord-1", "ord-2"]}, lastClientTableIds={"pos-1": {"order_line": 4}}
+    ),
+    _meta_doc(
+        48, 4, lastSnapshotMarker="snap-48", lastClientSyncAt="2025-10-27T12:23:47.665Z", currentDay="2025-10-27"
+    ),
     {**_meta_doc(3, 5), "totalEvents": 0, "lastEventId": None, "lastEventAt": None},  # after a rotation
 ]
 META_DOCS = [meta_bytes(m) for m in META_VALUES]
 
-LOG_LINES = [make_lines(n, start=s, seed=seed) for n, s, seed in ((1, 1, 0), (3, 1, 1), (6, 1, 2), (12, 40, 3), (30, 1, 4))]
-LOG_DOCS = [b"".join(line_bytes(ln) for ln in lines) for lines in LOG_LINES] + [
-    b"",
-    b"\n\n",
-    b"".join(line_bytes(ln) for ln in LOG_LINES[2]).replace(b"\n", b"\r\n"),
-    b"".join(line_bytes(ln) for ln in LOG_LINES[2][:3] + LOG_LINES[2][2:]),  # a repeated sequence
-    b"".join(line_bytes(ln) for ln in LOG_LINES[2][:2] + LOG_LINES[2][4:]),  # a gap
-    b"".join(line_bytes(ln) for ln in LOG_LINES[2])[:-300],  # a torn tail
+LOG_LINES = [
+    make_lines(n, start=s, seed=seed) for n, s, seed in ((1, 1, 0), (3, 1, 1), (6, 1, 2), (12, 40, 3), (30, 1, 4))
 ]
+LOG_DOCS = (
+    [b"".join(line_bytes(ln) for ln in lines) for lines in LOG_LINES]
+    + [
+        b"",
+        b"\n\n",
+        b"".join(line_bytes(ln) for ln in LOG_LINES[2]).replace(b"\n", b"\r\n"),
+        b"".join(line_bytes(ln) for ln in LOG_LINES[2][:3] + LOG_LINES[2][2:]),  # a repeated sequence
+        b"".join(line_bytes(ln) for ln in LOG_LINES[2][:2] + LOG_LINES[2][4:]),  # a gap
+        b"".join(line_bytes(ln) for ln in LOG_LINES[2])[:-300],  # a torn tail
+    ]
+)
 
 
 def mutate_log_lines(lines: list[dict[str, Any]], c: Rng) -> bytes:
@@ -374,13 +499,17 @@ def mutate_log_lines(lines: list[dict[str, Any]], c: Rng) -> bytes:
             out.append(line_bytes(ln))
         if c.chance(0.1):  # what Node's trim() strips and bytes.strip() does not (or a near miss)
             pad = c.choice(_PADS)
-            out[-1] = (pad if c.chance(0.5) else b"") + out[-1][:-1] + (c.choice(_PADS) if c.chance(0.5) else b"") + b"\n"
+            out[-1] = (
+                (pad if c.chance(0.5) else b"") + out[-1][:-1] + (c.choice(_PADS) if c.chance(0.5) else b"") + b"\n"
+            )
     if c.chance(0.2):
         out.insert(c.int(0, len(out)), c.choice((b"\n", b"  \n", b"\r\n", b"\t\r\n", *(p + b"\n" for p in _PADS))))
     return b"".join(out)
 
 
-_PADS = tuple(ch.encode() for ch in ("\x0b", "\x0c", "\xa0", "\ufeff", "\u2028", "\u3000", "\x1c", "\x85", "\u200b", "\x0b\xa0 "))
+_PADS = tuple(
+    ch.encode() for ch in ("\x0b", "\x0c", "\xa0", "\ufeff", "\u2028", "\u3000", "\x1c", "\x85", "\u200b", "\x0b\xa0 ")
+)
 
 
 def fuzzed_meta(c: Rng) -> bytes:
@@ -400,7 +529,9 @@ def fuzzed_log(c: Rng) -> bytes:
 # Server logs: journald (short and short-iso), pm2 and bare lines, with recoveries of every outcome.
 P = serverlog.TAG + " "
 _PREFIXES = (
-    lambda c, t: f"Oct {c.int(1, 31):2d} {c.int(0, 23):02d}:{c.int(0, 59):02d}:{c.int(0, 59):02d} pos{c.int(1, 9)} node[{c.int(1, 99999)}]: ",
+    lambda c, t: (
+        f"Oct {c.int(1, 31):2d} {c.int(0, 23):02d}:{c.int(0, 59):02d}:{c.int(0, 59):02d} pos{c.int(1, 9)} node[{c.int(1, 99999)}]: "
+    ),
     lambda c, t: f"{t}+0300 pos1 node[811]: ",
     lambda c, t: f"0|mishkah  | {t}.{c.int(0, 999):03d}+03:00: ",
     lambda c, t: f"{t.replace('T', ' ')} +00:00: ",
@@ -408,9 +539,19 @@ _PREFIXES = (
     lambda c, t: "",
 )
 ODD_TIMES = (
-    "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "2025-02-30T10:00:00Z", "2025-10-27T25:61:61Z",
-    "2025-10-27T10:00:00+99:99", "2025-10-27T10:00:00.1234567891Z", "٢٠٢٥-١٠-٢٧T١٠:٠٠:٠٠Z", "0000-01-01T00:00:00Z",
-    "Feb 30 10:00:00", "Feb 29 10:00:00", "Dec 31 23:59:59.999999999", "Jan  0 00:00:00", "Oct 27 99:99:99",
+    "0001-01-01T00:00:00+05:00",
+    "9999-12-31T23:59:59-05:00",
+    "2025-02-30T10:00:00Z",
+    "2025-10-27T25:61:61Z",
+    "2025-10-27T10:00:00+99:99",
+    "2025-10-27T10:00:00.1234567891Z",
+    "٢٠٢٥-١٠-٢٧T١٠:٠٠:٠٠Z",
+    "0000-01-01T00:00:00Z",
+    "Feb 30 10:00:00",
+    "Feb 29 10:00:00",
+    "Dec 31 23:59:59.999999999",
+    "Jan  0 00:00:00",
+    "Oct 27 99:99:99",
 )
 
 
@@ -431,14 +572,24 @@ def server_log(c: Rng) -> str:
         path = _server_path(c)
         ms = c.choice((1761567827663, 0, 9999999999999999, c.int(0, 2**40)))
         if c.chance(0.2):  # the old build
-            msgs = [f"JSON parse error: Unexpected token }} in JSON at position {c.int(0, 9999)}", f"File path: {path}",
-                    'Raw content (first 500 chars): {"branchId": "dar",']
+            msgs = [
+                f"JSON parse error: Unexpected token }} in JSON at position {c.int(0, 9999)}",
+                f"File path: {path}",
+                'Raw content (first 500 chars): {"branchId": "dar",',
+            ]
         else:
-            msgs = ["CORRUPTED FILE DETECTED - Attempting recovery", "Error: Unexpected token : in JSON at position 2884",
-                    f"File path: {path}", f"Corrupted file backed up to: {path}.corrupted.{ms}.bak",
-                    f"File size: {c.int(0, 10**6)} bytes", "Attempting to rebuild meta from event log...",
-                    f"Recovered meta from {c.int(0, 10**6)} events"]
-            msgs.append(c.choice(("Meta file rebuilt successfully", "Recovery failed: ENOSPC: no space left on device", "")))
+            msgs = [
+                "CORRUPTED FILE DETECTED - Attempting recovery",
+                "Error: Unexpected token : in JSON at position 2884",
+                f"File path: {path}",
+                f"Corrupted file backed up to: {path}.corrupted.{ms}.bak",
+                f"File size: {c.int(0, 10**6)} bytes",
+                "Attempting to rebuild meta from event log...",
+                f"Recovered meta from {c.int(0, 10**6)} events",
+            ]
+            msgs.append(
+                c.choice(("Meta file rebuilt successfully", "Recovery failed: ENOSPC: no space left on device", ""))
+            )
         for m in msgs:
             lines.append(pre(c, t) + P + m)
             if c.chance(0.15):
@@ -473,7 +624,9 @@ def mutate_server_lines(text: str, c: Rng) -> bytes:
         elif k == 6:
             lines[i] = lines[i] + P + lines[i]
         else:
-            lines[i] = lines[i].replace("events.meta.json", c.choice(("", "events.meta.json.corrupted.x.bak", "\x00", "\ud800")))
+            lines[i] = lines[i].replace(
+                "events.meta.json", c.choice(("", "events.meta.json.corrupted.x.bak", "\x00", "\ud800"))
+            )
     return "\n".join(lines).encode("utf-8", "surrogatepass")
 
 
@@ -487,9 +640,24 @@ def fuzzed_server_log(c: Rng) -> bytes:
 # Properties of each target (each raises AssertionError, or lets a real exception escape).
 
 SUMMARY_FIELDS = (
-    "size", "lines", "events", "bad_line_count", "bad_lines", "last_event_id", "last_event_at", "last_sequence",
-    "max_sequence", "min_sequence", "duplicate_count", "duplicates", "gap_count", "gaps",
-    "sequence_tracking_limited", "lines_seen", "torn_tail", "table_cursors",
+    "size",
+    "lines",
+    "events",
+    "bad_line_count",
+    "bad_lines",
+    "last_event_id",
+    "last_event_at",
+    "last_sequence",
+    "max_sequence",
+    "min_sequence",
+    "duplicate_count",
+    "duplicates",
+    "gap_count",
+    "gaps",
+    "sequence_tracking_limited",
+    "lines_seen",
+    "torn_tail",
+    "table_cursors",
 )
 
 
@@ -547,7 +715,10 @@ def check_salvage(data: bytes) -> dict[str, Any] | None:
 
 # JavaScript's String.prototype.trim(), written here from its definition (not from eventstore):
 # WhiteSpace (TAB, VT, FF, ZWNBSP and every Zs) and LineTerminator (LF, CR, LS, PS).
-JS_TRIM = "".join(chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Zs") + "\t\x0b\x0c\ufeff\n\r\u2028\u2029"
+JS_TRIM = (
+    "".join(chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Zs")
+    + "\t\x0b\x0c\ufeff\n\r\u2028\u2029"
+)
 
 
 def node_blank(line: bytes) -> bool:
@@ -573,7 +744,9 @@ def reference_facts(data: bytes) -> dict[str, Any]:
         lines += 1
         event, reason = logmod.parse_event(line)
         if event is None:
-            bad.append({"line": lineno, "offset": here, "error": reason, "preview": line[:120].decode("utf-8", "replace")})
+            bad.append(
+                {"line": lineno, "offset": here, "error": reason, "preview": line[:120].decode("utf-8", "replace")}
+            )
         else:
             events.append(event)
     torn = None
@@ -581,13 +754,28 @@ def reference_facts(data: bytes) -> dict[str, Any]:
     if not node_blank(tail):
         lines += 1
         event, _ = logmod.parse_event(tail)
-        torn = {"offset": len(data) - len(fragment), "length": len(tail), "line": len(physical) + 1, "parses": event is not None}
+        torn = {
+            "offset": len(data) - len(fragment),
+            "length": len(tail),
+            "line": len(physical) + 1,
+            "parses": event is not None,
+        }
         if event is not None:
             events.append(event)
-    out = {"size": len(data), "lines": lines, "events": len(events), "bad_line_count": len(bad), "bad_lines": bad[: logmod.SAMPLE_LIMIT]}
+    out = {
+        "size": len(data),
+        "lines": lines,
+        "events": len(events),
+        "bad_line_count": len(bad),
+        "bad_lines": bad[: logmod.SAMPLE_LIMIT],
+    }
     out["lines_seen"], out["torn_tail"] = len(physical) + (1 if torn else 0), torn
     last = events[-1] if events else {}
-    out |= {"last_event_id": last.get("id"), "last_event_at": logmod.event_time(last) if last else None, "last_sequence": last.get("sequence")}
+    out |= {
+        "last_event_id": last.get("id"),
+        "last_event_at": logmod.event_time(last) if last else None,
+        "last_sequence": last.get("sequence"),
+    }
     cursors: dict[str, Any] = {}
     for event in events:  # the last event of each table that leaves a cursor
         cursor = logmod.cursor_for(event) if isinstance(event.get("table"), str) and event["table"] else None
@@ -616,9 +804,13 @@ def _reference_sequences(found: list[Any]) -> dict[str, Any]:
                 gap_count += high - low - 1
                 gaps.append([low + 1, high - 1])
     return {
-        "max_sequence": max(seqs, default=0), "min_sequence": min(seqs, default=0), "sequence_tracking_limited": limited,
-        "duplicate_count": len(duplicates), "duplicates": sorted(duplicates[: logmod.SAMPLE_LIMIT]),
-        "gap_count": gap_count, "gaps": gaps[: logmod.SAMPLE_LIMIT],
+        "max_sequence": max(seqs, default=0),
+        "min_sequence": min(seqs, default=0),
+        "sequence_tracking_limited": limited,
+        "duplicate_count": len(duplicates),
+        "duplicates": sorted(duplicates[: logmod.SAMPLE_LIMIT]),
+        "gap_count": gap_count,
+        "gaps": gaps[: logmod.SAMPLE_LIMIT],
     }
 
 
@@ -688,7 +880,11 @@ def check_log(path: Path, data: bytes, c: Rng) -> None:
     last_line = next((ln for ln in reversed(complete) if not node_blank(ln)), None)
     assert tail.size == size
     if tail.last_line is not None or max_bytes >= size:
-        assert (tail.fragment_offset, tail.fragment, tail.last_line) == (fragment_offset, data[fragment_offset:], last_line)
+        assert (tail.fragment_offset, tail.fragment, tail.last_line) == (
+            fragment_offset,
+            data[fragment_offset:],
+            last_line,
+        )
     else:  # gave up within max_bytes: the fragment is right when a newline was met
         assert tail.fragment_offset + len(tail.fragment) == size
         assert tail.fragment == data[fragment_offset:] or (tail.fragment == b"" and tail.fragment_offset == size)
@@ -832,7 +1028,9 @@ def check_rebuild(module, c: Rng) -> None:
 # ---------------------------------------------------------------------------------------------
 # Hypothesis tests: structured documents, then mutated.
 
-ids = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12) | st.sampled_from(("evt-1", "ord-1", ""))
+ids = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12) | st.sampled_from(
+    ("evt-1", "ord-1", "")
+)
 times = st.sampled_from(("2025-10-27T12:23:47.663Z", "2025-10-22", "", "not a time", "2025-10-27T12:23:47Z"))
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False) | ids,
@@ -945,7 +1143,10 @@ def test_fuzzed_log_reads_the_same_every_way(data, rnd):
 
 
 @FUZZ
-@example(data=b"0001-01-01T00:00:00+05:00 " + P.encode() + b"CORRUPTED FILE DETECTED - Attempting recovery\n", rnd=random.Random(0))
+@example(
+    data=b"0001-01-01T00:00:00+05:00 " + P.encode() + b"CORRUPTED FILE DETECTED - Attempting recovery\n",
+    rnd=random.Random(0),
+)
 @example(data=b"9999-12-31T23:59:59-05:00 " + P.encode() + b"JSON parse error: x\n", rnd=random.Random(0))
 @example(data=b"x " + P.encode() + b"CORRUPTED FILE DETECTED \xff\n", rnd=random.Random(0))
 @given(server_inputs(), st.randoms(use_true_random=False))
@@ -1037,8 +1238,12 @@ def test_mutation_fuzzer_no_exception_escapes(capsys):
     line = f"fuzz: {INPUTS:,} inputs ({parts}), seed {SEED}, {outcome} ({took:.1f} s)"
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "fuzz.txt").write_text(
-        line + "\n" + f"at {datetime.now(UTC).isoformat(timespec='seconds')}; replay: OPSDASH_FUZZ_SEED={SEED} OPSDASH_FUZZ_INPUTS={INPUTS}\n"
-        + "seconds per target: " + ", ".join(f"{t} {s:.1f}" for t, s in seconds.items()) + "\n"
+        line
+        + "\n"
+        + f"at {datetime.now(UTC).isoformat(timespec='seconds')}; replay: OPSDASH_FUZZ_SEED={SEED} OPSDASH_FUZZ_INPUTS={INPUTS}\n"
+        + "seconds per target: "
+        + ", ".join(f"{t} {s:.1f}" for t, s in seconds.items())
+        + "\n"
         + "".join(f"\n{f}" for f in failures)
     )
     with capsys.disabled():

@@ -24,7 +24,13 @@ def test_a_server_log_time_out_of_range_in_utc_is_no_time():
 
 
 def test_a_server_log_read_as_text_with_surrogateescape_is_parsed_like_bytes():
-    raw = b"Oct 27 12:23:47 pos1 node[1]: " + P.encode() + b"CORRUPTED FILE DETECTED \xff\n" + P.encode() + b"File size: 7 bytes\xfe\n"
+    raw = (
+        b"Oct 27 12:23:47 pos1 node[1]: "
+        + P.encode()
+        + b"CORRUPTED FILE DETECTED \xff\n"
+        + P.encode()
+        + b"File size: 7 bytes\xfe\n"
+    )
     lines = raw.decode("utf-8", "surrogateescape").splitlines(keepends=True)
     [rec] = serverlog.parse(lines, year=2025)
     [expected] = serverlog.parse(raw.splitlines(keepends=True), year=2025)
@@ -44,15 +50,19 @@ def _js_string_recursive(v):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=3),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=2)))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=3),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=2),
+    )
+)
 def test_a_cursor_key_is_stringified_as_before(value):
     assert logmod._as_js_string(value) == _js_string_recursive(value)
 
 
 def test_a_record_id_nested_1000_deep_does_not_make_the_log_reader_or_check_raise(tmp_path):
     deep = b"[" * 1000 + b'"k"' + b"]" * 1000
-    line = b'{"id":"evt-1","sequence":1,"table":"order_line","record":{"id":' + deep + b'}}\n'
+    line = b'{"id":"evt-1","sequence":1,"table":"order_line","record":{"id":' + deep + b"}}\n"
     module = EventStore(tmp_path, fsync=False).module("dar", "pos")
     module.live_dir.mkdir(parents=True)
     module.log_path.write_bytes(line)
@@ -117,7 +127,9 @@ def test_a_health_of_odd_values_is_plain_json_for_orjson(tmp_path):
     # bits, lone surrogates and nesting deeper than 255: such values become text.
     module = EventStore(tmp_path, fsync=False).module("dar", "pos")
     module.live_dir.mkdir(parents=True)
-    module.meta_path.write_bytes(b'{"branchId": "\\ud800", "totalEvents": -1000000000000000000000, "lastEventId": 1e400}')
+    module.meta_path.write_bytes(
+        b'{"branchId": "\\ud800", "totalEvents": -1000000000000000000000, "lastEventId": 1e400}'
+    )
     deep = b"[" * 300 + b"]" * 300
     module.log_path.write_bytes(b'{"id":' + deep + b',"sequence":1,"createdAt":' + deep + b"}\n")
     h = module.check()

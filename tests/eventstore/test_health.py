@@ -42,7 +42,11 @@ def test_problems_names_every_way_a_detail_breaks_its_spec():
     spec = health.FINDING_SPECS["log_sequence_gap"]
     assert spec.problems({"count": 2, "gaps": [[3, 4]]}) == []
     problems = spec.problems({"count": -1, "extra": 1})
-    assert any("undeclared" in p for p in problems) and any("missing" in p for p in problems) and any("count" in p for p in problems)
+    assert (
+        any("undeclared" in p for p in problems)
+        and any("missing" in p for p in problems)
+        and any("count" in p for p in problems)
+    )
 
 
 def test_every_finding_of_the_demo_root_conforms_also_when_read_back_from_its_state(tmp_path):
@@ -51,7 +55,9 @@ def test_every_finding_of_the_demo_root_conforms_also_when_read_back_from_its_st
     for module in EventStore(tmp_path / "demo", fsync=False).modules():
         first = module.check()
         assert_conforms(first)
-        assert_conforms(module.check(now=time.time() + 10, previous=json.loads(json.dumps(first.state))))  # past the racy window
+        assert_conforms(
+            module.check(now=time.time() + 10, previous=json.loads(json.dumps(first.state)))
+        )  # past the racy window
         seen |= {f.code for f in first.findings}
     assert seen == set(CODES) - {"unreadable"}
 

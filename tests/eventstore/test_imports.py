@@ -61,7 +61,9 @@ def test_no_import_is_hidden_under_type_checking_or_in_a_function():
 
 
 def test_eventstore_modules_import_each_other_without_a_cycle():
-    graph = {m: {t for t, _ in found if t == "eventstore" or t.startswith("eventstore.")} for m, found in _imports().items()}
+    graph = {
+        m: {t for t, _ in found if t == "eventstore" or t.startswith("eventstore.")} for m, found in _imports().items()
+    }
     done: set[str] = set()
 
     def walk(module: str, path: list[str]) -> None:

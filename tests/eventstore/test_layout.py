@@ -47,7 +47,14 @@ def test_backup_names_round_trip_with_their_time():
 
 
 @pytest.mark.parametrize(
-    "name", ["events.meta.json", "events.meta.json.corrupted.bak", "events.meta.json.corrupted.12x.bak", "data.json", "events.rejected.log"]
+    "name",
+    [
+        "events.meta.json",
+        "events.meta.json.corrupted.bak",
+        "events.meta.json.corrupted.12x.bak",
+        "data.json",
+        "events.rejected.log",
+    ],
 )
 def test_other_files_are_not_backups(name):
     assert layout.backup_kind(name) is None
@@ -62,7 +69,9 @@ def test_temp_name_matches_the_node_pattern():
 
 
 def test_rotated_log_name_replaces_colons_and_dots():
-    assert layout.rotated_log_name("2025-10-27", "2025-10-27T12:23:47.663Z") == "2025-10-27-2025-10-27T12-23-47-663Z.log"
+    assert (
+        layout.rotated_log_name("2025-10-27", "2025-10-27T12:23:47.663Z") == "2025-10-27-2025-10-27T12-23-47-663Z.log"
+    )
 
 
 def test_rotated_log_name_refuses_a_slash_in_the_stamp():

@@ -49,12 +49,19 @@ def test_cursor_falls_back_to_primary_key_then_primary():
     line = make_line(4, make_entry(4, "order_line"))
     line["meta"] = {}
     line["record"] = {"primaryKey": {"uid": 77}, "primary": {"id": "never"}}
-    assert logmod.cursor_for(line) == {"uid": "77", "eventId": line["id"], "sequence": 4, "updatedAt": line["recordedAt"]}
+    assert logmod.cursor_for(line) == {
+        "uid": "77",
+        "eventId": line["id"],
+        "sequence": 4,
+        "updatedAt": line["recordedAt"],
+    }
     line["record"] = {"primary": {"key": "k-1"}}
     assert logmod.cursor_for(line)["key"] == "k-1"
 
 
-@pytest.mark.parametrize(("value", "text"), [(42, "42"), (42.0, "42"), (1.5, "1.5"), (True, "true"), ("ord-1", "ord-1")])
+@pytest.mark.parametrize(
+    ("value", "text"), [(42, "42"), (42.0, "42"), (1.5, "1.5"), (True, "true"), ("ord-1", "ord-1")]
+)
 def test_cursor_keys_are_strings_like_node(value, text):
     line = make_line(1)
     line["meta"]["recordRef"] = {"key": value}
@@ -73,7 +80,10 @@ def test_an_event_without_any_key_leaves_no_cursor():
     line["meta"] = None
     line["record"] = "not an object"
     assert logmod.cursor_for(line) is None and not logmod.leaves_cursor(line)
-    line["meta"], line["record"] = {"recordRef": {"table": "t", "key": None}}, {"primaryKey": {"note": "x"}, "primary": []}
+    line["meta"], line["record"] = (
+        {"recordRef": {"table": "t", "key": None}},
+        {"primaryKey": {"note": "x"}, "primary": []},
+    )
     assert logmod.cursor_for(line) is None and not logmod.leaves_cursor(line)
     line["record"]["primary"] = {"uuid": 0}
     assert logmod.cursor_for(line)["uuid"] == "0" and logmod.leaves_cursor(line)
@@ -91,7 +101,9 @@ def test_a_table_keeps_the_cursor_of_its_last_event_with_a_key(tmp_path, monkeyp
         {"id": "e6", "sequence": 6, "table": "t3", "record": {"x": 1}},
     ]
     path = tmp_path / "events.log"
-    path.write_bytes(b"".join(orjson.dumps(ln) + b"\n" for ln in lines[:-1]) + orjson.dumps(lines[-1]))  # the last one torn
+    path.write_bytes(
+        b"".join(orjson.dumps(ln) + b"\n" for ln in lines[:-1]) + orjson.dumps(lines[-1])
+    )  # the last one torn
     want = {
         "t1": {"id": "r1", "eventId": "e1", "sequence": 1, "updatedAt": "a"},
         "t3": {"uid": "9", "eventId": "e5", "sequence": 5, "updatedAt": "b"},
@@ -137,7 +149,9 @@ def test_iter_raw_lines_refuses_a_symlink(tmp_path):
         list(logmod.iter_raw_lines(tmp_path / "events.log"))
 
 
-@pytest.mark.parametrize(("data", "ok"), [(b'{"id":1}', True), (b"[1]", False), (b'{"id":', False), (b"\xff", False), (b"null", False)])
+@pytest.mark.parametrize(
+    ("data", "ok"), [(b'{"id":1}', True), (b"[1]", False), (b'{"id":', False), (b"\xff", False), (b"null", False)]
+)
 def test_parse_event_wants_a_json_object(data, ok):
     event, reason = logmod.parse_event(data)
     assert (event is not None) == ok and (reason is None) == ok
@@ -158,7 +172,10 @@ def test_summarize_gives_what_node_would_keep_in_the_meta(tmp_path):
 
 
 def test_summarize_last_event_per_table_wins(tmp_path):
-    lines = [make_line(i, make_entry(i, t)) for i, t in enumerate(["order_header", "order_line", "order_header", "pos_shift", "order_line"], 1)]
+    lines = [
+        make_line(i, make_entry(i, t))
+        for i, t in enumerate(["order_header", "order_line", "order_header", "pos_shift", "order_line"], 1)
+    ]
     write(tmp_path / "events.log", lines)
     cursors = logmod.summarize(tmp_path / "events.log").table_cursors
     assert {t: c["sequence"] for t, c in cursors.items()} == {"order_header": 3, "pos_shift": 4, "order_line": 5}
@@ -229,8 +246,20 @@ def test_summarize_in_parallel_equals_one_pass(tmp_path):
     (tmp_path / "events.log").write_bytes(b"".join(parts) + b'{"torn')
     one = logmod.summarize(tmp_path / "events.log", workers=1)
     two = logmod.summarize(tmp_path / "events.log", workers=2)
-    for field in ("events", "bad_line_count", "bad_lines", "duplicate_count", "duplicates", "gap_count", "gaps",
-                  "max_sequence", "last_event_id", "table_cursors", "torn_tail", "expected_total"):
+    for field in (
+        "events",
+        "bad_line_count",
+        "bad_lines",
+        "duplicate_count",
+        "duplicates",
+        "gap_count",
+        "gaps",
+        "max_sequence",
+        "last_event_id",
+        "table_cursors",
+        "torn_tail",
+        "expected_total",
+    ):
         assert getattr(two, field) == getattr(one, field), field
 
 
@@ -296,11 +325,15 @@ def test_js_whitespace_is_what_javascript_trim_strips():
     assert set(logmod.JS_WHITESPACE) == zs | set("\t\x0b\x0c\ufeff\n\r\u2028\u2029")
 
 
-@pytest.mark.parametrize("pad", ["\x0b", "\x0c", "\xa0", "\ufeff", "\u2028", "\u2029", "\u3000", "\u1680", "\u202f", "\x0b\xa0 \ufeff"])
+@pytest.mark.parametrize(
+    "pad", ["\x0b", "\x0c", "\xa0", "\ufeff", "\u2028", "\u2029", "\u3000", "\u1680", "\u202f", "\x0b\xa0 \ufeff"]
+)
 def test_a_line_wrapped_in_what_trim_strips_is_an_event_and_a_line_of_it_is_blank(tmp_path, pad):
     lines = make_lines(3)
     p = pad.encode()
-    data = p + line_bytes(lines[0]) + line_bytes(lines[1])[:-1] + p + b"\n" + p + b"\n" + p + line_bytes(lines[2])[:-1] + p
+    data = (
+        p + line_bytes(lines[0]) + line_bytes(lines[1])[:-1] + p + b"\n" + p + b"\n" + p + line_bytes(lines[2])[:-1] + p
+    )
     path = tmp_path / "events.log"
     path.write_bytes(data)
     s = logmod.summarize(path)
@@ -361,7 +394,19 @@ def test_an_overlong_line_is_one_bad_line_and_an_overlong_tail_a_torn_one(tmp_pa
     path.write_bytes(data)
     s = logmod.summarize(path)
     assert (s.events, s.lines, s.lines_seen, s.bad_line_count, s.max_sequence, s.last_event_id) == (2, 4, 5, 1, 2, "c")
-    assert s.bad_lines == [{"line": 2, "offset": len(first) + 1, "error": "line is longer than 200 bytes (500 bytes); not read", "preview": "x" * 20}]
+    assert s.bad_lines == [
+        {
+            "line": 2,
+            "offset": len(first) + 1,
+            "error": "line is longer than 200 bytes (500 bytes); not read",
+            "preview": "x" * 20,
+        }
+    ]
     assert s.torn_tail == {"offset": len(data) - 300, "length": 300, "line": 5, "parses": False}
     raw = [(r.lineno, r.offset, r.data, r.complete) for r in logmod.iter_raw_lines(path)]
-    assert raw == [(1, 0, first, True), (2, len(first) + 1, b"x" * 20, True), (3, len(first) + 502, third, True), (5, len(data) - 300, b"y" * 20, False)]
+    assert raw == [
+        (1, 0, first, True),
+        (2, len(first) + 1, b"x" * 20, True),
+        (3, len(first) + 502, third, True),
+        (5, len(data) - 300, b"y" * 20, False),
+    ]

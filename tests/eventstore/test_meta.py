@@ -31,7 +31,7 @@ def test_parse_reports_the_position_of_a_syntax_error():
 def test_parse_reports_trailing_garbage_where_it_starts(good):
     # The upstream damage: a whole document followed by the tail of a longer one.
     doc = meta_bytes(good)
-    data = doc + b'\n}\n}'
+    data = doc + b"\n}\n}"
     _, err = metamod.parse(data)
     assert "Extra data" in err.message
     assert err.byte == len(doc) + 1
@@ -186,7 +186,9 @@ def test_salvage_prefix_cut_inside_a_nested_object_drops_that_entry(good):
     assert out["liveCreatedAt"] == good["liveCreatedAt"] and out["totalEvents"] == good["totalEvents"]
 
 
-@pytest.mark.parametrize("data", [b"", b"\x00\x00", b"[1, 2]", b"garbage", b"\xff\xfe{", b'"str"', b"{", b"\xef\xbb\xbf"])
+@pytest.mark.parametrize(
+    "data", [b"", b"\x00\x00", b"[1, 2]", b"garbage", b"\xff\xfe{", b'"str"', b"{", b"\xef\xbb\xbf"]
+)
 def test_salvage_prefix_gives_none_when_nothing_is_usable(data):
     assert metamod.salvage_prefix(data) is None
 

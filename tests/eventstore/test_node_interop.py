@@ -64,7 +64,9 @@ def meta_of(module) -> dict[str, Any]:
 
 
 def assert_healthy(health) -> None:
-    assert health.status == "healthy" and all(f.severity == "info" for f in health.findings), [f.to_dict() for f in health.findings]
+    assert health.status == "healthy" and all(f.severity == "info" for f in health.findings), [
+        f.to_dict() for f in health.findings
+    ]
 
 
 def python_appends(module, n: int, *, seed: int = 0) -> list[dict[str, Any]]:
@@ -88,7 +90,10 @@ def derived_of(meta: dict[str, Any]) -> dict[str, Any]:
 def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
     """Every file under ``folder``: sha256 and mtime (to prove a read-only pass wrote nothing)."""
     return {
-        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir", p.stat().st_mtime_ns)
+        str(p.relative_to(folder)): (
+            hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir",
+            p.stat().st_mtime_ns,
+        )
         for p in sorted(folder.rglob("*"))
     }
 
@@ -104,7 +109,10 @@ def test_node_continues_the_sequence_python_started(node, module, build):
     node_build = NodeStore(node.folder, build)
     calls: list[tuple[Any, ...]] = [("loadEventMeta",)]
     for i in range(m):
-        calls += [("appendEvent", make_entry(i, seed=1)), ("updateEventMeta", {"lastServedTableIds": {"order_header": f"ord-{i}"}})]
+        calls += [
+            ("appendEvent", make_entry(i, seed=1)),
+            ("updateEventMeta", {"lastServedTableIds": {"order_header": f"ord-{i}"}}),
+        ]
     result = run(node_build, module, *calls)
 
     loaded = result.results[0]
@@ -126,7 +134,9 @@ def test_node_rewrites_our_meta_changing_only_updated_at(node, module):
     """Our meta is byte for byte what JSON.stringify(meta, null, 2) writes: key order, 2-space
     indent, UTF-8 text, unknown keys; Node's read-merge-write of it changes only updatedAt."""
     python_appends(module, 3)
-    module.update_meta({"lastClientTableIds": {"pos_shift": "وردية-١"}, "purgeState": {"purgedAt": None, "tables": ["order_line"]}})
+    module.update_meta(
+        {"lastClientTableIds": {"pos_shift": "وردية-١"}, "purgeState": {"purgedAt": None, "tables": ["order_line"]}}
+    )
     ours = module.meta_path.read_text()
     result = run(node, module, ("updateEventMeta", {}))
     theirs = module.meta_path.read_text()
@@ -168,7 +178,10 @@ def test_table_cursors_agree_when_an_event_has_no_key(node, module, tmp_path):
     """Node gives an event a cursor only when its record yields a key; an event without one keeps
     its table's previous cursor (or leaves none). So do the scan, the rebuild, the roll-forward
     and append_event."""
-    keyless = [{"table": "order_line", "record": {"note": "no key"}}, {"table": "kitchen_note", "record": {"text": "no key"}}]
+    keyless = [
+        {"table": "order_line", "record": {"note": "no key"}},
+        {"table": "kitchen_note", "record": {"text": "no key"}},
+    ]
     run(node, module, ("appendEvent", make_entry(0, "order_line", seed=1)), *(("appendEvent", e) for e in keyless))
     node_cursors = meta_of(module)["tableCursors"]
     assert set(node_cursors) == {"order_line"} and node_cursors["order_line"]["sequence"] == 1
@@ -182,7 +195,11 @@ def test_table_cursors_agree_when_an_event_has_no_key(node, module, tmp_path):
     for entry in keyless:
         ours.append_event(entry)
     assert ours.load_meta()["tableCursors"] == cursors  # append_event
-    line = {**logmod.parse_event(ours.log_path.read_bytes().splitlines()[-1])[0], "id": "evt-after-a-crash", "sequence": 4}
+    line = {
+        **logmod.parse_event(ours.log_path.read_bytes().splitlines()[-1])[0],
+        "id": "evt-after-a-crash",
+        "sequence": 4,
+    }
     with open(ours.log_path, "ab") as f:  # appended, then a crash before the meta write
         f.write(json.dumps(line).encode() + b"\n")
     rolled = ours.load_meta()
@@ -204,14 +221,31 @@ def test_python_line_has_node_line_shape(node, store, tmp_path):
     assert list(ours) == list(theirs)
     same = ("sequence", "action", "branchId", "moduleId", "table", "record", "meta")
     assert {k: ours[k] for k in same} == {k: theirs[k] for k in same}
-    assert {b: s["status"] for b, s in ours["publishState"].items()} == {b: s["status"] for b, s in theirs["publishState"].items()}
+    assert {b: s["status"] for b, s in ours["publishState"].items()} == {
+        b: s["status"] for b, s in theirs["publishState"].items()
+    }
 
 
 ODD_ENTRIES = [
     {"table": "order_header"},
-    {"table": "order_header", "record": {}, "meta": [], "publishState": {BRANCH: "pending", "zamalek": {"attempts": 2, "publishedAt": "p"}}},
-    {"table": "", "record": 0, "meta": None, "publishState": {BRANCH: {"status": "failed", "attempts": 3, "publishedAt": "p"}, "": "x", "maadi": 7}},
-    {"table": "t", "record": "", "action": "", "publishState": ["published", {"status": 5, "attempts": "1", "updatedAt": ""}]},
+    {
+        "table": "order_header",
+        "record": {},
+        "meta": [],
+        "publishState": {BRANCH: "pending", "zamalek": {"attempts": 2, "publishedAt": "p"}},
+    },
+    {
+        "table": "",
+        "record": 0,
+        "meta": None,
+        "publishState": {BRANCH: {"status": "failed", "attempts": 3, "publishedAt": "p"}, "": "x", "maadi": 7},
+    },
+    {
+        "table": "t",
+        "record": "",
+        "action": "",
+        "publishState": ["published", {"status": 5, "attempts": "1", "updatedAt": ""}],
+    },
     {"table": "t", "record": [], "publishState": {BRANCH: {"status": "", "attempts": 1.5}, "maadi": []}},
     {"table": "t", "record": False, "publishState": "published"},
 ]
@@ -344,7 +378,9 @@ def test_python_rotation_files_the_day_as_node_does_and_node_continues(node, mod
     assert moved.parent == module.history_dir and node_archive.parent.name == "events"
     assert moved.read_bytes() == node_archive.read_bytes()
     ignore = ("updatedAt", "liveCreatedAt")  # the time of each rotation (see the next test)
-    assert {k: v for k, v in after.items() if k not in ignore} == {k: v for k, v in node_result["meta"].items() if k not in ignore}
+    assert {k: v for k, v in after.items() if k not in ignore} == {
+        k: v for k, v in node_result["meta"].items() if k not in ignore
+    }
     assert (after["totalEvents"], after["lastClosedDate"]) == (0, PAST_DAY)
 
     result = run(node, module, ("loadEventMeta",), ("appendEvent", make_entry(0, seed=1)), ("rotateEventLog",))
@@ -406,7 +442,11 @@ def test_python_and_node_count_the_same_events_in_the_production_sample(node, sa
         assert [e["id"] for e in module.read_events()] == [e["id"] for e in events]
         meta = meta_of(module)  # written by the Node server in production
         summary = logmod.summarize(module.log_path)
-        assert (summary.events, summary.last_event_id, summary.last_event_at) == (meta["totalEvents"], meta["lastEventId"], meta["lastEventAt"])
+        assert (summary.events, summary.last_event_id, summary.last_event_at) == (
+            meta["totalEvents"],
+            meta["lastEventId"],
+            meta["lastEventAt"],
+        )
         assert summary.table_cursors == meta["tableCursors"]
     assert snapshot(sample_root) == before  # read-only: nothing written, created or touched
 

@@ -175,7 +175,11 @@ def _log_files(module) -> dict[str, list[dict[str, Any]]]:
     if module.history_dir.is_dir():
         paths += sorted(module.history_dir.iterdir())
     for path in paths:
-        out[str(path)] = [e for e in (logmod.parse_event(r.data)[0] for r in logmod.iter_raw_lines(path) if r.complete) if e is not None]
+        out[str(path)] = [
+            e
+            for e in (logmod.parse_event(r.data)[0] for r in logmod.iter_raw_lines(path) if r.complete)
+            if e is not None
+        ]
     return out
 
 
@@ -208,19 +212,33 @@ def _sequences_contiguous(files: dict[str, list[dict[str, Any]]]) -> None:
 
 
 def _backups_kept(module, archive: Path, promised: dict[str, str]) -> dict[str, str]:
-    have_live = {n: hashlib.sha256((module.live_dir / n).read_bytes()).hexdigest() for n in module.listing().backups} if module.exists() else {}
+    have_live = (
+        {n: hashlib.sha256((module.live_dir / n).read_bytes()).hexdigest() for n in module.listing().backups}
+        if module.exists()
+        else {}
+    )
     folder = archive / BRANCH / MODULE
     have_archived = {}
     if folder.is_dir():
-        have_archived = {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in os.listdir(folder) if layout.backup_kind(n)}
+        have_archived = {
+            n: hashlib.sha256((folder / n).read_bytes()).hexdigest()
+            for n in os.listdir(folder)
+            if layout.backup_kind(n)
+        }
     for name, sha in promised.items():
-        assert have_live.get(name) == sha or have_archived.get(name) == sha, f"backup {name} lost (live {have_live.get(name)}, archive {have_archived.get(name)})"
+        assert have_live.get(name) == sha or have_archived.get(name) == sha, (
+            f"backup {name} lost (live {have_live.get(name)}, archive {have_archived.get(name)})"
+        )
     return have_live
 
 
 def _derived_ok(meta: dict[str, Any], module) -> None:
     summary = logmod.summarize(module.log_path)
-    expected = {"totalEvents": summary.expected_total, "lastEventId": summary.last_event_id, "lastEventAt": summary.last_event_at}
+    expected = {
+        "totalEvents": summary.expected_total,
+        "lastEventId": summary.last_event_id,
+        "lastEventAt": summary.last_event_at,
+    }
     assert {k: meta.get(k) for k in DERIVED} == expected
     assert {t: meta["tableCursors"].get(t) for t in summary.table_cursors} == summary.table_cursors
 
@@ -240,7 +258,9 @@ def _allowed_after(later: list[tuple[str, Any]], key: str, value: Any) -> list[A
     return [None] if returned else [None, value]
 
 
-def check_state(cs: CrashState, target: Path, scenario: Scenario, initial_backups: dict[str, str], stats: Counter) -> None:
+def check_state(
+    cs: CrashState, target: Path, scenario: Scenario, initial_backups: dict[str, str], stats: Counter
+) -> None:
     materialize(cs.state, target)
     root, archive = target / "branches", target / "archive"
     acked = [p for kind, p in cs.marks if kind == "ack"]
@@ -268,17 +288,23 @@ def check_state(cs: CrashState, target: Path, scenario: Scenario, initial_backup
             if kind == "meta":
                 for key, value in patch.items():
                     allowed = _allowed_after(cs.marks[i + 1 :], key, value)
-                    assert meta.get(key) in allowed, f"an update_meta that returned was lost: {key} is {meta.get(key)!r}, not one of {allowed}"
+                    assert meta.get(key) in allowed, (
+                        f"an update_meta that returned was lost: {key} is {meta.get(key)!r}, not one of {allowed}"
+                    )
         if raw is not None:
             value, err = metamod.parse(raw)
             if err is not None or any(p.severity == "critical" for p in metamod.problems(value)):
-                assert hashlib.sha256(raw).hexdigest() in {b.sha256 for b in module.backups()}, "damaged meta replaced without a backup"
+                assert hashlib.sha256(raw).hexdigest() in {b.sha256 for b in module.backups()}, (
+                    "damaged meta replaced without a backup"
+                )
                 stats["meta recovered from damage"] += 1
         if module.log_path.exists():
             _derived_ok(meta, module)
         elif meta["totalEvents"]:  # only a rotation cut short leaves a meta counting events of no log
             history = _log_files(module)
-            assert any(ev and ev[-1]["id"] == meta["lastEventId"] for ev in history.values()), "meta counts events of a log that is gone"
+            assert any(ev and ev[-1]["id"] == meta["lastEventId"] for ev in history.values()), (
+                "meta counts events of a log that is gone"
+            )
             stats["meta ahead of a log a cut-short rotation moved"] += 1
         health = module.check()
         assert not {f.code for f in health.findings if f.severity == "critical"}, [f.to_dict() for f in health.findings]
@@ -293,7 +319,9 @@ def check_state(cs: CrashState, target: Path, scenario: Scenario, initial_backup
     # One more append (cuts a torn tail), a rotation and an archive run: all healthy and kept.
     line = module.append_event(make_entry(999))
     health = module.check()
-    assert health.status == "healthy" and {f.code for f in health.findings} <= BENIGN, [f.to_dict() for f in health.findings]
+    assert health.status == "healthy" and {f.code for f in health.findings} <= BENIGN, [
+        f.to_dict() for f in health.findings
+    ]
     found.update(_backups_kept(module, archive, promised))
     module.rotate(today="2031-01-01")
     found.update(_backups_kept(module, archive, promised))
@@ -325,7 +353,9 @@ def test_power_loss_at_every_point(tmp_path, scenario):
         try:
             check_state(cs, target, scenario, initial_backups, stats)
         except Exception as exc:
-            failures.append(f"crash state {n}: power lost at op {cs.point} ({op_name(rec.ops, cs.point)}), {cs.how}: {type(exc).__name__}: {exc}")
+            failures.append(
+                f"crash state {n}: power lost at op {cs.point} ({op_name(rec.ops, cs.point)}), {cs.how}: {type(exc).__name__}: {exc}"
+            )
             if not KEEP_GOING:
                 raise AssertionError(failures[0]) from exc
         by_op[op_name(rec.ops, cs.point)] += 1
@@ -334,7 +364,9 @@ def test_power_loss_at_every_point(tmp_path, scenario):
     elapsed = time.monotonic() - started
     points = sum(1 for op in rec.ops if op[0] != "mark")
     RESULTS[scenario.name] = (len(states), points, by_op)
-    print(f"\npower loss, {scenario.name}: {len(states)} crash states checked ({points} recorded operations, {elapsed:.1f} s)")
+    print(
+        f"\npower loss, {scenario.name}: {len(states)} crash states checked ({points} recorded operations, {elapsed:.1f} s)"
+    )
     print("  by operation: " + ", ".join(f"{k} {v}" for k, v in sorted(by_op.items())))
     print("  found: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())))
     _write_artifact()
@@ -344,7 +376,9 @@ def _write_artifact() -> None:
     total = sum(n for n, _, _ in RESULTS.values())
     lines = [f"power loss: {total} crash states checked"]
     for name, (n, points, by_op) in RESULTS.items():
-        lines.append(f"  {name}: {n} states over {points} recorded operations ({', '.join(f'{k} {v}' for k, v in sorted(by_op.items()))})")
+        lines.append(
+            f"  {name}: {n} states over {points} recorded operations ({', '.join(f'{k} {v}' for k, v in sorted(by_op.items()))})"
+        )
     ARTIFACT.parent.mkdir(exist_ok=True)
     ARTIFACT.write_text("\n".join(lines) + "\n")
 
@@ -373,16 +407,25 @@ def test_what_an_operation_leaves_is_durable_in_the_right_order(tmp_path, scenar
     for i, op in enumerate(ops):
         if op[0] == "mark" and op[1] in ("ack", "backups", "meta"):
             durable = _durable_flags(ops, i)
-            late = [ops[j] for j in range(i) if not durable[j] and (ops[j][0] in ("mkdir", "link") or ops[j][:1] == ("create",) and ops[j][2] == layout.LOG_NAME)]
+            late = [
+                ops[j]
+                for j in range(i)
+                if not durable[j]
+                and (ops[j][0] in ("mkdir", "link") or ops[j][:1] == ("create",) and ops[j][2] == layout.LOG_NAME)
+            ]
             assert not late, f"{op_name(ops, i)} returned before these were durable: {late}"
         if op[0] == "create" and op[2] == layout.LOG_NAME:
             meta_writes = [j for j in range(i + 1, len(ops)) if ops[j][0] == "rename" and ops[j][4] == layout.META_NAME]
             if meta_writes:
-                assert _durable_flags(ops, meta_writes[0])[i], "the meta is replaced before the new log's name is durable"
+                assert _durable_flags(ops, meta_writes[0])[i], (
+                    "the meta is replaced before the new log's name is durable"
+                )
         if op[0] == "unlink" and (op[2] == layout.LOG_NAME or layout.backup_kind(op[2])):
             ino = state.dirs[op[1]][op[2]]
             durable = _durable_flags(ops, i)
-            other = [j for j, name, linked in links if durable[j] and (linked == ino or name == op[2]) and ops[j][1] != op[1]]
+            other = [
+                j for j, name, linked in links if durable[j] and (linked == ino or name == op[2]) and ops[j][1] != op[1]
+            ]
             assert other, f"{op_name(ops, i)} unlinks {op[2]} before another name of it is durable"
         if op[0] in ("link", "create"):
             links.append((i, op[2], op[3]))

@@ -89,7 +89,11 @@ def test_parse_and_salvage_prefix_never_raise(data):
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.sampled_from(["order_header", "order_line", "pos_shift", "kitchen_ticket"]), st.integers(0, 5), st.booleans()),
+        st.tuples(
+            st.sampled_from(["order_header", "order_line", "pos_shift", "kitchen_ticket"]),
+            st.integers(0, 5),
+            st.booleans(),
+        ),
         min_size=1,
         max_size=12,
     )

@@ -64,7 +64,14 @@ def test_rebuild_keeps_last_ack_id_from_the_valid_prefix(rich):
     rich.write_meta(damaged)
     report = rich.module.rebuild()
     new = json.loads(rich.module.meta_path.read_bytes())
-    for key in ("lastAckId", "lastServedTableIds", "lastClientTableIds", "liveCreatedAt", "lastSnapshotMarker", "purgeState"):
+    for key in (
+        "lastAckId",
+        "lastServedTableIds",
+        "lastClientTableIds",
+        "liveCreatedAt",
+        "lastSnapshotMarker",
+        "purgeState",
+    ):
         assert new[key] == rich.meta[key], key
         assert report.sources[key] == "prefix", key
     assert report.old_meta_error and "Extra data" in report.old_meta_error
@@ -245,7 +252,9 @@ def test_rebuild_gives_up_without_writing_when_the_log_keeps_changing(rich, monk
     assert not [n for n in os.listdir(rich.live) if ".tmp." in n]
 
 
-WRITER = LOAD_HELPERS + r"""
+WRITER = (
+    LOAD_HELPERS
+    + r"""
 import os, time
 path, start = sys.argv[1], int(sys.argv[2])
 seq = start
@@ -258,10 +267,16 @@ while time.monotonic() < deadline:
     time.sleep(0.002)
 print(seq - 1)
 """
+)
 
 
 def test_rebuild_while_an_unlocked_writer_appends_never_writes_a_meta_older_than_the_log(rich):
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(rich.module.log_path), "9"], env=child_env(), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(rich.module.log_path), "9"],
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     outcomes = []
     try:
         while proc.poll() is None:

@@ -64,7 +64,14 @@ def test_a_recovery_without_a_timestamp_takes_the_time_of_its_backup():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(st.text(max_size=200), st.binary(max_size=200), st.sampled_from(JOURNALD.splitlines() + PM2.splitlines())), max_size=40))
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=200), st.binary(max_size=200), st.sampled_from(JOURNALD.splitlines() + PM2.splitlines())
+        ),
+        max_size=40,
+    )
+)
 def test_no_input_makes_the_parser_raise(lines):
     for rec in serverlog.parse(lines):
         assert rec.outcome in ("recovered", "failed", "incomplete")

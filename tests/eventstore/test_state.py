@@ -36,13 +36,21 @@ def test_a_state_read_back_gives_the_same_check_and_the_same_state(store, later)
     module = damaged(store)
     first = module.check(now=later)
     assert first.state["version"] == state.STATE_VERSION == 2
-    assert {f.code for f in first.findings} >= {"log_torn_tail", "log_bad_line", "log_sequence_duplicate", "log_sequence_gap", "meta_invalid"}
+    assert {f.code for f in first.findings} >= {
+        "log_torn_tail",
+        "log_bad_line",
+        "log_sequence_duplicate",
+        "log_sequence_gap",
+        "meta_invalid",
+    }
     again = module.check(now=later, previous=round_trip(first.state))
     assert again.bytes_read == 0
     assert again.to_dict() == first.to_dict() and again.state == round_trip(first.state)
     parsed = state.CheckState.from_json(round_trip(first.state))
     assert isinstance(parsed.meta.stamp, Stamp) and isinstance(parsed.log.stamp, Stamp)
-    assert [f.to_dict() for f in parsed.meta.findings] == [f.to_dict() for f in first.findings if f.code == "meta_invalid"]
+    assert [f.to_dict() for f in parsed.meta.findings] == [
+        f.to_dict() for f in first.findings if f.code == "meta_invalid"
+    ]
 
 
 def test_the_state_of_a_grown_log_resumes_and_agrees_with_a_fresh_check(store, later):
@@ -56,7 +64,9 @@ def test_the_state_of_a_grown_log_resumes_and_agrees_with_a_fresh_check(store, l
     assert resumed.to_dict() == fresh.to_dict() and resumed.state == fresh.state
 
 
-@pytest.mark.parametrize("previous", [None, {}, [], "x", {"version": 1}, {"version": 2}, {"version": 2, "backups": "x"}])
+@pytest.mark.parametrize(
+    "previous", [None, {}, [], "x", {"version": 1}, {"version": 2}, {"version": 2, "backups": "x"}]
+)
 def test_no_state_or_another_version_reads_everything(store, previous, later):
     module = seed(store, 6).module
     fresh = module.check(now=later)

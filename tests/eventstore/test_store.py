@@ -27,7 +27,19 @@ ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 def test_append_event_writes_the_node_line_shape(module):
     entry = make_entry(1, "order_header")
     line = module.append_event(entry)
-    assert list(line) == ["id", "sequence", "action", "branchId", "moduleId", "table", "record", "meta", "publishState", "createdAt", "recordedAt"]
+    assert list(line) == [
+        "id",
+        "sequence",
+        "action",
+        "branchId",
+        "moduleId",
+        "table",
+        "record",
+        "meta",
+        "publishState",
+        "createdAt",
+        "recordedAt",
+    ]
     assert re.fullmatch(r"evt-[0-9a-f-]{36}", line["id"])
     assert (line["sequence"], line["branchId"], line["moduleId"]) == (1, "dar", "pos")
     assert line["record"] == entry["record"] and line["meta"] == entry["meta"]
@@ -49,7 +61,12 @@ def test_append_event_defaults(module):
 
 
 def test_append_event_normalises_the_publish_state_as_node_does(module):
-    line = module.append_event({"table": "t", "publishState": {"dar": "pending", "zamalek": {"attempts": 2, "publishedAt": "p"}, "": "x", "maadi": 5}})
+    line = module.append_event(
+        {
+            "table": "t",
+            "publishState": {"dar": "pending", "zamalek": {"attempts": 2, "publishedAt": "p"}, "": "x", "maadi": 5},
+        }
+    )
     now = line["recordedAt"]
     assert line["publishState"] == {
         "dar": {"status": "pending", "updatedAt": now, "attempts": 0},
@@ -115,9 +132,16 @@ def test_unknown_keys_survive_append_update_and_rebuild(seeded):
 
 
 def test_update_meta_deep_merges_like_node(seeded):
-    seeded.module.update_meta({"lastServedTableIds": {"order_header": ["a", "b"], "order_line": ["x"]}, "purgeState": {"n": 1, "m": 2}})
+    seeded.module.update_meta(
+        {"lastServedTableIds": {"order_header": ["a", "b"], "order_line": ["x"]}, "purgeState": {"n": 1, "m": 2}}
+    )
     out = seeded.module.update_meta(
-        {"lastServedTableIds": {"order_header": ["c"]}, "purgeState": {"n": 5}, "lastAckId": None, "lastSnapshotMarker": "s-1"}
+        {
+            "lastServedTableIds": {"order_header": ["c"]},
+            "purgeState": {"n": 5},
+            "lastAckId": None,
+            "lastSnapshotMarker": "s-1",
+        }
     )
     on_disk = json.loads(seeded.module.meta_path.read_bytes())
     assert out == on_disk
@@ -156,7 +180,10 @@ def test_append_after_a_torn_tail_saves_the_fragment_and_starts_a_new_line(seede
     fragment = line_bytes(make_line(7))[:333]
     seeded.write_log(good + fragment)
     line = seeded.module.append_event(make_entry(8))
-    assert seeded.module.log_path.read_bytes() == good + json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    assert (
+        seeded.module.log_path.read_bytes()
+        == good + json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    )
     (saved,) = [n for n in os.listdir(seeded.live) if layout.backup_kind(n) == "log-fragment"]
     assert re.fullmatch(r"events\.log\.torn\.\d+\.bak", saved)
     assert (seeded.live / saved).read_bytes() == fragment
@@ -327,7 +354,9 @@ def test_modules_finds_every_live_folder_with_store_files(store, root):
     assert [(m.branch, m.name) for m in store.modules()] == [("dar", "kds"), ("dar", "pos"), ("zahra", "jobs")]
 
 
-@pytest.mark.parametrize(("branch", "name"), [("..", "pos"), ("dar", "../../etc"), ("a/b", "pos"), ("dar", ""), ("dar", ".x")])
+@pytest.mark.parametrize(
+    ("branch", "name"), [("..", "pos"), ("dar", "../../etc"), ("a/b", "pos"), ("dar", ""), ("dar", ".x")]
+)
 def test_module_refuses_unsafe_names(store, branch, name):
     with pytest.raises(InvalidName):
         store.module(branch, name)
