@@ -52,6 +52,7 @@ from django_tasks_db.models import DBTaskResult
 
 from eventstore import layout
 from eventstore import log as logmod
+from opsdash.actions import ACTIONS, BRANCH, MODULE
 from opsdash.models import ApiToken, AuditEntry, Backup, Incident, Job, LoginFailure, ModuleState, ScanHost, Status
 from opsdash.services import tokens
 from opsdash.services.access import limit_user
@@ -67,7 +68,9 @@ SENTINEL = ("SENTINEL-" + secrets.token_hex(12)).encode()
 HOST = "testhost"
 LIVE_NAME = "events.meta.json.corrupted.1760000000000.bak"
 ARCHIVED_NAME = "events.meta.json.corrupted.1750000000000.bak"
-KINDS = ("rebuild", "verify", "archive_backups", "clean_temp")
+# Every module action of the registry: a new kind is attacked like the others without a line here.
+KINDS = tuple(kind for kind, action in ACTIONS.items() if action.scope == MODULE)
+BRANCH_KINDS = tuple(kind for kind, action in ACTIONS.items() if action.scope == BRANCH)
 
 ANON, MANAGER, AUDITOR, OPERATOR, SUPER = "anonymous", "manager", "auditor", "operator", "superuser"
 ROLES = (ANON, MANAGER, AUDITOR, OPERATOR, SUPER)
@@ -397,12 +400,12 @@ CASES: dict[str, Case] = {
     "opsdash:api_module_list": Case("get", API, query=MODULE_QUERY),
     "opsdash:api_module_detail": Case("get", API, "module"),
     **{f"opsdash:module_{kind}": Case("post", ACTION, "module", mutating=True, allowed=OPERATORS) for kind in KINDS},
-    "opsdash:branch_bulk_rebuild": Case(
-        "post", ACTION, "branch", data={"confirm": "dar"}, mutating=True, allowed=OPERATORS
-    ),
-    "opsdash:branch_bulk_archive": Case(
-        "post", ACTION, "branch", data={"confirm": "dar"}, mutating=True, allowed=OPERATORS
-    ),
+    **{
+        f"opsdash:branch_{kind}": Case(
+            "post", ACTION, "branch", data={"confirm": "dar"}, mutating=True, allowed=OPERATORS
+        )
+        for kind in BRANCH_KINDS
+    },
     "opsdash:job_detail": Case("get", PAGE, "job"),
     **{
         f"opsdash:api_module_{kind}": Case("post", API_ACTION, "module", mutating=True, allowed=OPERATORS)
@@ -880,7 +883,7 @@ def test_symlinks_out_of_the_data_root_are_reported_and_never_followed(world, st
                 f"opsdash:module_{kind}",
             )
             make_worker(HOST, batch=True).run()
-    for name in ("opsdash:branch_bulk_rebuild", "opsdash:branch_bulk_archive"):
+    for name in (f"opsdash:branch_{kind}" for kind in BRANCH_KINDS):
         for branch in ("dar", "linkbranch"):
             hit(operator, "post", reverse(name, args=[HOST, branch]), name, data={"confirm": branch})
             make_worker(HOST, batch=True).run()

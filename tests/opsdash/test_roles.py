@@ -14,6 +14,8 @@ from django.test import Client
 from django.urls import reverse
 
 from eventstore import layout
+from opsdash import actions
+from opsdash.actions import ACTIONS
 from opsdash.models import Job
 from opsdash.services.scan import scan_root
 from opsdash.services.worker import make_worker
@@ -23,11 +25,16 @@ from .conftest import PASSWORD
 MODULE = ["testhost", "dar", "pos"]
 BRANCH = ["testhost", "dar"]
 # (URL name, arguments, form data): every endpoint that changes files.
+# Every action of the registry (opsdash.actions): a new kind is checked here without a line.
+MODULE_KINDS = [kind for kind, action in ACTIONS.items() if action.scope == actions.MODULE]
 MUTATING = [
-    *[(f"opsdash:module_{kind}", MODULE, {}) for kind in ("rebuild", "verify", "archive_backups", "clean_temp")],
-    *[(f"opsdash:api_module_{kind}", MODULE, {}) for kind in ("rebuild", "verify", "archive_backups", "clean_temp")],
-    ("opsdash:branch_bulk_rebuild", BRANCH, {"confirm": "dar"}),
-    ("opsdash:branch_bulk_archive", BRANCH, {"confirm": "dar"}),
+    *[(f"opsdash:module_{kind}", MODULE, {}) for kind in MODULE_KINDS],
+    *[(f"opsdash:api_module_{kind}", MODULE, {}) for kind in MODULE_KINDS],
+    *[
+        (f"opsdash:branch_{kind}", BRANCH, {"confirm": "dar"})
+        for kind, a in ACTIONS.items()
+        if a.scope == actions.BRANCH
+    ],
 ]
 ENDPOINTS = pytest.mark.parametrize("name, args, data", MUTATING, ids=[m[0].split(":")[1] for m in MUTATING])
 
@@ -124,7 +131,7 @@ def test_operators_see_the_action_buttons_and_managers_and_auditors_do_not(
         "verify",
         "archive_backups",
         "clean_temp",
-    }
+    } | set(MODULE_KINDS)
 
 
 @pytest.mark.django_db
