@@ -71,8 +71,50 @@ def _shown(value: Any) -> str:
     return _json_text(value) if value is None or isinstance(value, str | int | float | bool) else str(value)
 
 
+# Keys of findings the dashboard itself makes, beside those the store declares: a recovery the
+# store server did alone (services.scan: the backup it left and that backup's parse error,
+# ``file``, ``error``) and what the store server's log told of one (services.ingest: ``outcome``,
+# ``events``, ``backup``, ``reason``, ``at``).
+DASHBOARD_KEYS: dict[str, dict[str, str]] = {
+    "meta_corrupt": {
+        "file": "string",
+        "error": "string",
+        "outcome": "string",
+        "events": "count",
+        "backup": "string",
+        "reason": "string",
+        "at": "string",
+    }
+}
+
 SENTENCES: dict[str, tuple[Sentence, ...]] = {
     "meta_corrupt": (
+        Sentence(
+            ("file",),
+            lambda f: gettext("the store server found the meta damaged, backed it up as %(file)s and rebuilt it"),
+            lambda f, w: {"file": w.isolated(f["file"])},
+        ),
+        Sentence(
+            ("outcome", "events"),
+            lambda f: ngettext(
+                "the store server rebuilt the meta from %(n)s event (its log)",
+                "the store server rebuilt the meta from %(n)s events (its log)",
+                f["events"],
+            ),
+            lambda f, w: {"n": number(f["events"])},
+            when=lambda f: f["outcome"] == "recovered",
+        ),
+        Sentence(
+            ("outcome", "reason"),
+            lambda f: gettext("the store server could not recover the meta (its log): %(reason)s"),
+            lambda f, w: {"reason": w.english(f["reason"])},
+            when=lambda f: f["outcome"] == "failed",
+        ),
+        Sentence(
+            ("outcome",),
+            lambda f: gettext("the store server could not recover the meta (its log gives no reason)"),
+            when=lambda f: f["outcome"] == "failed",
+        ),
         Sentence(
             ("line", "col", "byte", "error_message"),
             lambda f: gettext("meta is not valid JSON at line %(line)s, column %(col)s (byte %(byte)s): %(error)s"),
@@ -254,7 +296,7 @@ def _torn_values(f: dict[str, Any]) -> dict[str, str]:
 
 
 def _applies(sentence: Sentence, code: str, detail: dict[str, Any]) -> bool:
-    declared = {key.name: key.shape for key in FINDING_SPECS[code].detail}
+    declared = {key.name: key.shape for key in FINDING_SPECS[code].detail} | DASHBOARD_KEYS.get(code, {})
     if not all(k in detail and shapes.conforms(detail[k], declared[k]) for k in sentence.needs):
         return False
     try:

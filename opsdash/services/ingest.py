@@ -110,8 +110,13 @@ def _finding(rec: serverlog.Recovery) -> dict[str, object]:
         message = f"the store server rebuilt the meta from {rec.events} events (its log)"
     else:
         message = f"the store server could not recover the meta: {rec.reason or 'no reason logged'} (its log)"
-    finding: dict[str, object] = {"code": "meta_corrupt", "severity": "critical", "message": message}
-    for key in ("error", "backup", "events"):
+    finding: dict[str, object] = {
+        "code": "meta_corrupt",
+        "severity": "critical",
+        "message": message,
+        "outcome": "recovered" if rec.outcome == ServerRecovery.Outcome.RECOVERED else "failed",
+    }
+    for key in ("error", "backup", "events", "reason"):
         if getattr(rec, key) is not None:
             finding[key] = getattr(rec, key)
     if rec.at:

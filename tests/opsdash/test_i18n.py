@@ -285,6 +285,26 @@ def test_every_finding_the_store_writes_reads_in_both_languages(tmp_path):
             assert '<span lang="en" dir="ltr">' in arabic, arabic
 
 
+def test_the_findings_the_dashboard_makes_of_store_server_recoveries_read_in_both_languages():
+    """A recovery the Node server did alone (found by the scan from its backup, or told by its
+    log: services.scan and services.ingest) is a meta_corrupt with keys of the dashboard's own."""
+    base = {"code": "meta_corrupt", "severity": "critical", "message": "m"}
+    cases = [
+        ({**base, "file": "events.meta.json.corrupted.1.bak"}, "events.meta.json.corrupted.1.bak", None),
+        ({**base, "outcome": "recovered", "events": 1234, "backup": "b.bak", "at": "2026-01-01"}, "1,234", "1.234"),
+        ({**base, "outcome": "failed", "reason": "EACCES: permission denied"}, "EACCES: permission denied", None),
+        ({**base, "outcome": "failed"}, "no reason", ""),
+    ]
+    for finding, kept, kept_in_arabic in cases:
+        with translation.override("en"):
+            english = finding_text(finding, html=False)
+        with translation.override("ar"):
+            arabic = finding_text(finding)
+        assert kept in english and "store server" in english, english
+        assert re.search(r"[\u0600-\u06ff]", arabic), arabic
+        assert (kept if kept_in_arabic is None else kept_in_arabic) in arabic, arabic
+
+
 def test_a_finding_sentence_escapes_what_it_quotes_and_falls_back_for_unknown_shapes():
     f = {
         "code": "meta_invalid",
