@@ -5,7 +5,9 @@
 For each size: write an events.log in the real line shape (~1.4 KB per event), damage the meta,
 then time in the same run (a) a raw pass that reads the file and counts newlines (the I/O
 limit), (b) a bare loop that parses every line with orjson on one core (the parse limit),
-(c) ``Module.rebuild()`` in a fresh process, whose peak RSS is read from the kernel.
+(c) ``Module.rebuild()`` in a fresh process, whose peak RSS is read from the kernel, and (d) a
+verify in a fresh process: ``Module.check(previous=state, full=True)``, which reads the whole log
+again, parses it and compares it with its checkpoints (a sha256 per 8 MiB, made as it reads).
 """
 
 from __future__ import annotations
@@ -36,6 +38,19 @@ peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 worker_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(json.dumps({"seconds": dt, "events": r.events_read, "bad": r.bad_line_count, "peak_kb": peak_kb, "worker_kb": worker_kb,
                   "total": r.new_meta["totalEvents"], "ack_source": r.sources.get("lastAckId")}))
+"""
+
+VERIFY = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from eventstore import EventStore
+m = EventStore(sys.argv[2]).module("dar", "pos")
+first = m.check(now=time.time() + 10)
+t = time.perf_counter()
+h = m.check(now=time.time() + 10, previous=first.state, full=True)
+dt = time.perf_counter() - t
+codes = [f.code for f in h.findings]
+print(json.dumps({"seconds": dt, "bytes_read": h.bytes_read, "codes": codes, "pieces": len(h.state["checkpoints"]["pieces"])}))
 """
 
 BASELINE = r"""
@@ -82,6 +97,11 @@ def run(size: int, workdir: Path) -> dict:
     )
     child = json.loads(out.stdout)
     assert child["events"] == events and child["bad"] == 0 and child["ack_source"] == "prefix", child
+    out = subprocess.run(
+        [sys.executable, "-c", VERIFY, str(HERE.parent), str(root)], capture_output=True, text=True, check=True
+    )
+    verify = json.loads(out.stdout)
+    assert "log_changed_in_place" not in verify["codes"], verify
     return {
         "size_mb": mb(nbytes),
         "events": events,
@@ -92,6 +112,8 @@ def run(size: int, workdir: Path) -> dict:
         "peak_rss_mb": child["peak_kb"] / 1024,
         "worker_rss_mb": child["worker_kb"] / 1024,
         "interpreter_rss_mb": base_kb / 1024,
+        "verify_mbs": mb(nbytes) / verify["seconds"],
+        "verify_read": verify["bytes_read"],
     }
 
 
@@ -112,6 +134,8 @@ def main() -> int:
             "rebuild/I/O",
             "peak RSS MB",
             "worker peak RSS MB",
+            "verify MB/s",
+            "verify/parse",
         ]
     ]
     results = []
@@ -136,6 +160,8 @@ def main() -> int:
                 f"{r['rebuild_mbs'] / r['io_mbs']:.2f}x",
                 f"{r['peak_rss_mb']:.0f}",
                 f"{r['worker_rss_mb']:.0f}",
+                f"{r['verify_mbs']:.0f}",
+                f"{r['verify_mbs'] / r['parse_mbs']:.2f}x",
             ]
         )
     print(table(rows))

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import clock, health, layout
+from . import checkpoints, clock, health, layout
 from . import log as logmod
 from . import meta as metamod
 from .archive import orphan_temps
+from .checkpoints import Checkpoints, Segmenter, changed_finding, extend, feeder_for, settle
 from .errors import InvalidName
 from .fileio import Stamp, open_nofollow, read_capped
 from .folder import Listing, ModuleFiles
@@ -19,7 +21,7 @@ from .health import Finding, Health, ModuleStats
 from .shapes import Malformed
 from .state import CheckState, LogState, MetaState
 
-FINGERPRINT_BYTES = 4096
+FINGERPRINT_BYTES = checkpoints.FINGERPRINT_BYTES
 # A file modified this recently may change again within the same mtime tick without its
 # stamp changing ("racily clean", as git calls it): look at its bytes instead of trusting it.
 RACY_SECONDS = 2.0
@@ -36,12 +38,29 @@ def unreadable_module(name: str, reason: OSError | str) -> Health:
     return Health(health.status_of(findings), findings, ModuleStats())
 
 
+@dataclass(slots=True)
+class _LogRun:
+    """What a check of the log works with and leaves: the checkpoints and the still reported
+    ``log_changed_in_place`` (both updated as it goes), the time, and how it was asked to read."""
+
+    cps: Checkpoints | None
+    changed: Finding | None
+    now: float
+    full: bool = False
+    progress: Any = None
+    accept: bool = False
+
+
 def check_module(
     files: ModuleFiles,
     listing: Listing,
     temp_grace: float,
     now: float | None = None,
     previous: dict[str, Any] | None = None,
+    *,
+    full: bool = False,
+    progress: Any = None,
+    accept_changes: bool = False,
 ) -> Health:
     """Diagnose one module, whose live folder holds ``listing``, without changing any file.
     Never raises for damaged or unreadable files: each problem becomes a finding
@@ -51,31 +70,76 @@ def check_module(
     ``previous`` is the ``state`` of an earlier Health of this module (an older version or a
     malformed one is ignored: every file is read): a meta whose size, mtime and inode are
     unchanged is not read again; a log that is unchanged is not read, and one that only grew
-    is read from where the last pass stopped (``health.bytes_read`` tells).
+    is read from where the last pass stopped, its new bytes checkpointed (``checkpoints``).
+    With ``full`` (and without a usable ``previous``) the meta, the whole log and the backups
+    are read, and the log is checked against the checkpoints of ``previous``: bytes changed
+    in place are ``log_changed_in_place``, reported by every later check until a full one
+    with ``accept_changes`` takes the log as it is now. ``progress(done, total)`` follows the
+    read of the log. ``health.bytes_read`` counts every byte read.
     """
     now = clock.now() if now is None else now
     old = CheckState.from_json(previous) if previous is not None else None
+    full = full or old is None
     findings = [_unreadable(name, "is a symlink; not followed") for name in listing.symlinks]
     bytes_read = 0
     meta = log = summary = None
     if listing.meta:
-        meta, read = _meta_facts(files, old.meta if old else None, now)
+        meta, read = _meta_facts(files, None if full or old is None else old.meta, now)
         bytes_read += read
         findings.extend(meta.findings)
-    if listing.log:
+    run = _LogRun(old.checkpoints if old else None, old.changed if old else None, now, full, progress, accept_changes)
+    if not listing.log:
+        run.cps = run.changed = None  # rotated or purged: the next log is a new file
+    else:
+        if old is not None and _restarted(old.meta, meta):
+            run.cps = run.changed = None  # rotated and written again since (the inode may be reused)
         try:
-            log, read = _log_facts(files, old.log if old else None, now)
+            log, read = _log_facts(files, None if full or old is None else old.log, run)
         except OSError as exc:
-            findings.append(_unreadable(layout.LOG_NAME, exc))
+            findings.append(_unreadable(layout.LOG_NAME, exc))  # the checkpoints are kept
         else:
             bytes_read += read
             summary = log.summary
             findings.extend(_log_findings(summary))
+    if run.changed is not None:
+        findings.append(run.changed)
+    if full:
+        bytes_read += _read_backups(files, listing, findings)
     findings.extend(_agreement(files, listing, meta, summary))
     findings.extend(_leftovers(files, listing, temp_grace, now))
     stats = _stats(listing, meta, summary)
-    state = CheckState(listing.backups, meta, log)
-    return Health(health.status_of(findings), findings, stats, state.to_json(), bytes_read)
+    state = CheckState(listing.backups, meta, log, run.cps, run.changed)
+    verified_at = run.cps.verified_at if run.cps is not None else None
+    return Health(health.status_of(findings), findings, stats, state.to_json(), bytes_read, verified_at, full)
+
+
+def _restarted(old: MetaState | None, meta: MetaState | None) -> bool:
+    """The meta restarted since the last check (a rotation: its count went down)."""
+    return (
+        old is not None
+        and meta is not None
+        and old.ok
+        and meta.ok
+        and old.total is not None
+        and meta.total is not None
+        and meta.total < old.total
+    )
+
+
+def _read_backups(files: ModuleFiles, listing: Listing, findings: list[Finding]) -> int:
+    """Read every backup whole (a full check: a bad disk shows as ``unreadable``); the bytes."""
+    total = 0
+    for name in listing.backups:
+        try:
+            fd = open_nofollow(files.in_live(name))
+            try:
+                while data := os.read(fd, 1 << 20):
+                    total += len(data)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            findings.append(_unreadable(name, exc))
+    return total
 
 
 def _stats(listing: Listing, meta: MetaState | None, s: logmod.LogSummary | None) -> ModuleStats:
@@ -209,15 +273,19 @@ def _rotation_interrupted(files: ModuleFiles, meta: MetaState) -> bool:
 # -- the log ----------------------------------------------------------------------------------
 
 
-def _fingerprint(path: str, end: int) -> str:
-    """sha256 of the first and the last 4 KiB before ``end``: to tell a log that only grew
-    from one that was rewritten."""
+def _fingerprint(path: str, end: int) -> tuple[str, bytes, bytes]:
+    """sha256 of the first and the last 512 bytes before ``end`` (to tell a log that only grew
+    from one that was rewritten), and those bytes."""
     fd = open_nofollow(path)
     try:
         head = os.pread(fd, min(FINGERPRINT_BYTES, end), 0)
         tail = os.pread(fd, min(FINGERPRINT_BYTES, end), max(0, end - FINGERPRINT_BYTES))
     finally:
         os.close(fd)
+    return _fingerprint_of(head, tail), head, tail
+
+
+def _fingerprint_of(head: bytes, tail: bytes) -> str:
     return hashlib.sha256(head + b"|" + tail).hexdigest()
 
 
@@ -233,44 +301,115 @@ def _ends_a_line(path: str, end: int) -> bool:
         os.close(fd)
 
 
-def _log_facts(files: ModuleFiles, old: LogState | None, now: float) -> tuple[LogState, int]:
+def _log_facts(files: ModuleFiles, old: LogState | None, run: _LogRun) -> tuple[LogState, int]:
     """The log's state and the bytes read for it: ``old`` again when the file is unchanged,
-    extended with the appended bytes when it only grew, else a full pass."""
+    extended with the appended bytes when it only grew, else a full pass (``old`` None: a full
+    read). Updates ``run``'s checkpoints and finding."""
     path = files.log
     stamp = Stamp.of(path)
     if stamp is None:
         raise FileNotFoundError(2, "log vanished during the check", path)
+    if run.cps is not None and run.cps.file != (stamp.dev, stamp.ino):
+        run.cps = run.changed = None  # another file: rotated, replaced, purged and written again
     if old is not None:
-        if old.stamp == stamp and (
-            now - stamp.mtime > RACY_SECONDS or _fingerprint(path, stamp.size) == old.fingerprint
-        ):
-            return old, 0
-        grown = _resume(path, old, stamp)
+        if old.stamp == stamp:
+            if run.now - stamp.mtime > RACY_SECONDS:
+                return old, 0
+            fingerprint, head, tail = _fingerprint(path, stamp.size)
+            if fingerprint == old.fingerprint:
+                return old, len(head) + len(tail)
+        grown = _resume(path, old, stamp, run)
         if grown is not None:
-            return LogState(stamp, _fingerprint(path, stamp.size), grown, grown.seen_json()), grown.bytes_read
-    summary = logmod.summarize(path, keep_seen=True)
-    if summary.size != stamp.size:
+            return grown
+    return _full_pass(path, stamp, run)
+
+
+def _full_pass(path: str, stamp: Stamp, run: _LogRun) -> tuple[LogState, int]:
+    """Read the whole log, hashing it as it is read: its summary, and its checkpoints checked
+    (a stored piece these bytes contradict is ``log_changed_in_place``) and made anew."""
+    size = stamp.size
+    progress = _Progress(run.progress)
+    summary = logmod.summarize(Path(path), progress, keep_seen=True, feeder=feeder_for(run.cps))
+    progress.done(summary.size)
+    parts = summary.hashed or []
+    line_end = max((p.line_end for p in parts), default=0)
+    stored = run.cps.pieces if run.cps is not None else []
+    verdict = settle(path, parts, line_end, stored, run.now)
+    if verdict.changed:
+        run.changed = changed_finding(verdict.changed, run.now, run.changed)
+    if run.accept:
+        run.changed = None
+    if run.cps is None or not verdict.changed or run.accept:
+        run.cps = Checkpoints((stamp.dev, stamp.ino), verdict.pieces, run.now)
+    else:  # the stored checkpoints stay what the log should hold, until the change is accepted
+        run.cps = Checkpoints(run.cps.file, run.cps.pieces, run.now)
+    if summary.size != size:
         stamp = stamp._replace(size=summary.size, mtime_ns=0)  # grew while we read: next pass resumes at the end
-    return LogState(stamp, _fingerprint(path, summary.size), summary, summary.seen_json()), summary.size
+    state = LogState(stamp, _fingerprint_of(*verdict.fingerprint_parts), summary, summary.seen_json())
+    return state, summary.bytes_read + verdict.reread
 
 
-def _resume(path: str, old: LogState, stamp: Stamp) -> logmod.LogSummary | None:
-    """The summary of ``old`` extended with the bytes appended since, when the log only grew
-    (same file, longer, the old end at a line boundary, the same first and last 4 KiB there);
-    else None."""
+class _Progress:
+    """``progress(done, total)`` of the caller (or nothing), called once more at the end."""
+
+    __slots__ = ("callback", "last")
+
+    def __init__(self, callback: Any):
+        self.callback = callback
+        self.last = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.callback is not None:
+            self.last = done
+            self.callback(done, total)
+
+    def done(self, total: int) -> None:
+        if self.callback is not None and self.last != total:
+            self.last = total
+            self.callback(total, total)
+
+
+def _resume(path: str, old: LogState, stamp: Stamp, run: _LogRun) -> tuple[LogState, int] | None:
+    """``old`` extended with the bytes appended since, when the log only grew (same file,
+    longer, the old end at a line boundary, the same first and last 512 bytes there), the new bytes
+    checkpointed; else None."""
     try:
         before = Stamp.from_json(list(old.stamp)).size  # read back unchecked: check it now
     except Malformed:
         return None
     if not (old.stamp.same_file(stamp) and stamp.size > before and old.summary.torn_tail is None):
         return None
-    if not _ends_a_line(path, before) or _fingerprint(path, before) != old.fingerprint:
+    if not _ends_a_line(path, before):
+        return None
+    fingerprint, head, tail = _fingerprint(path, before)
+    read = len(head) + len(tail) + (1 if before else 0)
+    if fingerprint != old.fingerprint:
         return None
     try:
         previous = old.resumable()
     except Malformed:
         return None
-    return logmod.resume(previous, Path(path), stamp.size)
+    if previous.size != before:  # a state changed elsewhere: the summary is not of these bytes
+        return None
+    seg = Segmenter(before, None, [])  # the new bytes' hashes (and the new fingerprint's tail)
+    progress = _Progress(run.progress)
+    total = stamp.size - before
+    grown = logmod.resume(previous, Path(path), stamp.size, seg.feed, lambda n: progress(n, total))
+    progress.done(total)
+    read += grown.bytes_read
+    hashed = seg.result()
+    if run.cps is not None and run.cps.end == before:
+        verdict = settle(path, [hashed], hashed.line_end, [], run.now)
+        run.cps, changed, reread = extend(path, run.cps, verdict.pieces, run.now)
+        read += verdict.reread + reread
+        if changed:
+            run.changed = changed_finding(changed, run.now, run.changed)
+    if len(head) == FINGERPRINT_BYTES and hashed.pos == stamp.size:  # the head stays, the tail moved on
+        fingerprint = _fingerprint_of(head, (tail + hashed.tail)[-FINGERPRINT_BYTES:])
+    else:
+        fingerprint, head, tail = _fingerprint(path, stamp.size)
+        read += len(head) + len(tail)
+    return LogState(stamp, fingerprint, grown, grown.seen_json()), read
 
 
 def _log_findings(s: logmod.LogSummary) -> list[Finding]:

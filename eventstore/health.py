@@ -137,6 +137,20 @@ FINDING_SPECS: Mapping[str, FindingSpec] = MappingProxyType(
                 ),
             ),
             _spec(
+                "log_changed_in_place",
+                "critical",
+                gettext_noop("bytes of the log already read changed in place (not by an append)"),
+                ("segments", "count", True, "how many checkpointed segments changed"),
+                (
+                    "ranges",
+                    "list of [first, last] count pairs",
+                    True,
+                    "the first and last byte of each changed segment (segment granularity)",
+                ),
+                ("intact_at", "string", True, "when these bytes were last found intact (ISO-8601 UTC)"),
+                ("found_at", "string", True, "when the change was first found (ISO-8601 UTC)"),
+            ),
+            _spec(
                 "log_sequence_duplicate",
                 "warning",
                 gettext_noop("two events share a sequence number"),
@@ -267,7 +281,11 @@ class Health:
     # The JSON form of eventstore.state.CheckState (plain JSON values): pass it back as
     # ``check(previous=...)`` next time (incremental scan); equal files give an equal state.
     state: dict[str, Any] | None = None
-    bytes_read: int = 0
+    bytes_read: int = 0  # every byte this check read: log, meta and backups
+    # When the log was last read in full and checked against its checkpoints (epoch seconds;
+    # None: never): set by a full read, carried forward by the incremental checks.
+    verified_at: float | None = None
+    full: bool = False  # this check read the meta, the whole log and the backups
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "findings": [f.to_dict() for f in self.findings], "stats": self.stats.to_dict()}

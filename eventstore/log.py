@@ -97,18 +97,19 @@ class LineReader:
     physical lines before them (from ``start``), ``offset`` is the byte where the first begins.
     Afterwards ``tail`` is what follows the last newline (bytes, or an Overlong), starting at
     ``tail_offset`` after ``lines`` physical lines, and ``read`` the bytes read. ``progress``
-    is called with the bytes read so far after each read. ``fd`` must be at ``start``.
+    is called with the bytes read so far after each read, ``feed`` (a checkpoint hash's) with
+    each chunk read. ``fd`` must be at ``start``.
     """
 
-    def __init__(self, fd: int, start: int, end: int | None = None, progress=None):
-        self.fd, self.start, self.end, self.progress = fd, start, end, progress
+    def __init__(self, fd: int, start: int, end: int | None = None, progress=None, feed=None):
+        self.fd, self.start, self.end, self.progress, self.feed = fd, start, end, progress, feed
         self.lines = 0
         self.tail_offset = start
         self.tail: bytes | Overlong = b""
         self.read = 0
 
     def __iter__(self) -> Iterator[tuple[int, int, list[bytes] | Overlong]]:
-        fd, end, progress = self.fd, self.end, self.progress
+        fd, end, progress, feed = self.fd, self.end, self.progress, self.feed
         pos = self.start
         lineno, offset = 0, self.start
         pending = b""
@@ -118,6 +119,8 @@ class LineReader:
             if not chunk:
                 break
             pos += len(chunk)
+            if feed is not None:
+                feed(chunk)
             if long_length >= 0:
                 nl = chunk.find(b"\n")
                 if nl < 0:
@@ -412,6 +415,7 @@ class LogSummary:
     torn_tail: dict[str, Any] | None = None
     table_cursors: dict[str, dict[str, Any]] = field(default_factory=dict)
     _seen: bytes | bytearray = field(default=b"", repr=False)  # the bitmap; only ever replaced, never changed
+    hashed: Any = field(default=None, repr=False, compare=False)  # what checkpoint hashes saw (summarize)
 
     @property
     def expected_total(self) -> int:
@@ -556,30 +560,48 @@ _GAPS = shapes.SHAPES["list of [first, last] count pairs"]
 PARALLEL_MIN_BYTES = 64 << 20
 
 
-def summarize(path: Path, progress=None, workers: int | None = None, keep_seen: bool = False) -> LogSummary:
+def summarize(
+    path: Path, progress=None, workers: int | None = None, keep_seen: bool = False, feeder=None
+) -> LogSummary:
     """One streaming pass over a log: counts, bad lines, sequences, torn tail, cursors.
 
     Every line is parsed. Memory is bounded (chunks of 1 MiB, one bit per sequence number, one
     event per table). Logs of 64 MiB or more are split at line boundaries and read by one
     process per core (``workers`` overrides; 1 forces a single pass). ``progress(read, total)``
     is called as bytes are read. Raises OSError if the file cannot be read.
+
+    With ``feeder`` (``checkpoints.Feeder``: picklable, ``align`` bytes per window,
+    ``for_range(start, stop)`` a hash of bytes [start, stop)), every byte read is also fed to
+    the checkpoint hashes as it is read, and ``summary.hashed`` lists what they saw, in file
+    order (the ranges of several processes then start at multiples of ``align``).
     """
     size = os.stat(path, follow_symlinks=False).st_size
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if size >= PARALLEL_MIN_BYTES else 1
-    if workers > 1 and size > workers * CHUNK:
-        return _summarize_parallel(path, size, workers, progress, keep_seen)
-    part = scan_range(str(path), 0, size, None if progress is None else (lambda n: progress(n, size)))
+    unit = CHUNK if feeder is None else max(CHUNK, feeder.align)
+    if workers > 1 and size > workers * unit:
+        return _summarize_parallel(path, size, workers, progress, keep_seen, feeder)
+    seg = None if feeder is None else feeder.for_range(0, None)
+    part = scan_range(
+        str(path),
+        0,
+        size,
+        None if progress is None else (lambda n: progress(n, size)),
+        None if seg is None else seg.feed,
+    )
     part.size = size
+    if seg is not None:
+        part.hashed = [seg.result()]
     return part.finish(keep_seen)
 
 
-def resume(previous: LogSummary, path: Path, size: int) -> LogSummary:
+def resume(previous: LogSummary, path: Path, size: int, feed=None, progress=None) -> LogSummary:
     """Extend a summary of the first ``previous.size`` bytes (which ended at a line boundary)
-    with the bytes up to ``size``: only the new bytes are read."""
-    part = scan_range(str(path), previous.size, size)
+    with the bytes up to ``size``: only the new bytes are read (each chunk also to ``feed``;
+    ``progress(read)`` after each)."""
+    part = scan_range(str(path), previous.size, size, progress, feed)
     merged = _merge([(previous, bytes(previous._seen)), (part, bytes(part._seen))], size, keep_seen=True)
-    merged.bytes_read = size - previous.size
+    merged.bytes_read = part.bytes_read
     return merged
 
 
@@ -607,16 +629,16 @@ def _split_points(path: Path, size: int, parts: int) -> list[int]:
     return points
 
 
-def scan_range(path: str, start: int, end: int, progress=None) -> LogSummary:
+def scan_range(path: str, start: int, end: int, progress=None, feed=None) -> LogSummary:
     """Scan bytes [start, end) of a log; ``start`` must be at a line start. The summary's line
     numbers are relative to ``start`` (``lines_seen`` counts every physical line); its gaps are
-    not computed yet (``finish``)."""
+    not computed yet (``finish``). ``feed`` gets every chunk read (see :class:`LineReader`)."""
     part = LogSummary()
     tracker = EventTracker()
     fd = open_nofollow(Path(path))
     try:
         os.lseek(fd, start, os.SEEK_SET)
-        reader = LineReader(fd, start, end, progress)
+        reader = LineReader(fd, start, end, progress, feed)
         for before, offset, lines in reader:
             if lines.__class__ is Overlong:
                 part.lines += 1
@@ -694,35 +716,99 @@ def _scan_tail(reader: LineReader, part: LogSummary, tracker: EventTracker) -> i
     return 1
 
 
-def _worker(path: str, start: int, end: int, index: int, counters, results) -> None:
+def _aligned_points(path: Path, size: int, parts: int, align: int) -> list[tuple[int, int]]:
+    """For each range a process reads: (where its hashes start, a multiple of ``align``; where
+    its lines start, just after the first newline from there), the first (0, 0), the last
+    (size, size)."""
+    marks = sorted({min(size, round(size * i / parts / align) * align) for i in range(1, parts)} - {0, size})
+    lines = _split_points_at(path, size, marks)
+    return [(0, 0), *zip(marks, lines, strict=True), (size, size)]
+
+
+def _split_points_at(path: Path, size: int, marks: list[int]) -> list[int]:
+    """The offset just after the first newline at or after each mark (never decreasing)."""
+    out: list[int] = []
+    fd = open_nofollow(path)
+    try:
+        for mark in marks:
+            at = max(mark, out[-1] if out else 0)
+            while at < size:
+                buf = os.pread(fd, 1 << 16, at)
+                if not buf:
+                    at = size
+                    break
+                nl = buf.find(b"\n")
+                if nl >= 0:
+                    at += nl + 1
+                    break
+                at += len(buf)
+            out.append(min(at, size))
+    finally:
+        os.close(fd)
+    return out
+
+
+def _pre_feed(path: str, seg, start: int, end: int) -> int:
+    """Feed bytes [start, end) (the end of a line the process before parses) to ``seg``."""
+    fd = open_nofollow(path)
+    try:
+        pos = start
+        while pos < end:
+            data = os.pread(fd, min(CHUNK, end - pos), pos)
+            if not data:
+                break
+            seg.feed(data)
+            pos += len(data)
+    finally:
+        os.close(fd)
+    return pos - start
+
+
+def _worker(path: str, start: int, end: int, index: int, counters, results, feeder=None, hashes=(0, 0)) -> None:
     def report(n: int) -> None:
         counters[index] = n
 
     try:
-        part = scan_range(path, start, end, report)
-        results.put((index, part, bytes(part._seen), None))
+        seg, pre = None, 0
+        if feeder is not None:
+            seg = feeder.for_range(*hashes)
+            pre = _pre_feed(path, seg, hashes[0], min(start, hashes[1]))
+        part = scan_range(path, start, end, report, None if seg is None else seg.feed)
+        results.put((index, part, bytes(part._seen), None, None if seg is None else seg.result(), pre))
     except BaseException as exc:  # report, never hang the parent
-        results.put((index, None, b"", f"{type(exc).__name__}: {exc}"))
+        results.put((index, None, b"", f"{type(exc).__name__}: {exc}", None, 0))
 
 
-def _summarize_parallel(path: Path, size: int, workers: int, progress, keep_seen: bool = False) -> LogSummary:
+def _ranges(path: Path, size: int, workers: int, feeder) -> list[tuple[int, int, tuple[int, int]]]:
+    """(line start, line end, (hash start, hash stop)) of each process."""
+    if feeder is None:
+        points = _split_points(path, size, workers)
+        return [(a, b, (0, 0)) for a, b in zip(points, points[1:], strict=False) if b > a]
+    points = _aligned_points(path, size, workers, feeder.align)
+    return [(a[1], b[1], (a[0], b[0])) for a, b in zip(points, points[1:], strict=False)]
+
+
+def _summarize_parallel(
+    path: Path, size: int, workers: int, progress, keep_seen: bool = False, feeder=None
+) -> LogSummary:
     # fork starts in milliseconds but is unsafe once threads run (a web server's workers).
     ctx = mp.get_context("fork" if threading.active_count() == 1 else "spawn")
-    points = _split_points(path, size, workers)
-    ranges = [(a, b) for a, b in zip(points, points[1:], strict=False) if b > a]
+    ranges = _ranges(path, size, workers, feeder)
     counters = ctx.Array("q", len(ranges), lock=False)
     results = ctx.Queue()
     procs = [
-        ctx.Process(target=_worker, args=(str(path), a, b, i, counters, results), daemon=True)
-        for i, (a, b) in enumerate(ranges)
+        ctx.Process(target=_worker, args=(str(path), a, b, i, counters, results, feeder, h), daemon=True)
+        for i, (a, b, h) in enumerate(ranges)
     ]
     for p in procs:
         p.start()
     parts: dict[int, tuple[LogSummary, bytes]] = {}
+    hashed: dict[int, Any] = {}
+    pre = 0
     try:
         while len(parts) < len(procs):
             try:
-                index, part, seen, error = results.get(timeout=0.2)
+                index, part, seen, error, seg, extra = results.get(timeout=0.2)
             except queuemod.Empty:
                 if progress is not None:
                     progress(sum(counters), size)
@@ -731,7 +817,8 @@ def _summarize_parallel(path: Path, size: int, workers: int, progress, keep_seen
                 continue
             if error is not None:
                 raise OSError(f"reading {path}: {error}")
-            parts[index] = (part, seen)
+            parts[index], hashed[index] = (part, seen), seg
+            pre += extra
     finally:
         for p in procs:
             p.join(timeout=5)
@@ -739,7 +826,11 @@ def _summarize_parallel(path: Path, size: int, workers: int, progress, keep_seen
                 p.kill()
     if progress is not None:
         progress(size, size)
-    return _merge([parts[i] for i in range(len(ranges))], size, keep_seen)
+    out = _merge([parts[i] for i in range(len(ranges))], size, keep_seen)
+    if feeder is not None:
+        out.hashed = [hashed[i] for i in range(len(ranges))]
+        out.bytes_read += pre
+    return out
 
 
 def _merge(parts: list[tuple[LogSummary, bytes]], size: int, keep_seen: bool = False) -> LogSummary:

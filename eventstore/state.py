@@ -22,12 +22,16 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .checkpoints import Checkpoints
 from .fileio import Stamp
 from .health import FINDING_SPECS, SEVERITIES, Finding
 from .log import LogSummary
 from .shapes import Malformed
 
-STATE_VERSION = 2  # 2: typed state; the log's bitmap beside its summary; the meta's fields always written
+# 2: typed state; the log's bitmap beside its summary; the meta's fields always written.
+# 3: the log's checkpoints and a log_changed_in_place finding still reported; the log's
+#    fingerprint of its first and last 512 bytes (was 4 KiB).
+STATE_VERSION = 3
 
 _META_FIELDS = ("stamp", "ok", "findings", "size", "total", "last_id", "day", "last_at")
 _LOG_FIELDS = ("stamp", "fingerprint", "summary", "seen")
@@ -133,7 +137,7 @@ class MetaState:
 @dataclass(slots=True)
 class LogState:
     """What the log gave when it had the stamp ``stamp``: its summary, and a fingerprint of its
-    first and last 4 KiB (to tell a log that only grew from one rewritten), and the sequence
+    first and last 512 bytes (to tell a log that only grew from one rewritten), and the sequence
     bitmap as text (``LogSummary.seen_json``; decoded only to resume)."""
 
     stamp: Stamp
@@ -172,20 +176,29 @@ class LogState:
 
 @dataclass(slots=True)
 class CheckState:
-    """One module's state after a check: the backups it listed, and what the meta and the log
-    gave (None: the file was not there, or the log could not be read)."""
+    """One module's state after a check: the backups it listed, what the meta and the log
+    gave (None: the file was not there, or the log could not be read), the log's checkpoints
+    (``checkpoints.Checkpoints``) and the ``log_changed_in_place`` finding reported until it is
+    accepted (None: none)."""
 
     backups: tuple[str, ...]
     meta: MetaState | None = None
     log: LogState | None = None
+    checkpoints: Checkpoints | None = None
+    changed: Finding | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON form: ``{"version", "backups", "meta"?, "log"?}`` (plain JSON values)."""
+        """The JSON form: ``{"version", "backups", "meta"?, "log"?, "checkpoints"?, "changed"?}``
+        (plain JSON values)."""
         out: dict[str, Any] = {"version": STATE_VERSION, "backups": list(self.backups)}
         if self.meta is not None:
             out["meta"] = self.meta.to_json()
         if self.log is not None:
             out["log"] = self.log.to_json()
+        if self.checkpoints is not None:
+            out["checkpoints"] = self.checkpoints.to_json()
+        if self.changed is not None:
+            out["changed"] = _finding_to_json(self.changed)
         return out
 
     @classmethod
@@ -200,6 +213,10 @@ class CheckState:
                 raise Malformed("backups")
             meta = MetaState.from_json(value["meta"]) if "meta" in value else None
             log = LogState.from_json(value["log"]) if "log" in value else None
+            cps = Checkpoints.from_json(value["checkpoints"]) if "checkpoints" in value else None
+            changed = _finding_from_json(value["changed"]) if "changed" in value else None
+            if changed is not None and changed.code != "log_changed_in_place":
+                raise Malformed("changed: not a log_changed_in_place finding")
         except (Malformed, TypeError, KeyError, RecursionError):  # Malformed is a ValueError
             return None
-        return cls(tuple(backups), meta, log)
+        return cls(tuple(backups), meta, log, cps, changed)

@@ -267,11 +267,27 @@ class Module:
         listing, self._listing = self._listing, None
         return listing if listing is not None else self.files.listing()
 
-    def check(self, now: float | None = None, previous: dict[str, Any] | None = None) -> Health:
+    def check(
+        self,
+        now: float | None = None,
+        previous: dict[str, Any] | None = None,
+        *,
+        full: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+        accept_changes: bool = False,
+    ) -> Health:
         """Diagnose the module. Read-only: never changes, creates or deletes a file; never raises
         for damage (each problem is a finding; a folder leading outside the data root, or one
         that cannot be listed, is ``unreadable``). Pass the ``state`` of the last Health as
-        ``previous`` to skip unchanged files and read only the new bytes of a grown log."""
+        ``previous`` to skip unchanged files and read only the new bytes of a grown log.
+
+        ``full`` reads the meta, the whole log and the backups again and checks the log
+        against the checkpoints of ``previous`` (the sha256 of every 8 MiB it held): bytes
+        changed in place are ``log_changed_in_place`` (critical), which every later check
+        reports until a full one with ``accept_changes`` takes the log as it is now. A check
+        without ``previous`` is a full read too. ``progress(done, total)`` follows the read of
+        the log; ``Health.verified_at`` is when the log was last read in full, ``bytes_read``
+        every byte read."""
         if not self.contained():
             return checks.unreadable_module(
                 str(self.live_dir), "the folder is a symlink that leads outside the data root; not followed"
@@ -280,7 +296,16 @@ class Module:
             listing = self._take_listing()
         except OSError as exc:
             return checks.unreadable_module(layout.LIVE_DIR, exc)
-        return checks.check_module(self.files, listing, self.store.temp_grace, now, previous)
+        return checks.check_module(
+            self.files,
+            listing,
+            self.store.temp_grace,
+            now,
+            previous,
+            full=full,
+            progress=progress,
+            accept_changes=accept_changes,
+        )
 
     def read_events(self) -> Iterator[dict[str, Any]]:
         """Stream the log's events in order, in constant memory. Lines that do not parse as an

@@ -60,6 +60,7 @@ def test_every_finding_code_has_a_test():
         "log_bad_line",
         "log_sequence_duplicate",
         "log_sequence_gap",
+        "log_changed_in_place",  # tests/eventstore/test_checkpoints.py
         "temp_orphan",
         "backup_present",
         "unreadable",

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -471,3 +472,19 @@ def test_node_recovery_and_python_rebuild_derive_the_same_meta_from_the_sample(n
         assert report.new_meta["lastAckId"] == original["lastAckId"]  # salvaged (Node resets it to null)
         nxt = run(node, ours, ("appendEvent", make_entry(0, seed=5)))
         assert not nxt.recovered and nxt.results[0]["sequence"] == original["totalEvents"] + 1
+
+
+def test_nodes_rotation_and_appends_are_no_change_in_place(node, module):
+    """Node renames the log away and appends to a new file: its checkpoints are dropped, the new
+    file's are made (issue 13; the rest in test_checkpoints.py)."""
+    node_appends(node, module, 4)
+    later = time.time() + 10
+    h = module.check(now=later)
+    run(node, module, ("updateEventMeta", {"currentDay": PAST_DAY}))
+    run(node, module, ("rotateEventLog",), ("appendEvent", make_entry(1, seed=2)))
+    h = module.check(now=later, previous=json.loads(json.dumps(h.state)))
+    assert_healthy(h)
+    node_appends(node, module, 3, seed=4)
+    h = module.check(now=later, previous=h.state)
+    assert_healthy(h)
+    assert_healthy(module.check(now=later, previous=h.state, full=True))

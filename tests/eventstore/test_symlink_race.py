@@ -68,7 +68,12 @@ def test_a_check_through_a_swapped_folder_reports_the_files_unreadable(swapped):
     before = snapshot(outside)
     health = module.check()
     unreadable = [f for f in health.findings if f.code == "unreadable"]
-    assert health.status == "critical" and {f.detail["file"] for f in unreadable} == {layout.META_NAME, layout.LOG_NAME}
+    # a first check is a full read: the backups are read too, and refused as well
+    assert health.status == "critical" and {f.detail["file"] for f in unreadable} == {
+        layout.META_NAME,
+        layout.LOG_NAME,
+        *module.listing().backups,
+    }
     assert all("outside the data root" in f.message for f in unreadable)
     assert health.stats.log_events == 0 and health.stats.meta_valid is False  # nothing was read
     assert snapshot(outside) == before
