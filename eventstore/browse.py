@@ -218,6 +218,8 @@ class Matcher:
     cannot match: they let the scan skip whole chunks), then the test on the parsed event."""
 
     def __init__(self, where: EventFilter):
+        if where.sequence is not None and type(where.sequence) is not int:
+            raise ValueError(f"sequence: not a whole number: {where.sequence!r}")
         self.where = where
         self.since = self._time(where.since, "since")
         self.until = self._time(where.until, "until")
@@ -363,9 +365,10 @@ class _Forward:
     """The physical lines of [start, size) in file order, read ``chunk`` bytes at a time.
 
     Yields ``(kind, offset, length, data, newlines)`` per line (``newlines``: the "\n" between
-    ``start`` and the line), and None before each read after the first (where a caller may
-    stop). ``boundary`` is the start of the first line not yet yielded, ``newlines`` the "\n"
-    before it. ``skip(block)`` True drops a chunk's complete lines unseen (only counted)."""
+    ``start`` and the line), and None before a read once a line was examined and while none is
+    half read: where a caller may stop (so that each request gets on by a line at least).
+    ``boundary`` is the start of the first line not yet yielded, ``newlines`` the "\n" before
+    it. ``skip(block)`` True drops a chunk's complete lines unseen (only counted)."""
 
     def __init__(self, fd: int, start: int, size: int, chunk: int, skip=None):
         self.fd, self.start, self.size, self.chunk, self.skip = fd, start, size, chunk, skip
@@ -377,7 +380,7 @@ class _Forward:
         pending = 0
         long = -1  # >= 0: inside a line longer than the limit, this long so far
         while pos < self.size:
-            if pos > self.start:
+            if self.boundary > self.start and long < 0:  # a line examined, none half read
                 yield None
             data = os.pread(self.fd, min(self.chunk, self.size - pos), pos)
             if not data:
@@ -444,9 +447,9 @@ class _Backward:
     ``end`` is a line start, or the size of the file (then a torn tail comes first).
 
     Yields ``(kind, offset, length, data, newlines)`` (``newlines``: the "\n" from the line's
-    start to ``end``), and None before each read after the first. ``boundary`` is the start of
-    the last line yielded (``end`` at first), ``newlines`` the "\n" from there to ``end``.
-    ``skip`` as for :class:`_Forward`."""
+    start to ``end``), and None where a caller may stop (as :class:`_Forward` does).
+    ``boundary`` is the start of the last line yielded (``end`` at first), ``newlines`` the
+    "\n" from there to ``end``. ``skip`` as for :class:`_Forward`."""
 
     def __init__(self, fd: int, end: int, size: int, chunk: int, skip=None):
         self.fd, self.end, self.size, self.chunk, self.skip = fd, end, size, chunk, skip
@@ -457,7 +460,7 @@ class _Backward:
         buf = b""  # the bytes [pos, boundary)
         long_end = -1  # >= 0: inside a line longer than the limit that ends there
         while pos > 0:
-            if pos < self.end:
+            if self.boundary < self.end and long_end < 0:  # a line examined, none half read
                 yield None
             lo = max(0, pos - self.chunk)
             data = os.pread(self.fd, pos - lo, lo)
@@ -722,8 +725,9 @@ def seek(
     fd = open_nofollow(path)
     try:
         st = os.fstat(fd)
-        points = list(index.points) if index.fits(st) else [IndexPoint(0, 1, None, None)]
-        if index.fits(st) and index.end > points[-1].offset and time is None:
+        known, _ = index.describes(fd, st)
+        points = list(index.points) if known else [IndexPoint(0, 1, None, None)]
+        if known and index.end > points[-1].offset and time is None:
             points.append(IndexPoint(index.end, index.lines + 1, index.sequence, None))
         i = _seek_point(points, line, sequence, when)
         start = points[i]

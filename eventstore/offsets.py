@@ -57,6 +57,16 @@ class OffsetIndex:
         """True if the index may describe the file ``st`` is of: same inode, not shorter."""
         return st.st_ino == self.ino and st.st_dev == self.dev and st.st_size >= self.end
 
+    def describes(self, fd: int, st: os.stat_result) -> tuple[bool, int]:
+        """Whether the index is of the open file ``fd`` (``st``: its fstat): it :meth:`fits` it and
+        the bytes before ``end`` are still those it was built on (a log deleted and written again
+        may get the same inode); and the bytes read to tell."""
+        if not self.fits(st):
+            return False, 0
+        n = min(self.end, GUARD_BYTES)
+        data = os.pread(fd, n, self.end - n)
+        return zlib.crc32(data) == self.guard, len(data)
+
     def anchors(self) -> tuple[list[int], list[int]]:
         """The offsets and line numbers known: every point and ``end``."""
         offsets = [p.offset for p in self.points]
@@ -133,21 +143,25 @@ def count_newlines(fd: int, start: int, stop: int) -> int:
 
 def line_number(fd: int, index: OffsetIndex | None, st: os.stat_result, offset: int) -> tuple[int | None, int]:
     """The line number of the line that starts at ``offset``, counted from the nearest point of
-    the index (or ``end``), and the bytes read for it: None when there is no index that fits the
-    file, or the nearest point is more than ``every`` bytes away (an index left far behind)."""
+    the index (or its ``end``), and the bytes read for it: None when there is no index of this
+    file (:meth:`OffsetIndex.describes`), or the nearest point is more than ``every`` bytes away
+    (an index left far behind, or a line of many MiB)."""
     if offset == 0:
         return 1, 0
-    if index is None or not index.fits(st):
+    if index is None:
         return None, 0
+    known, read = index.describes(fd, st)
+    if not known:
+        return None, read
     offsets, lines = index.anchors()
     i = bisect.bisect_right(offsets, offset) - 1  # the last anchor at or before offset
     before = offset - offsets[i]
-    after = offsets[i + 1] - offset if i + 1 < len(offsets) else None
-    if after is not None and after < before:
-        return lines[i + 1] - count_newlines(fd, offset, offsets[i + 1]), after
-    if before > index.every:
-        return None, 0
-    return lines[i] + count_newlines(fd, offsets[i], offset), before
+    after = offsets[i + 1] - offset if i + 1 < len(offsets) else before + 1
+    if min(before, after) > index.every:
+        return None, read
+    if after < before:
+        return lines[i + 1] - count_newlines(fd, offset, offsets[i + 1]), read + after
+    return lines[i] + count_newlines(fd, offsets[i], offset), read + before
 
 
 # -- building ------------------------------------------------------------------------------

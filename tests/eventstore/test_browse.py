@@ -758,3 +758,45 @@ def test_overlong_lines_are_the_ones_the_checks_call_overlong(tmp_path, monkeypa
             assert events == expected
     if seed % 2:
         assert summary.torn_tail is not None
+
+
+@pytest.mark.parametrize("direction", ["older", "newer"])
+def test_every_request_gets_on_by_a_line_even_without_time(tmp_path, direction):
+    """Lines longer than a chunk and a budget already spent: each request still examines a
+    line, so following ``resume`` always ends."""
+    path = tmp_path / "events.log"
+    path.write_bytes(b"".join(_event_line(i, note="n" * 5000) + b"\n" for i in range(1, 9)))
+    rows, pages = all_pages(
+        path, direction, where=EventFilter(text="evt-"), limit=3, chunk=1000, budget_seconds=0, clock=FakeClock()
+    )
+    assert sorted(r.sequence for r in rows) == list(range(1, 9))
+    assert all(len(p.rows) >= 1 for p in pages[:-1]) and not all(p.complete for p in pages)
+
+
+def test_an_index_of_bytes_since_rewritten_gives_no_line_numbers(tmp_path):
+    module = write_events(tmp_path, 50)
+    path = module.log_path
+    index = build_index(path, every=2000)
+    middle = path.stat().st_size // 2
+    assert browse(path, cursor=middle, index=index, limit=3).rows[0].line is not None
+    data = path.read_bytes()
+    with open(path, "r+b") as f:  # the same inode and size, other bytes: not the file it was built on
+        f.write(data.replace(b'"recordedAt":"20', b'"recordedAt":"19'))
+    assert {r.line for r in browse(path, cursor=middle, index=index, limit=3).rows} == {None}
+    assert seek(path, index, sequence=40) == reference(path)[39]["offset"]  # from the start, not the points
+
+
+def test_a_missing_log_is_an_error_and_bad_arguments_are_refused(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        browse(tmp_path / "events.log")
+    path = tmp_path / "events.log"
+    path.write_bytes(b"")
+    empty = browse(path)
+    assert (empty.rows, empty.older, empty.newer, empty.complete, empty.searched) == ([], None, None, True, (0, 0))
+    assert browse(path, direction="newer").rows == [] and line_at(path, 0) is None
+    with pytest.raises(ValueError):
+        browse(path, where=EventFilter(since="last tuesday"))
+    with pytest.raises(ValueError):
+        browse(path, where=EventFilter(sequence="7"))
+    assert EventFilter().is_empty() and EventFilter(text="", text_fields=("record",)).is_empty()
+    assert not EventFilter(table="").is_empty()
