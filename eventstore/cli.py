@@ -1,7 +1,9 @@
 """``python -m eventstore``: check, show, rebuild and list backups from a POS server's shell.
 
 Exit status of ``check`` follows the Nagios convention: 0 all healthy, 1 worst is a warning,
-2 any critical, 3 could not run. Other commands exit 0 on success, 3 on bad input, 2 when a
+2 any critical, 3 could not run. ``check --state FILE`` keeps the modules' check states in FILE
+(read before, written atomically after), so that a later ``check --state FILE`` reads only what
+changed and ``check --full --state FILE`` compares every log with its checkpoints. Other commands exit 0 on success, 3 on bad input, 2 when a
 repair could not be made. Errors are one line on stderr, never a traceback.
 """
 
@@ -10,12 +12,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 
 from . import EventStore, EventStoreError, InvalidName, RefusedFolder, RootError
-from .health import STATUS_RANK, STATUSES
+from .checkpoints import iso
+from .fileio import atomic_write
+from .health import STATUS_RANK, STATUSES, Health
 from .layout import printable
 
 EXIT_UNUSABLE = 3  # the root or a name was refused (a status is its STATUS_RANK)
@@ -31,14 +36,57 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n")
 
 
-def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+STATE_FILE_VERSION = 1  # {"version": 1, "root": ..., "modules": {"<branch>/<module>": Health.state}}
+
+
+def read_states(path: Path | None, err: TextIO) -> dict[str, Any]:
+    """The modules' states kept in ``path`` (none: a first run); a file that cannot be read or
+    is not one gives a one-line message on ``err`` and no states (every module read in full)."""
+    if path is None:
+        return {}
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        err.write(
+            f"eventstore check: state file {path} could not be read ({exc.strerror}); reading every file in full\n"
+        )
+        return {}
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        err.write(f"eventstore check: state file {path} is damaged ({exc}); reading every file in full\n")
+        return {}
+    if not (type(value) is dict and value.get("version") == STATE_FILE_VERSION and type(value.get("modules")) is dict):
+        err.write(f"eventstore check: state file {path} is not one this version writes; reading every file in full\n")
+        return {}
+    return value["modules"]
+
+
+def _figures(health: Health) -> dict[str, Any]:
+    return {"verified_at": health.verified_at, "bytes_read": health.bytes_read, "full": health.full}
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     store = EventStore(args.root)
+    state_path = Path(args.state) if args.state else None
+    previous = read_states(state_path, err)
+    states: dict[str, Any] = {}
     modules, refused = [], []
+    bytes_read = 0
     for found in store.walk():
         if isinstance(found, RefusedFolder):
             refused.append(found.to_dict())  # a name that breaks the path rules: never read, critical
             continue
-        modules.append({"branch": found.branch, "module": found.name, **found.check().to_dict()})
+        key = f"{found.branch}/{found.name}"
+        health = found.check(previous=previous.get(key), full=args.full)
+        states[key] = health.state
+        bytes_read += health.bytes_read
+        modules.append({"branch": found.branch, "module": found.name, **health.to_dict(), **_figures(health)})
+    if state_path is not None:
+        document = {"version": STATE_FILE_VERSION, "root": str(store.root), "modules": states}
+        atomic_write(state_path, orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS, default=str))
     worst = max([STATUS_RANK[m["status"]] for m in modules] + [STATUS_RANK["critical"]] * bool(refused), default=0)
     if args.format == "json":
         counts = {s: sum(1 for m in modules if m["status"] == s) for s in STATUSES}
@@ -50,6 +98,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
                 "counts": counts,
                 "modules": modules,
                 "not_scanned": refused,
+                "bytes_read": bytes_read,
             },
         )
     else:
@@ -68,13 +117,14 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         if len(rows) > 1:
             _table(rows, out)
         counts = ", ".join(f"{sum(1 for m in modules if m['status'] == s)} {s}" for s in STATUSES)
-        out.write(f"{len(modules)} module(s) under {store.root}: {counts}\n")
+        how = "read in full" if args.full or not previous else "read incrementally"
+        out.write(f"{len(modules)} module(s) under {store.root}: {counts}; {bytes_read} bytes {how}\n")
         for r in refused:
             out.write(f"NOT SCANNED  {r['path']}: {r['reason']}\n")
     return worst
 
 
-def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     store = EventStore(args.root)
     module = store.module(args.branch, args.module)
     if not module.exists():
@@ -82,7 +132,16 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     health = module.check()
     backups = [b.to_dict() for b in module.backups()]
     if args.format == "json":
-        _json(out, {"branch": module.branch, "module": module.name, **health.to_dict(), "backups": backups})
+        _json(
+            out,
+            {
+                "branch": module.branch,
+                "module": module.name,
+                **health.to_dict(),
+                **_figures(health),
+                "backups": backups,
+            },
+        )
         return STATUS_RANK[health.status]
     s = health.stats
     out.write(f"{module.branch}/{module.name}: {health.status.upper()}\n")
@@ -92,6 +151,8 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     )
     meta_state = "valid" if s.meta_valid else ("damaged" if s.meta_exists else "missing")
     out.write(f"  meta     {meta_state}, totalEvents {s.meta_total_events}, lastEventId {s.meta_last_event_id}\n")
+    verified = iso(health.verified_at) if health.verified_at is not None else "never"
+    out.write(f"  verified {verified} (log read in full), {health.bytes_read} bytes read by this check\n")
     for f in health.findings:
         out.write(f"  [{f.severity}] {f.code}: {f.message}\n")
     for b in backups:
@@ -100,7 +161,7 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     return STATUS_RANK[health.status]
 
 
-def cmd_rebuild(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     store = EventStore(args.root)
     module = store.module(args.branch, args.module)
     report = module.rebuild()
@@ -123,7 +184,7 @@ def cmd_rebuild(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def cmd_backups(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_backups(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     store = EventStore(args.root)
     rows: list[dict[str, Any]] = []
     for module in store.modules():
@@ -152,6 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--format", choices=("text", "json"), default="text")
     p = sub.add_parser("check", parents=[fmt], help="check every module under ROOT (exit 0/1/2 like Nagios)")
     p.add_argument("root")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="read every meta, log and backup whole and compare each log with its checkpoints (from --state)",
+    )
+    p.add_argument(
+        "--state",
+        metavar="FILE",
+        help="read the modules' last check states from FILE (read only what changed) and write the new ones",
+    )
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("show", parents=[fmt], help="one module: findings, figures, backups")
     p.add_argument("root")
@@ -177,7 +248,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args, out)
+        return args.func(args, out, err)
     except (RootError, InvalidName) as exc:
         err.write(f"eventstore {args.command}: {exc}\n")
         return EXIT_UNUSABLE

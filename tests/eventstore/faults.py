@@ -382,6 +382,7 @@ class Result:
     absorbed: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    verified: int = 0  # checks of the log against the checkpoints of a check from before the fault
 
     @property
     def sites(self) -> set[tuple[str, str]]:
@@ -446,6 +447,9 @@ def _inject(
 ) -> list[str]:
     problems: list[str] = []
     run = open_run(base)
+    # the checkpoints of the log as it was: whatever the fault, Python only appends to (or cuts
+    # an unprotected torn tail off) a log, so no later check may find it changed in place
+    baseline = open_run(base).module.check(now=FROZEN_NOW)
     faulty = FaultyOS(base, fail_at=call.index, failure=failure)
     error: BaseException | None = None
     with frozen_clock(), faulty.active():
@@ -519,6 +523,7 @@ def _inject(
 
     if scenario.invariant:
         problems.extend(scenario.invariant(old, new, got))
+    problems.extend(_unchanged_in_place(base, baseline, result))
 
     # 5. temps left behind are ones the store recognises as orphans
     temps = sorted(rel.rpartition("/")[2] for rel in got if is_temp(rel))
@@ -552,6 +557,7 @@ def _inject(
         problems.append(f"files neither old nor new, still there after the next call: {stay}")
     fresh = open_run(base).module
     health = fresh.check()
+    problems.extend(_unchanged_in_place(base, baseline, result))
     if health.status != scenario.status:
         problems.append(
             f"after the next call the module is {health.status}: {[f.to_dict() for f in health.findings if f.severity != 'info']}"
@@ -559,6 +565,22 @@ def _inject(
     if scenario.after_next:
         problems.extend(scenario.after_next(run, old, snapshot(base)))
     return problems
+
+
+FROZEN_NOW = 4_000_000_000.0  # "now" of the checkpoint checks: every file is past the racy window
+
+
+def _unchanged_in_place(base: Path, baseline, result: Result) -> list[str]:
+    """A full and an incremental check against ``baseline``'s checkpoints find no change in place."""
+    module = open_run(base).module
+    out = []
+    for full in (True, False):
+        h = module.check(now=FROZEN_NOW, previous=baseline.state, full=full)
+        result.verified += 1
+        changed = [f.to_dict() for f in h.findings if f.code == "log_changed_in_place"]
+        if changed:
+            out.append(f"the log was changed in place ({'full' if full else 'incremental'} check): {changed}")
+    return out
 
 
 def torn_fragment(log: bytes | None) -> bytes:
@@ -577,9 +599,11 @@ def summary_line(results: list[Result]) -> str:
     sites = set().union(*(r.sites for r in results)) if results else set()
     failed = sum(len(r.failures) for r in results)
     verdict = "all recovered" if not failed else f"{failed} NOT recovered"
+    verified = sum(r.verified for r in results)
     return (
         f"fault injection: {points} injection points over {len(ops)} operations "
-        f"({len(results)} scenarios, {len(sites)} distinct call sites), {verdict}"
+        f"({len(results)} scenarios, {len(sites)} distinct call sites), {verdict}; "
+        f"{verified} checks of the log against its checkpoints from before the fault"
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -186,3 +187,71 @@ def test_check_reports_a_folder_whose_name_is_not_utf8_and_escapes_names(tmp_pat
     text = proc.stdout
     assert "NOT SCANNED  bad\\xff\\xfe/modules/pos: name 'bad\\xff\\xfe' is not valid UTF-8" in text
     assert "ok\\u202ename" in text and "\u202e" not in text  # a bidi override never reaches the terminal
+
+
+# -- check --full --state (issue 13) ----------------------------------------------------------
+
+
+def _flip_in_place(path: Path) -> None:
+    st = os.stat(path)
+    data = bytearray(path.read_bytes())
+    i = data.index(b'"evt-', len(data) // 2) + 5
+    while not chr(data[i]).isdigit():
+        i += 1
+    data[i] = ord("1") if data[i] != ord("1") else ord("2")
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_check_with_a_state_file_is_incremental_and_full_finds_a_change_in_place(store, root, tmp_path):
+    s = seed(store, 30)
+    state_file = tmp_path / "state.json"
+    first = cli("check", str(root), "--state", str(state_file), "--format", "json")
+    assert first.returncode == 0 and state_file.exists(), first.stderr
+    doc = json.loads(state_file.read_text())
+    assert doc["version"] == 1 and set(doc["modules"]) == {"dar/pos"}
+    report = json.loads(first.stdout)
+    assert report["modules"][0]["full"] is True and report["modules"][0]["verified_at"] is not None
+    os.utime(s.module.meta_path, (1, 1))  # both files old: past the racily-clean window
+    os.utime(s.module.log_path, (1, 1))
+    cli("check", str(root), "--state", str(state_file))  # the baseline (the stamps changed: read again)
+    _flip_in_place(s.module.log_path)
+    incremental = cli("check", str(root), "--state", str(state_file), "--format", "json")
+    report = json.loads(incremental.stdout)
+    assert incremental.returncode == 0 and report["bytes_read"] == 0 and report["modules"][0]["full"] is False
+    full = cli("check", str(root), "--full", "--state", str(state_file))
+    assert full.returncode == 2 and "log_changed_in_place" in full.stdout and "read in full" in full.stdout
+    again = cli("check", str(root), "--state", str(state_file))  # still reported, from the state
+    assert again.returncode == 2 and "log_changed_in_place" in again.stdout
+
+
+@pytest.mark.parametrize("content", [b"", b"{not json", b"[]", b'{"version": 9, "modules": {}}', b"\xff\xfe"])
+def test_a_damaged_state_file_is_one_line_and_a_full_read(store, root, tmp_path, content):
+    seed(store, 5)
+    state_file = tmp_path / "state.json"
+    state_file.write_bytes(content)
+    proc = cli("check", str(root), "--state", str(state_file))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "state file" in lines[0] and "in full" in lines[0] and "Traceback" not in proc.stderr
+    assert json.loads(state_file.read_text())["version"] == 1  # replaced by a good one
+
+
+def test_an_unreadable_state_file_is_one_line(store, root, tmp_path):
+    seed(store, 5)
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    proc = cli("check", str(root), "--state", str(folder))  # a folder: cannot be read, nor replaced
+    assert "Traceback" not in proc.stderr and proc.stderr.strip() and proc.returncode == 3
+
+
+def test_show_prints_when_the_log_was_verified_and_the_bytes_read(store, root):
+    s = seed(store, 5)
+    proc = cli("show", str(root), "dar", "pos")
+    assert proc.returncode == 0
+    size = s.module.log_path.stat().st_size + s.module.meta_path.stat().st_size
+    assert re.search(
+        r"verified \d{4}-\d\d-\d\dT[\d:.]+Z \(log read in full\), " + str(size) + " bytes read", proc.stdout
+    )
+    report = json.loads(cli("show", str(root), "dar", "pos", "--format", "json").stdout)
+    assert report["bytes_read"] == size and report["verified_at"] > 0

@@ -59,9 +59,10 @@ import orjson
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from eventstore import CODES, EventStore, health, layout, serverlog
+from eventstore import CODES, EventStore, health, layout, serverlog, state
 from eventstore import log as logmod
 from eventstore import meta as metamod
+from eventstore.checkpoints import SEGMENT
 from eventstore.errors import ConcurrentModification, StoreBusy
 from eventstore.health import STATUSES, status_of
 from tests.eventstore.conftest import REPO, line_bytes, make_lines, meta_bytes, node_meta
@@ -988,8 +989,53 @@ def check_module_files(module, c: Rng) -> None:
         fresh = module.check()
         check_health(again, module)
         assert _comparable(again) == _comparable(fresh)
+        # an append is no change in place: not for the incremental check that checkpointed the
+        # new bytes, nor for a full read against those checkpoints
+        verified = module.check(previous=again.state, full=True)
+        check_health(verified, module)
+        assert "log_changed_in_place" not in {f.code for f in again.findings + verified.findings}
     if h.state is not None and c.chance(0.3):  # a state changed in the database: never an exception
-        check_health(module.check(previous=mutate_state(h.state, c)), module)
+        mutated = mutate_checkpoints(h.state, c) if "checkpoints" in h.state and c.chance(0.5) else None
+        if mutated is None:
+            mutated = mutate_state(h.state, c)
+        parsed = state.CheckState.from_json(mutated)  # a CheckState or None, never an exception
+        if parsed is not None and parsed.checkpoints is not None:
+            _checkpoints_well_formed(parsed.checkpoints)
+        check_health(module.check(previous=mutated), module)
+        check_health(module.check(previous=mutated, full=True, accept_changes=c.chance(0.5)), module)
+
+
+def mutate_checkpoints(value: Any, c: Rng) -> Any:
+    """A copy of a v3 state with its checkpoints made odd: a piece's end, hash or time replaced,
+    pieces dropped, repeated or swapped, the file or verified_at replaced."""
+    out = json.loads(json.dumps(value))
+    cps = out["checkpoints"]
+    pieces = cps["pieces"]
+    which = c.int(0, 5)
+    if which == 0 and pieces:
+        p = pieces[c.int(0, len(pieces) - 1)]
+        p[0] = c.choice((0, -1, p[0] + 1, p[0] - 1, SEGMENT, SEGMENT + 1, 2**64, 1.5, "9", None))
+    elif which == 1 and pieces:
+        p = pieces[c.int(0, len(pieces) - 1)]
+        p[1] = c.choice(("", "0" * 64, "0" * 63, "G" * 64, p[1].upper(), p[1][:-1] + "x", 5, None))
+    elif which == 2 and pieces:
+        p = pieces[c.int(0, len(pieces) - 1)]
+        p[2] = c.choice((-1, float("nan"), float("inf"), True, "x", None, 0, 1e300))
+    elif which == 3:
+        cps["pieces"] = c.choice(([], pieces * 2, pieces[::-1], [*pieces, [0, "0" * 64, 1.0]], [[1]], {}, None))
+    elif which == 4:
+        cps["file"] = c.choice(([], [1], [1, 2, 3], [-1, 2], ["1", 2], None, [2**70, 1]))
+    else:
+        cps["verified_at"] = c.choice((-1, "x", True, [], None, 0, 1e300))
+    return out
+
+
+def _checkpoints_well_formed(cps) -> None:
+    """What a state read back holds: pieces from 0 without a hole, each within one 8 MiB window."""
+    start = 0
+    for p in cps.pieces:
+        assert p.start == start < p.end <= (start // SEGMENT + 1) * SEGMENT and len(p.sha) == 64
+        start = p.end
 
 
 STATE_ODD = (None, -1, 0, 1.5, "x", "", True, [], {}, [1, 2, 3, 4], [[1]], {"offset": 1}, 2**70)

@@ -46,7 +46,7 @@ ARTIFACT = REPO / "test-artifacts" / "power-loss.txt"
 DERIVED = ("totalEvents", "lastEventId", "lastEventAt")
 BENIGN = {"log_torn_tail", "backup_present", "temp_orphan"}
 KEEP_GOING = os.environ.get("EVENTSTORE_POWERLOSS_KEEP_GOING") == "1"  # list every failing state
-RESULTS: dict[str, tuple[int, int, Counter]] = {}
+RESULTS: dict[str, tuple[int, int, Counter, int]] = {}
 
 
 # -- scenarios: a starting state (taken as durable) and the recorded operations ------------------
@@ -258,8 +258,46 @@ def _allowed_after(later: list[tuple[str, Any]], key: str, value: Any) -> list[A
     return [None] if returned else [None, value]
 
 
+LIVE_LOG = f"branches/{BRANCH}/modules/{MODULE}/live/{layout.LOG_NAME}"
+LATER = 4_000_000_000.0  # "now" of the checkpoint checks: past every file's racy window
+
+
+def _log_inode(state) -> int | None:
+    """The recorder's inode of the live log in ``state`` (None: no live log)."""
+    return next((ino for rel, ino, is_dir in state.paths() if rel == LIVE_LOG and not is_dir), None)
+
+
+def baseline_of(initial, target: Path) -> tuple[int | None, dict | None]:
+    """The live log's inode before the operations and a check state of it (its checkpoints)."""
+    materialize(initial, target)
+    module = EventStore(target / "branches", fsync=False).module(BRANCH, MODULE)
+    state = module.check(now=LATER).state if module.log_path.exists() else None
+    shutil.rmtree(target)
+    return _log_inode(initial), state
+
+
+def _checkpoints_hold(cs: CrashState, module, baseline: tuple[int | None, dict | None], stats: Counter) -> None:
+    """The bytes of the live log that were checkpointed before the operations are still there
+    whatever the power loss kept, when it is the same file (the materialized copy is a new
+    inode: the checkpoints are carried over to it)."""
+    ino, state = baseline
+    if state is None or "checkpoints" not in state or ino is None or _log_inode(cs.state) != ino:
+        return
+    st = os.stat(module.log_path)
+    carried = {**state, "checkpoints": {**state["checkpoints"], "file": [st.st_dev, st.st_ino]}}
+    health = module.check(now=LATER, previous=carried, full=True)
+    changed = [f.to_dict() for f in health.findings if f.code == "log_changed_in_place"]
+    assert not changed, f"the log's checkpointed bytes changed: {changed}"
+    stats["logs checked against their checkpoints"] += 1
+
+
 def check_state(
-    cs: CrashState, target: Path, scenario: Scenario, initial_backups: dict[str, str], stats: Counter
+    cs: CrashState,
+    target: Path,
+    scenario: Scenario,
+    initial_backups: dict[str, str],
+    stats: Counter,
+    baseline: tuple[int | None, dict | None] = (None, None),
 ) -> None:
     materialize(cs.state, target)
     root, archive = target / "branches", target / "archive"
@@ -269,6 +307,7 @@ def check_state(
         if kind == "backups":
             promised.update(p)
     module = EventStore(root, fsync=False).module(BRANCH, MODULE)
+    _checkpoints_hold(cs, module, baseline, stats)
 
     # What the disk holds.
     _events_once(module, acked, one_inode_once=True)
@@ -345,13 +384,14 @@ def test_power_loss_at_every_point(tmp_path, scenario):
     with rec.recording():
         scenario.ops(Run(rec, module, archive))
     states = crash_states(rec.initial, rec.ops)
+    baseline = baseline_of(rec.initial, tmp_path / "initial")
     stats: Counter[str] = Counter()
     by_op: Counter[str] = Counter()
     failures = []
     for n, cs in enumerate(states):
         target = tmp_path / "states" / str(n)
         try:
-            check_state(cs, target, scenario, initial_backups, stats)
+            check_state(cs, target, scenario, initial_backups, stats, baseline)
         except Exception as exc:
             failures.append(
                 f"crash state {n}: power lost at op {cs.point} ({op_name(rec.ops, cs.point)}), {cs.how}: {type(exc).__name__}: {exc}"
@@ -363,7 +403,7 @@ def test_power_loss_at_every_point(tmp_path, scenario):
     assert not failures, f"{len(failures)} of {len(states)} crash states failed:\n" + "\n".join(failures[:20])
     elapsed = time.monotonic() - started
     points = sum(1 for op in rec.ops if op[0] != "mark")
-    RESULTS[scenario.name] = (len(states), points, by_op)
+    RESULTS[scenario.name] = (len(states), points, by_op, stats["logs checked against their checkpoints"])
     print(
         f"\npower loss, {scenario.name}: {len(states)} crash states checked ({points} recorded operations, {elapsed:.1f} s)"
     )
@@ -373,11 +413,15 @@ def test_power_loss_at_every_point(tmp_path, scenario):
 
 
 def _write_artifact() -> None:
-    total = sum(n for n, _, _ in RESULTS.values())
-    lines = [f"power loss: {total} crash states checked"]
-    for name, (n, points, by_op) in RESULTS.items():
+    total = sum(r[0] for r in RESULTS.values())
+    verified = sum(r[3] for r in RESULTS.values())
+    lines = [
+        f"power loss: {total} crash states checked; {verified} of them with the live log compared with its checkpoints from before"
+    ]
+    for name, (n, points, by_op, checked) in RESULTS.items():
         lines.append(
-            f"  {name}: {n} states over {points} recorded operations ({', '.join(f'{k} {v}' for k, v in sorted(by_op.items()))})"
+            f"  {name}: {n} states over {points} recorded operations ({', '.join(f'{k} {v}' for k, v in sorted(by_op.items()))}); "
+            f"{checked} logs compared with their checkpoints"
         )
     ARTIFACT.parent.mkdir(exist_ok=True)
     ARTIFACT.write_text("\n".join(lines) + "\n")
