@@ -426,10 +426,14 @@ def _log_findings(s: logmod.LogSummary) -> list[Finding]:
         )
     if s.bad_line_count:
         first = s.bad_lines[0]
+        # Only lines that are JSON but not objects: Node reads past them (and counts the truthy
+        # ones as events), nothing it wrote is lost: a warning.
+        junk_only = s.not_object_count == s.bad_line_count
         out.append(
             health.make(
                 "log_bad_line",
                 f"{s.bad_line_count} line(s) do not parse as an event; first at line {first['line']}: {first['error']}",
+                "warning" if junk_only else None,
                 count=s.bad_line_count,
                 lines=s.bad_lines,
             )

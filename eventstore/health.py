@@ -126,7 +126,7 @@ FINDING_SPECS: Mapping[str, FindingSpec] = MappingProxyType(
             ),
             _spec(
                 "log_bad_line",
-                "critical",
+                "critical",  # a warning when every bad line is JSON but not an object (Node reads past them)
                 gettext_noop("a complete line in the log does not parse as an event"),
                 _COUNT,
                 (

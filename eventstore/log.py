@@ -190,6 +190,25 @@ def iter_raw_lines(path: Path, start: int = 0, first_lineno: int = 1, progress=N
         os.close(fd)
 
 
+# A line that is JSON but not an object: Node's readEventLog keeps every parsed value that is
+# truthy (``.filter(Boolean)``), so it counts ``[1,2]``, ``"x"``, ``42`` or ``true`` as an event
+# (in a recovered meta's totalEvents; its lastEventId is then undefined) and skips ``0``, ``""``,
+# ``false`` and ``null`` as it skips a line it cannot parse. A scan counts them the same way and
+# reports each as a bad line (``log_bad_line``, a warning when all bad lines are of this kind).
+NOT_OBJECT = "line is valid JSON but not an object"
+
+
+def js_truthy(value: Any) -> bool:
+    """JavaScript's truthiness of a parsed JSON value: false for false, 0, "" and null."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value != 0
+    if isinstance(value, str):
+        return value != ""
+    return True  # true, any array (even []), any object
+
+
 def parse_event(data: bytes) -> tuple[dict[str, Any] | None, str | None]:
     """Parse one line as an event: a JSON object, as Node reads it. Returns (event, None) or
     (None, reason)."""
@@ -201,7 +220,7 @@ def parse_event(data: bytes) -> tuple[dict[str, Any] | None, str | None]:
         except (ValueError, RecursionError):
             return None, str(exc)
     if not isinstance(value, dict):
-        return None, "line is valid JSON but not an object"
+        return None, NOT_OBJECT
     return value, None
 
 
@@ -375,13 +394,21 @@ class EventTracker:
         else:
             seen[byte] |= bit
 
+    def add_value(self, value: Any) -> None:
+        """A line Node counts as an event though it is not an object (see ``NOT_OBJECT``):
+        it counts, and as the last one it leaves no id, time or sequence."""
+        self.events += 1
+        self.last = value
+
     def into(self, summary: LogSummary) -> LogSummary:
         """Write what was tracked into ``summary`` (its bitmap too; gaps wait for ``finish``)."""
         summary.events = self.events
-        if self.last is not None:
-            summary.last_event_id = self.last.get("id")
-            summary.last_event_at = event_time(self.last)
-            summary.last_sequence = self.last.get("sequence")
+        last = self.last
+        if last is not None:
+            last = last if last.__class__ is dict else {}
+            summary.last_event_id = last.get("id")
+            summary.last_event_at = event_time(last)
+            summary.last_sequence = last.get("sequence")
         summary.table_cursors = {t: cursor_for(e) for t, e in self.by_table.items()}  # each leaves one
         summary.min_sequence, summary.max_sequence = self.min_seq, self.max_seq
         summary.sequence_tracking_limited = self.limited
@@ -401,6 +428,7 @@ class LogSummary:
     events: int = 0
     bad_line_count: int = 0
     bad_lines: list[dict[str, Any]] = field(default_factory=list)
+    not_object_count: int = 0  # of the bad lines, those that are JSON but not an object
     last_event_id: Any = None
     last_event_at: Any = None
     last_sequence: Any = None
@@ -530,6 +558,7 @@ _COUNT_FIELDS = (
     "lines",
     "events",
     "bad_line_count",
+    "not_object_count",
     "max_sequence",
     "min_sequence",
     "duplicate_count",
@@ -686,7 +715,10 @@ def _scan_lines(lines: list[bytes], lineno: int, offset: int, part: LogSummary, 
                 continue
         nonblank += 1
         if event.__class__ is not dict:
-            part.add_bad(lineno, here, raw, "line is valid JSON but not an object")
+            part.add_bad(lineno, here, raw, NOT_OBJECT)
+            part.not_object_count += 1
+            if js_truthy(event):
+                tracker.add_value(event)
             continue
         add(event)
     part.lines += nonblank
@@ -841,6 +873,7 @@ def _merge(parts: list[tuple[LogSummary, bytes]], size: int, keep_seen: bool = F
         out.lines += part.lines
         out.events += part.events
         out.bad_line_count += part.bad_line_count
+        out.not_object_count += part.not_object_count
         for bad in part.bad_lines:
             if len(out.bad_lines) < SAMPLE_LIMIT:
                 out.bad_lines.append({**bad, "line": bad["line"] + lines_before})

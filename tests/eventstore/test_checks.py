@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import CODES, EventStore
+from eventstore import CODES, EventStore, log
 from tests.eventstore.conftest import (
     SAMPLE_LIVE,
     codes,
@@ -347,3 +348,26 @@ def test_incremental_check_equals_a_full_check(seeded, module):
     assert again.to_dict()["findings"] == full.to_dict()["findings"]
     assert again.stats == full.stats
     assert again.bytes_read < full.bytes_read
+
+
+# -- lines that are JSON but not an event object (issue 13, item 4) --------------------------
+
+
+def test_json_lines_that_are_not_objects_count_as_node_counts_them_and_are_a_bad_line_warning(store):
+    """Node's readEventLog keeps every parsed line that is truthy (``.filter(Boolean)``): it
+    counts ``[1,2]``, ``"x"``, ``42``, ``true`` and ``[]`` as events, and skips ``0``, ``""``,
+    ``false`` and ``null``. The check counts them the same (the rebuild's totalEvents is Node's),
+    and reports each as a bad line: a warning, as Node reads past them and loses nothing."""
+    s = seed(store, 3)
+    junk = [b"[1,2]", b'"x"', b"42", b"true", b"[]", b"0", b'""', b"false", b"null"]
+    s.write_log(s.module.log_path.read_bytes() + b"\n".join(junk) + b"\n")
+    h = s.module.check()
+    f = finding(h, "log_bad_line")
+    assert f.severity == "warning" and f.detail["count"] == len(junk)
+    assert {b["error"] for b in f.detail["lines"]} == {log.NOT_OBJECT}
+    counted = [b["preview"] for b in f.detail["lines"] if log.js_truthy(json.loads(b["preview"]))]
+    assert counted == ["[1,2]", '"x"', "42", "true", "[]"]
+    assert h.stats.log_events == 3 + 5 and h.stats.log_last_event_id is None  # the last one counted is "[]"
+    assert s.module.rebuild().new_meta["totalEvents"] == 8
+    s.write_log(s.module.log_path.read_bytes() + b"{not json\n")  # a line Node cannot parse: critical again
+    assert finding(s.module.check(), "log_bad_line").severity == "critical"

@@ -197,7 +197,8 @@ def test_summarize_reports_bad_lines_with_line_numbers_and_offsets(tmp_path):
     parts.insert(4, b"[1,2,3]\n")
     (tmp_path / "events.log").write_bytes(b"".join(parts))
     s = logmod.summarize(tmp_path / "events.log")
-    assert s.bad_line_count == 2 and s.events == 4
+    # [1,2,3] is JSON Node counts as an event (readEventLog keeps every truthy value): so do we
+    assert s.bad_line_count == 2 and s.events == 5 and s.not_object_count == 1
     assert [b["line"] for b in s.bad_lines] == [3, 5]
     assert s.bad_lines[0]["offset"] == len(parts[0]) + len(parts[1])
     assert "not an object" in s.bad_lines[1]["error"]

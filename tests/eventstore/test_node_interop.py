@@ -488,3 +488,15 @@ def test_nodes_rotation_and_appends_are_no_change_in_place(node, module):
     h = module.check(now=later, previous=h.state)
     assert_healthy(h)
     assert_healthy(module.check(now=later, previous=h.state, full=True))
+
+
+def test_node_counts_json_lines_that_are_not_objects_as_python_does(node, module):
+    """Node's recovery (a damaged meta, rebuilt from readEventLog) counts the truthy JSON values
+    that are not objects as events: Python's check and rebuild count the same."""
+    node_appends(node, module, 3)
+    with open(module.log_path, "ab") as f:
+        f.write(b'[1,2]\n"x"\n42\n0\nnull\n""\nfalse\n')
+    module.meta_path.write_bytes(b'{"totalEvents": 3,')  # damaged: Node rebuilds it from the log
+    ours = module.check().stats.log_events
+    result = run(node, module, ("loadEventMeta",))
+    assert result.recovered and result.results[0]["totalEvents"] == ours == 3 + 3
