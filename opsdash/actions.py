@@ -17,11 +17,12 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from .models import Status
+from .models import ModuleState, Status
 from .services import runners
-from .words import number
+from .words import megabytes, number
 
 MODULE, BRANCH = "module", "branch"
+CHANGED_IN_PLACE = "log_changed_in_place"
 RUN_ACTIONS = "opsdash.run_actions"
 
 
@@ -39,6 +40,12 @@ class Action:
     describe: Callable[[dict[str, Any]], str]  # a finished job's result, in the page's language
     describe_each: Callable[[dict[str, Any]], str] | None = None  # a branch job: one module's outcome
     permission: str = RUN_ACTIONS
+    # MODULE: whether the module page offers it for this module (None: always); the server
+    # still runs it when posted (the API lists every kind)
+    offered: Callable[[ModuleState], bool] | None = None
+
+    def offered_for(self, module_row: ModuleState) -> bool:
+        return self.offered is None or self.offered(module_row)
 
     @property
     def url_name(self) -> str:
@@ -102,9 +109,15 @@ def _verified(result: dict[str, Any]) -> str:
     if result.get("status") not in Status.values:
         return str(result.get("summary", ""))
     codes = [f.get("code", "") for f in result.get("findings") or [] if isinstance(f, dict)]
-    return gettext("Checked: %(status)s, %(findings)s.") % {
+    values = {
         "status": Status(result["status"]).label,
         "findings": ", ".join(codes) if codes else gettext("no findings"),
+    }
+    if not isinstance(result.get("bytes_read"), int):  # a job of an earlier version: no full read
+        return gettext("Checked: %(status)s, %(findings)s.") % values
+    return gettext("Read in full (%(mb)s MB): %(status)s, %(findings)s.") % {
+        **values,
+        "mb": megabytes(result["bytes_read"]),
     }
 
 
@@ -163,6 +176,20 @@ ACTIONS: dict[str, Action] = {
             confirm=_("Yes, verify now {module}"),
             runner=runners.verify,
             describe=_verified,
+        ),
+        Action(
+            kind="accept_log",
+            scope=MODULE,
+            title=_("accept the log as it is"),
+            label=_("Accept the log as it is"),
+            question=_(
+                "Bytes of the log of {module} changed after they were read. Read it in full and take it as it is "
+                "now as the reference (the change stays in the history)?"
+            ),
+            confirm=_("Yes, accept the log of {module}"),
+            runner=runners.accept_log,
+            describe=_verified,
+            offered=lambda module_row: CHANGED_IN_PLACE in module_row.codes.split(),
         ),
         Action(
             kind="archive_backups",

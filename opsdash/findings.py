@@ -14,9 +14,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import orjson
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.formats import date_format
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, gettext_lazy, ngettext
@@ -250,6 +254,25 @@ SENTENCES: dict[str, tuple[Sentence, ...]] = {
             when=lambda f: bool(f["gaps"]),
         ),
     ),
+    "log_changed_in_place": (
+        Sentence(
+            ("segments", "ranges", "intact_at"),
+            lambda f: ngettext(
+                "%(n)s segment of the log changed after it was read (bytes %(first)s to %(last)s); "
+                "it was last found intact on %(intact)s",
+                "%(n)s segments of the log changed after they were read (the first: bytes %(first)s to %(last)s); "
+                "they were last found intact on %(intact)s",
+                f["segments"],
+            ),
+            lambda f, w: {
+                "n": number(f["segments"]),
+                "first": number(f["ranges"][0][0]),
+                "last": number(f["ranges"][0][1]),
+                "intact": w.isolated(_when(f["intact_at"])),
+            },
+            when=lambda f: bool(f["ranges"]),
+        ),
+    ),
     "temp_orphan": (
         Sentence(
             ("count",),
@@ -289,6 +312,16 @@ def _drift_values(f: dict[str, Any], w: Words) -> dict[str, str]:
         "meta_id": w.isolated(f.get("meta_last_event_id")),
         "log_id": w.isolated(f.get("log_last_event_id")),
     }
+
+
+def _when(iso: str) -> str:
+    """An ISO time from a finding in the page's format and time zone (as written if it is not one)."""
+    moment = parse_datetime(iso)
+    if moment is None:
+        return iso
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, UTC)
+    return date_format(timezone.localtime(moment), "SHORT_DATETIME_FORMAT")
 
 
 def _torn_values(f: dict[str, Any]) -> dict[str, str]:

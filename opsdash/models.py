@@ -49,8 +49,17 @@ class ModuleState(models.Model):
     first_seen = models.DateTimeField()
     last_changed = models.DateTimeField()
     status_since = models.DateTimeField()
-    # eventstore's check state (file stamps, log summary): the next scan re-reads only what changed.
+    # eventstore's check state (file stamps, log summary, checkpoints): the next scan re-reads
+    # only what changed, and a full read compares the log with its checkpoints.
     scan_state = models.JSONField(null=True, blank=True, editable=False)
+    # When the log was last read in full (a first read, the scrub, Verify): null, never.
+    verified_at = models.DateTimeField(null=True, blank=True)
+    # Set once when the module is found overdue for its scrub (its alert is queued then),
+    # cleared by its next read in full.
+    overdue_since = models.DateTimeField(null=True, blank=True)
+    # The live log's sparse offset index (eventstore.browse.OffsetIndex as JSON), kept up to date
+    # by the scan: the event browser seeks to a line, a sequence or a time with it.
+    event_index = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["host", "branch", "module"], name="module_identity")]
@@ -59,6 +68,8 @@ class ModuleState(models.Model):
             models.Index(fields=["-status_rank", "branch", "module"], name="module_worst_first"),
             models.Index(fields=["branch", "module"]),
             models.Index(fields=["status"]),
+            # The scrub's order (oldest verified first) and the overview's "Verified" column.
+            models.Index(fields=["host", "verified_at"], name="module_verified"),
         ]
         ordering = ["branch", "module", "host"]
         # The roles of DESIGN.md, granted to the groups by migration 0003_roles.
@@ -66,6 +77,8 @@ class ModuleState(models.Model):
             ("run_actions", "Can rebuild, verify, archive backups and clean temp files"),
             ("download_backups", "Can download backups"),
             ("view_audit", "Can see the audit trail and the full history, and export them"),
+            ("view_payloads", "Can see whole events, payloads included, and search them"),
+            ("add_notes", "Can add notes to incidents"),
         ]
 
     def __str__(self) -> str:
@@ -106,6 +119,8 @@ class ScanHost(models.Model):
     stale_since = models.DateTimeField(null=True, blank=True)
     # What the last pass could not scan ({"path", "reason"}: e.g. a folder name that is not UTF-8).
     problems = models.JSONField(default=list, blank=True)
+    # Bytes the scrub may still read in full (services.scrub): each pass adds its pace.
+    scrub_credit = models.BigIntegerField(default=0)
 
     def __str__(self) -> str:
         return self.host
@@ -207,6 +222,9 @@ class Incident(models.Model):
     def __str__(self) -> str:
         return f"{self.module} {self.severity} since {self.opened_at:%Y-%m-%d %H:%M}"
 
+    def get_absolute_url(self) -> str:
+        return reverse("opsdash:incident_detail", kwargs={"pk": self.pk})
+
     @property
     def is_open(self) -> bool:
         return self.ended_at is None
@@ -281,7 +299,7 @@ class Backup(models.Model):
 
 
 class AppendOnlyError(Exception):
-    """Raised on any attempt to change or delete an audit entry."""
+    """Raised on any attempt to change or delete an audit entry or an incident note."""
 
 
 class AuditQuerySet(models.QuerySet):
@@ -290,6 +308,42 @@ class AuditQuerySet(models.QuerySet):
 
     def delete(self) -> tuple[int, dict[str, int]]:
         raise AppendOnlyError("audit entries cannot be deleted")
+
+
+class NoteQuerySet(models.QuerySet):
+    def update(self, **kwargs: Any) -> int:
+        raise AppendOnlyError("incident notes cannot be changed")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("incident notes cannot be deleted")
+
+
+class IncidentNote(models.Model):
+    """What an operator or an auditor wrote on an incident: who, when, the text (plain text,
+    shown escaped; never rendered as markup). Append-only, and an audit entry each."""
+
+    MAX_LENGTH = 5000
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="notes")
+    author = models.CharField(max_length=150)
+    at = models.DateTimeField(auto_now_add=True)
+    text = models.TextField(max_length=MAX_LENGTH)
+
+    objects = NoteQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"note by {self.author} on incident {self.incident_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("incident notes cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("incident notes cannot be deleted")
 
 
 class AuditEntry(models.Model):
@@ -453,6 +507,7 @@ class Alert(models.Model):
         GONE = "gone", _("disappeared")
         HOST_STALE = "host_stale", _("host stopped reporting")
         HOST_BACK = "host_back", _("host reports again")
+        VERIFY_OVERDUE = "verify_overdue", _("not read in full in time")
 
     # Null for a host's alert (HOST_STALE, HOST_BACK): ``host`` says which.
     module = models.ForeignKey(ModuleState, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")

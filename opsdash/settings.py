@@ -196,6 +196,15 @@ if OPSDASH_STALE_SECONDS < OPSDASH_SCAN_INTERVAL:
         f"({OPSDASH_SCAN_INTERVAL}): every host would be shown stale between two of its passes"
     )
 OPSDASH_JOB_STALE_SECONDS = env_int("OPSDASH_JOB_STALE_SECONDS", 60, minimum=10)
+# The event browser: the payload fields (dotted paths such as record.totalDue) that people
+# without opsdash.view_payloads (managers) see and search beside the envelope; default none.
+OPSDASH_MANAGER_VISIBLE_FIELDS = tuple(env_list("OPSDASH_MANAGER_VISIBLE_FIELDS", []))
+# The scrub: every log is read again in full at least once every OPSDASH_SCRUB_DAYS days (0:
+# every pass reads everything in full), spread over the passes, oldest verified first, reading
+# at most OPSDASH_SCRUB_BYTES_PER_PASS bytes of logs in full per pass (a log larger than that is
+# read alone in its pass). A module not read in full for a day past its window raises one alert.
+OPSDASH_SCRUB_DAYS = env_int("OPSDASH_SCRUB_DAYS", 7, minimum=0)
+OPSDASH_SCRUB_BYTES_PER_PASS = env_int("OPSDASH_SCRUB_BYTES_PER_PASS", 256 * 1024 * 1024, minimum=1024 * 1024)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

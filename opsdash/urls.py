@@ -1,14 +1,35 @@
 from django.urls import path
 
 from .actions import ACTIONS, MODULE, module_actions
-from .views import actions, api, audit, backups, downloads, health, history, metrics, modules, tokens
+from .views import (
+    actions,
+    api,
+    audit,
+    backups,
+    downloads,
+    events,
+    health,
+    history,
+    incidents,
+    metrics,
+    modules,
+    tokens,
+)
 
 app_name = "opsdash"
 
 urlpatterns = [
     path("", modules.module_list, name="module_list"),
     path("modules/<str:host>/<str:branch>/<str:module>/", modules.module_detail, name="module_detail"),
+    path("modules/<str:host>/<str:branch>/<str:module>/events/", events.module_events, name="module_events"),
+    path(
+        "modules/<str:host>/<str:branch>/<str:module>/events/export",
+        events.module_events_export,
+        name="module_events_export",
+    ),
     path("history/", history.incident_list, name="incident_list"),
+    path("incidents/<int:pk>/", incidents.incident_detail, name="incident_detail"),
+    path("incidents/<int:pk>/notes", incidents.incident_note, name="incident_note"),
     path("backups/", backups.backup_list, name="backup_list"),
     path("backups/<int:pk>/", backups.backup_detail, name="backup_detail"),
     path("backups/<int:pk>/download", downloads.backup_download, name="backup_download"),
@@ -26,6 +47,7 @@ urlpatterns = [
     path("api/audit", audit.api_audit_list, name="api_audit_list"),
     path("api/modules", api.api_module_list, name="api_module_list"),
     path("api/modules/<str:host>/<str:branch>/<str:module>", api.api_module_detail, name="api_module_detail"),
+    path("api/modules/<str:host>/<str:branch>/<str:module>/events", events.api_module_events, name="api_module_events"),
     # Every operator action (opsdash.actions): its page URL, and for a module action its API URL.
     *[
         path(

@@ -16,3 +16,9 @@ def number(value: Any) -> str:
         return number_format(value, force_grouping=True)
     except (TypeError, ValueError):
         return str(value)
+
+
+def megabytes(n: int | float) -> str:
+    """Bytes as decimal megabytes with one decimal (8,060,000: "8.1"); number_format would cut
+    the decimals off, so round first."""
+    return number_format(round(n / 1_000_000, 1), 1, force_grouping=True)

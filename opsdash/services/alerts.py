@@ -1,5 +1,5 @@
-"""Alerts: one per status change of a module and per host that stops or resumes reporting,
-delivered to a webhook (JSON POST) and by email.
+"""Alerts: one per status change of a module, per host that stops or resumes reporting and
+per module overdue for its read in full (the scrub), delivered to a webhook (JSON POST) and by email.
 
 Each scan pass queues its transitions (:func:`queue_transitions`) and then delivers what is due
 (:func:`deliver_due`). A failing receiver is retried with exponential backoff, up to
@@ -26,6 +26,7 @@ from django.utils.http import urlencode
 
 from ..models import PROBLEM_STATUSES, Alert, AlertDelivery, ModuleState, ScanHost, Status
 from .heartbeats import newly_stale
+from .scrub import flag_overdue
 
 log = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 5  # per HTTP call of the webhook (the SMTP timeout is in settings.MAILERS)
@@ -144,6 +145,25 @@ def queue_host_alerts(stale: list[ScanHost], back: list[str], now: datetime | No
     return len(stale) + len(back)
 
 
+def queue_overdue(modules: list[ModuleState], now: datetime | None = None) -> int:
+    """One alert per module that has just become overdue for its read in full (the scrub)."""
+    now = now or timezone.now()
+    for module_row in modules:
+        payload = {
+            "event": Alert.Event.VERIFY_OVERDUE,
+            "host": module_row.host,
+            "branch": module_row.branch,
+            "module": module_row.module,
+            "status": module_row.status,
+            "verified_at": module_row.verified_at.isoformat() if module_row.verified_at else None,
+            "scrub_days": settings.OPSDASH_SCRUB_DAYS,
+            "url": _link(module_row.get_absolute_url()),
+            "at": now.isoformat(),
+        }
+        _queue(Alert.Event.VERIFY_OVERDUE, payload, now, module_row, module_row.host, module_row.status)
+    return len(modules)
+
+
 def backoff(attempts: int) -> timedelta:
     """30 s, 1 min, 2 min, ... capped at an hour."""
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
@@ -235,6 +255,15 @@ def _mail(payload: dict[str, Any]) -> tuple[str, list[str]]:
         return f"[opsdash] host {host} stopped reporting", [text]
     if payload["event"] == Alert.Event.HOST_BACK:
         return f"[opsdash] host {host} reports again", [f"The scanner of host {host} reports again."]
+    if payload["event"] == Alert.Event.VERIFY_OVERDUE:
+        where = f"{payload['branch']}/{payload['module']} on {host}"
+        when = f"since {payload['verified_at']}" if payload["verified_at"] else "ever"
+        text = (
+            f"The log of {where} has not been read in full {when}, although the scrub reads every log "
+            f"at least once every {payload['scrub_days']} day(s): damage to bytes already seen would not be found. "
+            "Raise OPSDASH_SCRUB_BYTES_PER_PASS, or run Verify on the module."
+        )
+        return f"[opsdash] {where}: not read in full in time", [text]
     subject = f"[opsdash] {payload['branch']}/{payload['module']} on {host}: {payload['status']}"
     lines = [
         f"{payload['branch']}/{payload['module']} on {host} is {payload['status']} (was {payload['previous_status'] or 'unknown'}).",
@@ -243,16 +272,25 @@ def _mail(payload: dict[str, Any]) -> tuple[str, list[str]]:
     return subject, lines + [f"- {f['code']}: {f['message']}" for f in payload["findings"]]
 
 
-def after_pass(transitions: list[tuple[ModuleState, str | None, str]], back: list[str] | None = None) -> None:
-    """What a scanner calls after each pass, with or without transitions: queue them, and the
-    alerts of hosts that stopped reporting (found by any scanner) or report again (``back``),
-    then deliver what is due (new alerts and retries). Never raises."""
+def after_pass(
+    transitions: list[tuple[ModuleState, str | None, str]],
+    back: list[str] | None = None,
+    overdue_of: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """What a scanner calls after each pass, with or without transitions: queue them, the
+    alerts of hosts that stopped reporting (found by any scanner) or report again (``back``) and
+    of the modules of host ``overdue_of`` that just became overdue for their read in full, then
+    deliver what is due (new alerts and retries). Never raises."""
+    now = now or timezone.now()
     try:
-        queue_transitions(transitions)
-        queue_host_alerts(newly_stale(), back or [])
+        queue_transitions(transitions, now)
+        queue_host_alerts(newly_stale(now), back or [], now)
+        if overdue_of is not None:
+            queue_overdue(flag_overdue(overdue_of, now), now)
     except Exception:
         log.exception("alerts could not be queued; the scan goes on")
     try:
-        deliver_due()
+        deliver_due(now)
     except Exception:
         log.exception("alerts could not be delivered; the scan goes on")

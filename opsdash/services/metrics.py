@@ -46,6 +46,15 @@ def _modules() -> Iterator[Metric]:
     for (host, code, severity), n in sorted(_finding_counts().items()):
         findings.add_metric([host, code, severity], n)
     yield findings
+    verified = GaugeMetricFamily(
+        "opsdash_module_verified_timestamp_seconds",
+        "When the module's log was last read in full (a first read, the scrub, Verify)",
+        labels=["host", "branch", "module"],
+    )
+    rows = ModuleState.objects.exclude(status=Status.GONE).filter(verified_at__isnull=False)
+    for host, branch, module, at in rows.values_list("host", "branch", "module", "verified_at").order_by():
+        verified.add_metric([host, branch, module], at.timestamp())
+    yield verified
 
 
 def _finding_counts() -> Counter[tuple[str, str, str]]:

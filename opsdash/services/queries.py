@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.db import connection
-from django.db.models import CharField, Count, Func, Q, QuerySet
+from django.db.models import CharField, Count, F, Func, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.http import QueryDict
 from django.utils import timezone
@@ -24,7 +24,11 @@ MODULE_SORTS = {
     "last_event": ("-last_event_at", "branch", "module"),
     "backups": ("-backups_count", "branch", "module"),
     "changed": ("-last_changed", "branch", "module"),
+    # oldest read in full first, never read in full before all (the scrub's own order)
+    "verified": (F("verified_at").asc(nulls_first=True), "branch", "module"),
 }
+# "not read in full for more than N days": N within [0, MAX_UNVERIFIED_DAYS]
+MAX_UNVERIFIED_DAYS = 3650
 DEFAULT_MODULE_SORT = "status"
 
 
@@ -47,19 +51,28 @@ class ModuleFilters:
     branch: str = ""
     q: str = ""
     sort: str = DEFAULT_MODULE_SORT
+    unverified: int | None = None  # days: only modules not read in full for longer than this
 
     @classmethod
     def from_query(cls, query: QueryDict) -> ModuleFilters:
+        days = parse_id(query.get("unverified", "").strip())
         return cls(
             status=_choice(query.get("status"), set(Status.values)),
             branch=query.get("branch", "").strip()[:128],
             q=query.get("q", "").strip()[:200],
             sort=_choice(query.get("sort"), MODULE_SORTS, DEFAULT_MODULE_SORT),
+            unverified=None if days is None else min(days, MAX_UNVERIFIED_DAYS),
         )
 
     def as_query(self, **changes: str) -> str:
         """The query string of these filters with ``changes`` applied (empty values dropped)."""
-        values = {"status": self.status, "branch": self.branch, "q": self.q, "sort": self.sort} | changes
+        values = {
+            "status": self.status,
+            "branch": self.branch,
+            "q": self.q,
+            "unverified": "" if self.unverified is None else str(self.unverified),
+            "sort": self.sort,
+        } | changes
         if values["sort"] == DEFAULT_MODULE_SORT:
             values["sort"] = ""
         return _query_string(values)
@@ -78,6 +91,9 @@ def modules(filters: ModuleFilters, access: Access = EVERY_BRANCH) -> QuerySet[M
             | Q(host__icontains=filters.q)
             | Q(codes__icontains=filters.q)
         )
+    if filters.unverified is not None:
+        before = timezone.now() - timedelta(days=filters.unverified)
+        qs = qs.exclude(status=Status.GONE).filter(Q(verified_at__lt=before) | Q(verified_at__isnull=True))
     return qs.order_by(*MODULE_SORTS[filters.sort])
 
 

@@ -21,7 +21,7 @@ from eventstore.errors import EventStoreError
 from ..models import Backup, BackupBlob, Incident, Job, ModuleState, Status
 from .audit import record_job
 from .files import FilesUnavailable, live_module
-from .scan import scan_module
+from .scan import Read, check_one, scan_module
 
 Progress = Callable[..., None]
 Runner = Callable[[Job, Progress, dict], dict[str, Any]]
@@ -58,12 +58,15 @@ def rebuild(job: Job, progress: Progress, audit: dict) -> dict[str, Any]:
     return rebuild_module(module_of(job), job.requested_by, progress, audit)
 
 
-def rebuild_module(module_row: ModuleState, user: str, progress: Progress, audit: dict) -> dict[str, Any]:
-    report = live_module(module_row).rebuild(
-        progress=lambda done, total: progress(
-            done, total, f"{_mb(done)} of {_mb(total)} of the log read", {"unit": "bytes", "done": done, "total": total}
-        )
+def by_bytes(progress: Progress) -> Callable[[int, int], None]:
+    """The library's ``progress(done, total)`` of a log read, as a job's progress."""
+    return lambda done, total: progress(
+        done, total, f"{_mb(done)} of {_mb(total)} of the log read", {"unit": "bytes", "done": done, "total": total}
     )
+
+
+def rebuild_module(module_row: ModuleState, user: str, progress: Progress, audit: dict) -> dict[str, Any]:
+    report = live_module(module_row).rebuild(progress=by_bytes(progress))
     audit["before"] = report.meta_sha256_before or ""
     audit["after"] = report.meta_sha256_after or ""
     module_row = scan_module(module_row, ended_how=Incident.EndedHow.REBUILT, ended_by=user)
@@ -85,13 +88,28 @@ def _mb(n: int) -> str:
 
 
 def verify(job: Job, progress: Progress, audit: dict) -> dict[str, Any]:
-    module_row = scan_module(
-        module_of(job), ended_how=Incident.EndedHow.RESOLVED, ended_by=f"verify by {job.requested_by}"
+    """Read the meta, the whole log and the backups from scratch (no cached state but the log's
+    checkpoints, which the read is compared with)."""
+    return _read_in_full(job, progress, Read(full=True, progress=by_bytes(progress)), "verify")
+
+
+def accept_log(job: Job, progress: Progress, audit: dict) -> dict[str, Any]:
+    """A full read that takes the log as it is now as the reference: a ``log_changed_in_place``
+    ends (the operator has looked at the change and keeps it); audited like every action."""
+    return _read_in_full(job, progress, Read(full=True, progress=by_bytes(progress), accept_changes=True), "accept")
+
+
+def _read_in_full(job: Job, progress: Progress, read: Read, how: str) -> dict[str, Any]:
+    module_row, report = check_one(
+        module_of(job), ended_how=Incident.EndedHow.RESOLVED, ended_by=f"{how} by {job.requested_by}", read=read
     )
     return {
-        "summary": f"{module_row.status}: {', '.join(module_row.codes.split()) or 'no findings'}",
+        "summary": f"{module_row.status}: {', '.join(module_row.codes.split()) or 'no findings'}; "
+        f"{report.bytes_read} bytes read",
         "status": module_row.status,
         "findings": module_row.findings,
+        "bytes_read": report.bytes_read,
+        "verified_at": module_row.verified_at.isoformat() if module_row.verified_at else None,
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +24,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from eventstore import EventStore, Health, Module, ModuleStats, RefusedFolder, layout
+from eventstore.browse import OffsetIndex, build_index
+from eventstore.errors import EventStoreError
 from eventstore.health import make as make_finding
 
 from ..models import (
@@ -36,6 +39,7 @@ from ..models import (
     Status,
     codes_field,
 )
+from . import scrub
 from .alerts import queue_transitions
 from .host import local_host
 from .nul import db_safe
@@ -58,6 +62,10 @@ class ScanReport:
     store_server: int = 0
     gone: int = 0
     bytes_read: int = 0
+    # The modules whose log this pass read in full (first reads, the scrub), and their bytes.
+    read_in_full: int = 0
+    bytes_read_in_full: int = 0
+    scrub_credit: int = 0  # what the next pass's scrub starts from (the heartbeat keeps it)
     # (module row, old status or None for a new module, new status) for each status change.
     transitions: list[tuple[ModuleState, str | None, str]] = field(default_factory=list)
     # How an incident that this pass ends is recorded (an operator's rebuild says who fixed it).
@@ -71,6 +79,9 @@ class ScanReport:
         self.modules += 1
         self.bytes_read += health.bytes_read
         self.counts[health.status] += 1
+        if health.full:
+            self.read_in_full += 1
+            self.bytes_read_in_full += health.bytes_read
 
     @property
     def worst(self) -> str:
@@ -92,6 +103,7 @@ class ScanReport:
             f"{c['critical']} critical; {self.changed} changed, {self.opened} incidents opened, "
             f"{self.ended} ended, {self.new_backups} new backups, {self.store_server} store-server recoveries, "
             f"{self.gone} modules gone; {self.bytes_read} bytes read"
+            + (f" ({self.read_in_full} modules read in full)" if self.read_in_full else "")
             + "".join(f"; not scanned: {r['path']} ({r['reason']})" for r in self.refused[:5])
             + (f"; and {len(self.refused) - 5} more not scanned" if len(self.refused) > 5 else "")
         )
@@ -104,17 +116,25 @@ def open_store(root: Path | str | None = None) -> EventStore:
     return local_host().open_store()
 
 
-def scan_root(root: Path | str | None = None, host: str | None = None, now: datetime | None = None) -> ScanReport:
-    """One pass over every module of the data root. Raises RootError if the root is unusable."""
+def scan_root(
+    root: Path | str | None = None, host: str | None = None, now: datetime | None = None, interval: float | None = None
+) -> ScanReport:
+    """One pass over every module of the data root, reading in full the logs the scrub plans
+    for it (``interval``: seconds between passes, for its pace). Raises RootError if the root
+    is unusable."""
     store = open_store(root)
     host = host or local_host().name
     now = now or timezone.now()
     report = ScanReport(root=store.root)
-    # Only what the unchanged case needs; the other fields load on access for changed modules.
+    # Only what the unchanged case and the scrub's plan need; the other fields load on access
+    # for changed modules.
     rows = ModuleState.objects.filter(host=host).only(
-        "id", "host", "branch", "module", "status", "temp_files", "scan_state"
+        "id", "host", "branch", "module", "status", "temp_files", "scan_state", "verified_at", "log_size"
     )
     known = {(s.branch, s.module): s for s in rows}
+    credit = ScanHost.objects.filter(host=host).values_list("scrub_credit", flat=True).first() or 0
+    full = scrub.plan(known.values(), now, interval, credit)
+    report.scrub_credit = full.credit
     seen: set[int] = set()
     with _Batches() as batches:
         failures_in_a_row = 0
@@ -124,7 +144,9 @@ def scan_root(root: Path | str | None = None, host: str | None = None, now: date
                 continue
             module_row = known.get((found.branch, found.name))
             try:
-                module_row = _scan_module(report, batches, host, found, module_row, now)
+                module_row = _scan_module(
+                    report, batches, host, found, module_row, now, Read(full=full.reads_in_full(module_row))
+                )
                 failures_in_a_row = 0
             except Exception as exc:  # one module's failure is that module's finding; the pass goes on
                 failures_in_a_row += 1
@@ -209,12 +231,38 @@ class _Batches:
             self._close()
 
 
+@dataclass(frozen=True)
+class Read:
+    """How a module's files are read: incrementally (files whose size, mtime and inode are
+    unchanged are not read again), or in ``full`` (every byte, compared with the checkpoints;
+    ``progress(done, total)`` by bytes; ``accept_changes``: the log as it is now becomes the
+    reference, ending a ``log_changed_in_place``)."""
+
+    full: bool = False
+    progress: Callable[[int, int], None] | None = None
+    accept_changes: bool = False
+
+
+INCREMENTAL = Read()
+
+
 def _scan_module(
-    report: ScanReport, batches: _Batches, host: str, module: Module, module_row: ModuleState | None, now: datetime
+    report: ScanReport,
+    batches: _Batches,
+    host: str,
+    module: Module,
+    module_row: ModuleState | None,
+    now: datetime,
+    read: Read = INCREMENTAL,
 ) -> ModuleState:
     previous = module_row.scan_state if module_row is not None else None
-    # Incremental: files whose size, mtime and inode are unchanged are not read again.
-    health = module.check(now=now.timestamp(), previous=previous)
+    health = module.check(
+        now=now.timestamp(),
+        previous=previous,
+        full=read.full,
+        progress=read.progress,
+        accept_changes=read.accept_changes,
+    )
     health.state = db_safe(health.state)  # as saved, so that an unchanged module compares equal
     if (
         previous is not None
@@ -231,7 +279,8 @@ def _scan_module(
             module_row = ModuleState.objects.get(
                 pk=module_row.pk
             )  # every field in one query, not one per deferred field
-        module_row, changed = _record_module(report, host, module, health, now, module_row)
+        index = _event_index(module, module_row)
+        module_row, changed = _record_module(report, host, module, health, now, module_row, index)
         if backups:
             _record_backups(report, module_row, backups, now)
             _record_store_server_recoveries(report, module_row)
@@ -248,21 +297,33 @@ def scan_module(
     now: datetime | None = None,
     ended_how: str = Incident.EndedHow.RESOLVED,
     ended_by: str = Incident.BY_SCAN,
+    read: Read = INCREMENTAL,
 ) -> ModuleState:
-    """Re-check one module of this host at once (after an action) and record what changed; an
-    incident this ends is recorded as ``ended_how`` by ``ended_by``."""
+    """Re-check one module of this host at once (after an action; ``read``: how) and record what
+    changed; an incident this ends is recorded as ``ended_how`` by ``ended_by``."""
+    return check_one(module_row, now, ended_how, ended_by, read)[0]
+
+
+def check_one(
+    module_row: ModuleState,
+    now: datetime | None = None,
+    ended_how: str = Incident.EndedHow.RESOLVED,
+    ended_by: str = Incident.BY_SCAN,
+    read: Read = INCREMENTAL,
+) -> tuple[ModuleState, ScanReport]:
+    """:func:`scan_module`, and the report of that one module (its bytes read)."""
     store = open_store()
     now = now or timezone.now()
     report = ScanReport(root=store.root, ended_how=ended_how, ended_by=ended_by)
     with _Batches() as batches:
         module_row = _scan_module(
-            report, batches, module_row.host, store.module(module_row.branch, module_row.module), module_row, now
+            report, batches, module_row.host, store.module(module_row.branch, module_row.module), module_row, now, read
         )
     try:
         queue_transitions(report.transitions, now)  # the next scan pass delivers them
     except Exception:  # an alert problem never fails the action that changed the module
         log.exception("alerts for %s could not be queued", module_row)
-    return module_row
+    return module_row, report
 
 
 def record_pass(
@@ -288,6 +349,7 @@ def record_pass(
             "error": error,
             "interval": interval,
             "problems": report.refused[:100] if report else [],
+            **({"scrub_credit": report.scrub_credit} if report else {}),
         },
     )
     return back
@@ -321,6 +383,11 @@ def _state_fields(health: Health) -> dict[str, Any]:
     }
 
 
+# What a read in full changes although the files did not: not a change of the module (its
+# "last changed" stays, and its incident is as it was).
+QUIET_FIELDS = frozenset({"scan_state", "verified_at", "event_index"})
+
+
 def _apply(obj: Any, fields: dict[str, Any]) -> list[str]:
     """Set the fields that differ; return their names (empty: nothing to save)."""
     changed = [name for name, value in fields.items() if getattr(obj, name) != value]
@@ -329,11 +396,33 @@ def _apply(obj: Any, fields: dict[str, Any]) -> list[str]:
     return changed
 
 
+def _event_index(module: Module, module_row: ModuleState | None) -> Any:
+    """The live log's sparse offset index for the event browser, extended by the bytes the log
+    grew by (built whole for a new, rotated or shortened log); the old one when the log cannot
+    be read now (the check has said why)."""
+    old = module_row.event_index if module_row is not None else None
+    try:
+        if not module.contained() or not module.log_path.is_file():
+            return None
+        return build_index(module.log_path, OffsetIndex.from_json(old) if old else None).to_json()
+    except (OSError, EventStoreError):
+        return old
+
+
 def _record_module(
-    report: ScanReport, host: str, module: Module, health: Health, now: datetime, module_row: ModuleState | None
+    report: ScanReport,
+    host: str,
+    module: Module,
+    health: Health,
+    now: datetime,
+    module_row: ModuleState | None,
+    index: Any = None,
 ) -> tuple[ModuleState, bool]:
     """Create or update the module's row; returns it and whether anything was written."""
     fields = _state_fields(health)
+    fields["event_index"] = index
+    if health.full:  # read in full by this check; otherwise it stays when it was
+        fields["verified_at"] = now
     if module_row is None:
         module_row = ModuleState.objects.create(
             host=host,
@@ -352,6 +441,9 @@ def _record_module(
     else:
         old_status = module_row.status
         changed = _apply(module_row, fields)
+        if changed and QUIET_FIELDS.issuperset(changed):
+            module_row.save(update_fields=changed)
+            return module_row, False
         if changed:
             if "status" in changed:
                 report.transitions.append((module_row, old_status, module_row.status))
@@ -362,8 +454,6 @@ def _record_module(
             report.changed += 1
         elif module_row.status not in PROBLEM_STATUSES:
             return module_row, False  # nothing changed: its incidents are as the last pass left them
-        if changed == ["scan_state"]:
-            return module_row, False
     _record_incident(report, module_row, now)
     return module_row, True
 

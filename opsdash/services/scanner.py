@@ -1,4 +1,4 @@
-"""The scanner of one host: a pass (scan, heartbeat, alerts), and the loop of passes that
+"""The scanner of one host: a pass (scan with its scrub, heartbeat, alerts), and the loop of passes that
 ``manage.py scan --loop`` and ``manage.py agent`` run."""
 
 from __future__ import annotations
@@ -7,8 +7,10 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import close_old_connections
+from django.utils import timezone
 
 from eventstore.errors import EventStoreError
 
@@ -34,19 +36,21 @@ class PassOutcome:
         return self.report.summary() if self.report is not None else self.error
 
 
-def run_pass(interval: float | None = None) -> PassOutcome:
+def run_pass(interval: float | None = None, now: datetime | None = None) -> PassOutcome:
     """One pass of this host's scanner (:func:`host.local_host`): scan its data root, record its
     heartbeat, then queue and deliver alerts (its modules' changes, the hosts that stopped
-    reporting). An unusable data root is an outcome, not an exception: the heartbeat says it."""
+    reporting). An unusable data root is an outcome, not an exception: the heartbeat says it.
+    ``now``: the pass's time (tests walk the scrub's days with it)."""
     host = local_host().name
+    now = now or timezone.now()
     try:
-        report = scan_root(host=host)
+        report = scan_root(host=host, now=now, interval=interval)
     except EventStoreError as exc:
-        back = record_pass(None, host=host, error=str(exc), interval=interval)
-        after_pass([], [host] if back else [])  # due retries still go out
+        back = record_pass(None, host=host, error=str(exc), now=now, interval=interval)
+        after_pass([], [host] if back else [], now=now)  # due retries still go out
         return PassOutcome(None, str(exc))
-    back = record_pass(report, host=host, interval=interval)
-    after_pass(report.transitions, [host] if back else [])
+    back = record_pass(report, host=host, now=now, interval=interval)
+    after_pass(report.transitions, [host] if back else [], overdue_of=host, now=now)
     return PassOutcome(report)
 
 

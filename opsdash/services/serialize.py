@@ -35,6 +35,8 @@ def module_summary(
         "backups_count": module_row.backups_count,
         "temp_files": module_row.temp_files,
         "last_changed": module_row.last_changed,
+        "verified_at": module_row.verified_at,
+        "verify_overdue": module_row.overdue_since is not None,
         "last_scan_at": beat.last_pass_at,
         "stale": beat.stale,
         "url": request.build_absolute_uri(module_row.api_url()),

@@ -4,7 +4,6 @@ import dataclasses
 from typing import Any
 
 from django import template
-from django.utils.formats import number_format
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
@@ -13,10 +12,10 @@ from django.utils.translation import ngettext
 from ..actions import ACTIONS
 from ..findings import MEANINGS, Words, finding_sentence
 from ..models import Backup, Job, ServerRecovery, Status
-from ..services import jobs
+from ..services import events, jobs
 from ..services.access import access_of
 from ..services.heartbeats import troubled_hosts
-from ..words import number
+from ..words import megabytes, number
 
 register = template.Library()
 
@@ -114,11 +113,7 @@ def job_progress(job: Any) -> str:
     if not isinstance(done, int | float) or not isinstance(total, int | float):
         return ""
     if info.get("unit") == "bytes":
-        return _("%(done)s MB of %(total)s MB of the log read") % {
-            # number_format cuts decimals off; round first (8.06 MB is "8.1").
-            "done": number_format(round(done / 1_000_000, 1), 1, force_grouping=True),
-            "total": number_format(round(total / 1_000_000, 1), 1, force_grouping=True),
-        }
+        return _("%(done)s MB of %(total)s MB of the log read") % {"done": megabytes(done), "total": megabytes(total)}
     if info.get("unit") == "modules":
         values = {"done": number(done), "total": number(total), "module": info.get("now", "")}
         if info.get("now"):
@@ -169,3 +164,9 @@ def hosts_notice(context: template.Context) -> dict[str, Any]:
         if beat.stale or beat.error or beat.problems:
             hosts.append(beat)
     return {"hosts": hosts}
+
+
+@register.simple_tag
+def finding_links(module_row: Any, finding: Any) -> list[tuple[str, str]]:
+    """``{% finding_links module_row f as links %}``: the event browser opened where ``f`` points."""
+    return events.finding_links(module_row, finding)

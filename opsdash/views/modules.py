@@ -28,6 +28,7 @@ SORT_LABELS = {
     "last_event": _("latest event"),
     "backups": _("most backups"),
     "changed": _("recently changed"),
+    "verified": _("least recently read in full"),
 }
 
 
@@ -73,6 +74,7 @@ def _module_actions(module_row: ModuleState) -> list[tuple[str, str, str, str]]:
             reverse(f"opsdash:{a.url_name}", kwargs=module_row.key),
         )
         for a in module_actions()
+        if a.offered_for(module_row)
     ]
 
 
@@ -123,7 +125,7 @@ def module_detail(request: HttpRequest, host: str, branch: str, module: str) -> 
     backup_pages = _list_pages(request, module_row.backups.all(), "backups", "backups-h")
     incident_pages = _list_pages(
         request,
-        module_row.incidents.select_related("backup").prefetch_related("server_recoveries"),
+        module_row.incidents.select_related("backup").prefetch_related("server_recoveries", "notes"),
         "incidents",
         "incidents-h",
     )

@@ -94,7 +94,7 @@ def test_the_api_answers_202_with_a_job_that_can_be_followed(broken, operator_cl
         "of the log read"
     )
     module_json = operator_client.get(reverse("opsdash:api_module_detail", args=["testhost", "dar", "pos"])).json()
-    assert set(module_json["actions"]) == {"rebuild", "verify", "archive_backups", "clean_temp"}
+    assert set(module_json["actions"]) == {"rebuild", "verify", "accept_log", "archive_backups", "clean_temp"}
 
 
 def test_archiving_moves_backups_after_a_verified_copy(broken, operator_client):

@@ -53,7 +53,18 @@ from django_tasks_db.models import DBTaskResult
 from eventstore import layout
 from eventstore import log as logmod
 from opsdash.actions import ACTIONS, BRANCH, MODULE
-from opsdash.models import ApiToken, AuditEntry, Backup, Incident, Job, LoginFailure, ModuleState, ScanHost, Status
+from opsdash.models import (
+    ApiToken,
+    AuditEntry,
+    Backup,
+    Incident,
+    IncidentNote,
+    Job,
+    LoginFailure,
+    ModuleState,
+    ScanHost,
+    Status,
+)
 from opsdash.services import tokens
 from opsdash.services.access import limit_user
 from opsdash.services.ingest import ingest
@@ -277,6 +288,7 @@ def world(db, store, add_events, data_root, tmp_path, settings, demo_users) -> W
         "branch": {"host": HOST, "branch": "dar"},
         "backup": {"pk": str(w.live.pk)},
         "job": {"pk": str(job.pk)},
+        "incident": {"pk": str(_an_incident(state).pk)},
         "token": {"pk": str(root_token.pk)},
         "authenticator": {"pk": "4242"},
         "provider": {"provider_id": "sso"},
@@ -290,6 +302,15 @@ def world(db, store, add_events, data_root, tmp_path, settings, demo_users) -> W
         "none": {},
     }
     return w
+
+
+def _an_incident(module_row: ModuleState) -> Incident:
+    """The module's incident (a damaged module has one from its scan), or one made for the tour."""
+    found = module_row.incidents.first()
+    if found is not None:
+        return found
+    finding = {"code": "log_bad_line", "severity": "warning", "message": "m"}
+    return Incident.open_for(module_row, timezone.now(), [finding], severity="warning")
 
 
 # -- requests ----------------------------------------------------------------------------------
@@ -368,10 +389,28 @@ TOKEN_REVOKE = {ANON: {302}, MANAGER: {404}, AUDITOR: {404}, OPERATOR: {404}, SU
 REDIRECT = {role: {302} for role in ROLES}
 ADMIN = {ANON: {302}, MANAGER: {302}, AUDITOR: {302}, OPERATOR: {302}, SUPER: {200, 302, 404, 405}}
 
-MODULE_QUERY = ("status", "branch", "q", "sort", "page")
+MODULE_QUERY = ("status", "branch", "q", "unverified", "sort", "page")
 INCIDENT_QUERY = ("since", "until", "branch", "code", "state", "page")
 BACKUP_QUERY = ("branch", "kind", "state", "q", "page")
 AUDIT_QUERY = ("since", "until", "actor", "action", "branch", "outcome", "page")
+EVENT_QUERY = (
+    "day",
+    "table",
+    "action",
+    "record",
+    "event",
+    "sequence",
+    "since",
+    "until",
+    "q",
+    "cursor",
+    "dir",
+    "at",
+    "goto_line",
+    "goto_sequence",
+    "goto_time",
+)
+NOTE = {ANON: {302}, MANAGER: {403}, AUDITOR: {302}, OPERATOR: {302}, SUPER: {302}}
 OPERATORS = frozenset({OPERATOR, SUPER})
 
 
@@ -399,6 +438,13 @@ CASES: dict[str, Case] = {
     "opsdash:api_audit_list": Case("get", AUDIT_API, query=("format", *AUDIT_QUERY)),
     "opsdash:api_module_list": Case("get", API, query=MODULE_QUERY),
     "opsdash:api_module_detail": Case("get", API, "module"),
+    "opsdash:module_events": Case("get", PAGE, "module", query=EVENT_QUERY),
+    "opsdash:module_events_export": Case("get", PAGE, "module", query=("format", *EVENT_QUERY)),
+    "opsdash:api_module_events": Case("get", API, "module", query=EVENT_QUERY),
+    "opsdash:incident_detail": Case("get", PAGE, "incident"),
+    "opsdash:incident_note": Case(
+        "post", NOTE, "incident", data={"text": "seen"}, mutating=True, allowed=frozenset({AUDITOR, OPERATOR, SUPER})
+    ),
     **{f"opsdash:module_{kind}": Case("post", ACTION, "module", mutating=True, allowed=OPERATORS) for kind in KINDS},
     **{
         f"opsdash:branch_{kind}": Case(
@@ -961,6 +1007,7 @@ XSS_REASON = "<img src=x onerror=alert(11)>"
 XSS_AUDIT = "<script>alert(12)</script>"
 XSS_JOB = "<script>alert(13)</script>"
 XSS_QUERY = '"><script>alert(14)</script>'
+XSS_EVENT = "<script>alert(15)</script>"
 XSS_ALL = (
     XSS_BRANCH,
     XSS_MODULE,
@@ -974,6 +1021,7 @@ XSS_ALL = (
     XSS_AUDIT,
     XSS_JOB,
     XSS_QUERY,
+    XSS_EVENT,
     "<script>alert",
     "<img src=x",
     "<svg onload",
@@ -996,6 +1044,7 @@ def hostile(world, store, add_events) -> dict[str, Any]:
     assert layout.check_name(XSS_BRANCH) and layout.check_name(XSS_MODULE) and layout.check_name(XSS_MODULE2)
     m1 = store.module(XSS_BRANCH, XSS_MODULE)
     add_events(m1)
+    m1.append_event({"table": XSS_EVENT, "action": XSS_EVENT, "record": {"id": XSS_EVENT, "note": XSS_EVENT}})
     m1.update_meta({"purgeState": XSS_META, XSS_META: XSS_META})
     (m1.live_dir / LIVE_NAME).write_text(orjson.dumps({"note": XSS_BACKUP, XSS_BACKUP: 1}).decode())
     (m1.live_dir / "events.log.torn.1760000000001.bak").write_text(XSS_LOG)
@@ -1042,6 +1091,7 @@ def hostile(world, store, add_events) -> dict[str, Any]:
         result={"note": XSS_JOB},
         progress_text=XSS_JOB,
     )
+    IncidentNote.objects.create(incident=_an_incident(state1), author=XSS_JOB, text=f"{XSS_JOB}\n{XSS_AUDIT}")
     return {
         "states": list(ModuleState.objects.filter(branch=XSS_BRANCH)),
         "job": job,
@@ -1070,6 +1120,11 @@ def test_html_in_names_files_and_logs_is_escaped_on_every_page(hostile, world):
     ]
     for state in hostile["states"]:
         pages.append((state.get_absolute_url(), "opsdash:module_detail", {}))
+        events = reverse("opsdash:module_events", kwargs=state.key)
+        pages.append((events, "opsdash:module_events", {}))
+        pages.append((events, "opsdash:module_events", {"data": {"q": XSS_QUERY, "table": XSS_EVENT}}))
+        for incident in state.incidents.all():
+            pages.append((incident.get_absolute_url(), "opsdash:incident_detail", {}))
         for backup in state.backups.all():
             pages.append((backup.get_absolute_url(), "opsdash:backup_detail", {}))
             pages.append((backup.get_absolute_url(), "opsdash:backup_detail", htmx))
@@ -1092,6 +1147,7 @@ def test_html_in_names_files_and_logs_is_escaped_on_every_page(hostile, world):
         "&lt;script&gt;alert(12)",
         "&lt;script&gt;alert(13)",
         "&quot;&gt;&lt;script&gt;alert(14)",
+        "&lt;script&gt;alert(15)",
     ]:
         assert escaped in seen, escaped
 
@@ -2043,6 +2099,7 @@ def other_branch(world, store, add_events):
         "branch": {"host": HOST, "branch": OTHER},
         "backup": {"pk": str(row.backups.get().pk)},
         "job": {"pk": str(job.pk)},
+        "incident": {"pk": str(_an_incident(row).pk)},
         "none": {},
         "token": world.kwargs["token"],
     }
@@ -2083,7 +2140,7 @@ def test_a_user_limited_to_a_branch_gets_nothing_of_another_from_any_url(world, 
                     f"{role} limited to dar saw {OTHER} on {case.method} {url}?{query}"
                 )
                 assert Job.objects.count() == jobs_before, _breach(f"{role} limited to dar queued a job through {url}")
-                if case.kwargs in ("module", "branch", "backup", "job"):
+                if case.kwargs in ("module", "branch", "backup", "job", "incident"):
                     assert response.status_code in (403, 404), _breach(
                         f"{role} limited to dar: {case.method} {url} -> {response.status_code}"
                     )

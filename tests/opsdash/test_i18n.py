@@ -3,6 +3,7 @@ translation catalogue that covers every string of the templates and the code."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -259,6 +260,15 @@ def _findings_of_every_shape(tmp_path) -> list[dict]:
     odd.meta_path.unlink()
     odd.meta_path.symlink_to(tmp_path / "elsewhere")
     out += [f.to_dict() for f in odd.check().findings]
+    changed = store.module("changed", "pos")  # a byte changed in place after a read: a full read finds it
+    changed.append_event({"table": "t", "record": {"id": "10"}})
+    state = changed.check().state
+    data = bytearray(changed.log_path.read_bytes())
+    data[data.index(b'"10"') + 1] = ord("7")
+    stat = changed.log_path.stat()
+    changed.log_path.write_bytes(bytes(data))
+    os.utime(changed.log_path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    out += [f.to_dict() for f in changed.check(previous=state, full=True).findings]
     return out
 
 

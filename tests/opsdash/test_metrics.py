@@ -78,6 +78,7 @@ def test_metric_types_and_help(scanned, client):
         "opsdash_backups": "gauge",
         "opsdash_host_last_scan_age_seconds": "gauge",
         "opsdash_host_last_scan_timestamp_seconds": "gauge",
+        "opsdash_module_verified_timestamp_seconds": "gauge",
         "opsdash_jobs": "gauge",
         "opsdash_job_duration_seconds": "histogram",
     }
@@ -129,7 +130,7 @@ def test_a_scrape_costs_the_same_queries_for_many_modules(db, client, django_ass
         )
         for i in range(3000)
     )
-    with django_assert_max_num_queries(9):
+    with django_assert_max_num_queries(10):
         m = _samples(client)
     assert sum(v for (name, labels), v in m.items() if name == "opsdash_modules") == 3000
     assert m[("opsdash_findings", (("code", "backup_present"), ("host", "h0"), ("severity", "info")))] == 1000

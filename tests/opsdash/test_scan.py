@@ -10,6 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from eventstore.checks import FINGERPRINT_BYTES
 from opsdash.models import Backup, Incident, ModuleState, ScanHost
 from opsdash.services.scan import scan_root
 
@@ -175,7 +176,11 @@ def test_it_reads_only_the_new_bytes_of_a_grown_log(store, add_events):
     grown = module.log_path.stat().st_size - size
     meta_size = module.meta_path.stat().st_size
     report = scan_root()
-    assert report.bytes_read == grown + meta_size  # the new line, and the rewritten meta
+    # the new line and the rewritten meta; and to know that the log only grew, its first and last
+    # bytes before the old end (the fingerprint) and the byte before the old end (a line boundary)
+    fingerprint = 2 * min(FINGERPRINT_BYTES, size)
+    assert report.bytes_read == grown + meta_size + fingerprint + 1
+    assert report.read_in_full == 0
     state = ModuleState.objects.get()
     assert state.log_events == 4 and state.stats["log_last_event_id"] == line["id"] and state.status == "healthy"
 
