@@ -1010,16 +1010,25 @@ def check_module_files(module, c: Rng) -> None:
         # new bytes, nor for a full read against those checkpoints
         verified = module.check(previous=again.state, full=True)
         check_health(verified, module)
+        _count_state("appended, checked against their checkpoints")
         assert "log_changed_in_place" not in {f.code for f in again.findings + verified.findings}
     if h.state is not None and c.chance(0.3):  # a state changed in the database: never an exception
         mutated = mutate_checkpoints(h.state, c) if "checkpoints" in h.state and c.chance(0.5) else None
         if mutated is None:
             mutated = mutate_state(h.state, c)
         parsed = state.CheckState.from_json(mutated)  # a CheckState or None, never an exception
+        _count_state("odd (read as none)" if parsed is None else "odd (still a state)")
         if parsed is not None and parsed.checkpoints is not None:
             _checkpoints_well_formed(parsed.checkpoints)
         check_health(module.check(previous=mutated), module)
         check_health(module.check(previous=mutated, full=True, accept_changes=c.chance(0.5)), module)
+
+
+STATE_COUNTS: dict[str, int] = {}  # what the check target fed back as previous states (fuzz.txt)
+
+
+def _count_state(kind: str) -> None:
+    STATE_COUNTS[kind] = STATE_COUNTS.get(kind, 0) + 1
 
 
 def mutate_checkpoints(value: Any, c: Rng) -> Any:
@@ -1306,6 +1315,9 @@ def test_mutation_fuzzer_no_exception_escapes(capsys):
         + f"at {datetime.now(UTC).isoformat(timespec='seconds')}; replay: OPSDASH_FUZZ_SEED={SEED} OPSDASH_FUZZ_INPUTS={INPUTS}\n"
         + "seconds per target: "
         + ", ".join(f"{t} {s:.1f}" for t, s in seconds.items())
+        + "\n"
+        + "check states fed back: "
+        + ", ".join(f"{k} {n:,}" for k, n in sorted(STATE_COUNTS.items()))
         + "\n"
         + "".join(f"\n{f}" for f in failures)
     )
