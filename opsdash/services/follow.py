@@ -656,7 +656,9 @@ class JournalFollower:
             self.sink.save(self._state(position), position)
             self.batcher = Batcher(position)
             rc = self._follow(position)
-        if rc and not self.sink.stop.is_set():
+        # Following, journalctl ends only when stopped (a SIGTERM to the whole service reaches it too:
+        # ours may come a moment later); --once, it ends at the last record, with 0.
+        if (rc or not self.once) and not self.sink.stop.wait(0 if self.once else 1.0):
             raise FollowError(f"journalctl ended with exit code {rc}")
         return self.sink.total
 

@@ -345,17 +345,27 @@ def _rows(tmp_path: Path) -> list[tuple]:
         ).fetchall()
 
 
-def _wait_for(check, timeout: float = 30.0):
+def _wait_for(check, timeout: float = 30.0, proc: subprocess.Popen | None = None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if found := check():
             return found
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"ingest_logs exited with {proc.returncode}: {proc.stderr.read()}")
         time.sleep(0.1)
     raise AssertionError("timed out")
 
 
 def _read_until(proc: subprocess.Popen, text: str) -> None:
-    _wait_for(lambda: text in proc.stdout.readline(), timeout=60)
+    """Read the process's output up to a line with ``text`` (killed after a minute without it)."""
+    timer = threading.Timer(60, proc.kill)
+    timer.start()
+    try:
+        while text not in (line := proc.stdout.readline()):
+            if not line:
+                raise AssertionError(f"ingest_logs exited with {proc.wait()}: {proc.stderr.read()}")
+    finally:
+        timer.cancel()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -366,9 +376,9 @@ def test_follow_as_a_process_picks_up_an_appended_recovery_and_stops_on_sigterm(
     proc = _manage(env, "ingest_logs", "--follow", str(log), "--state", str(state))
     try:
         _read_until(proc, "ingest_logs: following")
-        _wait_for(lambda: state.exists())
+        _wait_for(lambda: state.exists(), proc=proc)
         _append(log, "".join(recovery(Path("/srv/data/branches"))) + noise(1))
-        rows = _wait_for(lambda: _rows(tmp_path))
+        rows = _wait_for(lambda: _rows(tmp_path), proc=proc)
         assert rows == [("pos", "recovered", 3, str(log))]
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
@@ -580,9 +590,9 @@ def test_follow_journal_as_a_process_passes_follow_and_resumes_after_sigterm(tmp
     proc = _manage(env, "ingest_logs", "--follow", "--journal", "mishkah-os", "--state", str(state))
     try:
         _read_until(proc, "ingest_logs: following journalctl -u mishkah-os")
-        assert _wait_for(lambda: _rows(tmp_path)) == [("pos", "recovered", 3, "journalctl -u mishkah-os")]
+        assert _wait_for(lambda: _rows(tmp_path), proc=proc) == [("pos", "recovered", 3, "journalctl -u mishkah-os")]
         last = journal.block(Path("/srv/data/branches"), "kds")  # while it runs
-        _wait_for(lambda: len(_rows(tmp_path)) == 2)
+        _wait_for(lambda: len(_rows(tmp_path)) == 2, proc=proc)
         _wait_for(lambda: state.exists() and load_state(state)["cursor"] == last)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
@@ -596,7 +606,7 @@ def test_follow_journal_as_a_process_passes_follow_and_resumes_after_sigterm(tmp
     proc = _manage(env, "ingest_logs", "--follow", "--journal", "mishkah-os", "--state", str(state))
     try:
         _read_until(proc, "ingest_logs: following")
-        _wait_for(lambda: len(_calls(tmp_path)) == 2)
+        _wait_for(lambda: len(_calls(tmp_path)) == 2, proc=proc)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -614,3 +624,16 @@ def test_journal_lines_shapes():
         "1970-01-01T00:00:00.000000+00:00 node: hi"
     ]
     assert follow.journal_lines({"MESSAGE": [300]}) == []
+
+
+def test_a_journalctl_that_ends_while_followed_is_an_error(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "journalctl").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "journalctl").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    sink = Sink(source="u", host="h", state_path=tmp_path / "s.json", stop=threading.Event(), say=lambda _: None)
+    with pytest.raises(follow.FollowError, match="journalctl ended with exit code 0"):
+        follow.JournalFollower("u", sink, warn=lambda _: None).run()
+    sink.stop.set()  # stopped: its end is no error
+    assert follow.JournalFollower("u", sink, warn=lambda _: None).run().found == 0
