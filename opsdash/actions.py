@@ -143,6 +143,17 @@ def _cleaned(result: dict[str, Any]) -> str:
     return ngettext("%(n)s orphan temp file removed.", "%(n)s orphan temp files removed.", n) % {"n": number(n)}
 
 
+def _purged(result: dict[str, Any]) -> str:
+    if not isinstance(result.get("purged"), list) or not isinstance(result.get("kept"), list):
+        return str(result.get("summary", ""))
+    if not result["purged"] and not result["kept"] and "forever" in str(result.get("summary", "")):
+        return gettext("Archived backups are kept forever (OPSDASH_ARCHIVE_KEEP_DAYS is 0): nothing purged.")
+    return gettext("%(purged)s archived backup(s) purged, %(kept)s kept (their copy did not verify).") % {
+        "purged": number(len(result["purged"])),
+        "kept": number(len(result["kept"])),
+    }
+
+
 def _branch_done(result: dict[str, Any]) -> str:
     if not isinstance(result.get("modules"), list):
         return str(result.get("summary", ""))
@@ -232,6 +243,16 @@ ACTIONS: dict[str, Action] = {
             runner=runners.bulk_archive,
             describe=_branch_done,
             describe_each=lambda entry: _archived(entry, each=True),
+        ),
+        Action(
+            kind="purge_archive",
+            scope=BRANCH,
+            title=_("purge old archived backups of the branch"),
+            label=_("Purge old archived backups"),
+            question=None,
+            confirm=None,
+            runner=runners.purge_archive,
+            describe=_purged,
         ),
     )
 }

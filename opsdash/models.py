@@ -79,6 +79,7 @@ class ModuleState(models.Model):
             ("view_audit", "Can see the audit trail and the full history, and export them"),
             ("view_payloads", "Can see whole events, payloads included, and search them"),
             ("add_notes", "Can add notes to incidents"),
+            ("mute_alerts", "Can acknowledge and silence problems and plan maintenance"),
         ]
 
     def __str__(self) -> str:
@@ -205,6 +206,8 @@ class Incident(models.Model):
     # Space-delimited (" a b ") so that `codes__contains=" meta_corrupt "` filters on every database.
     codes = models.CharField(max_length=500, blank=True, default="")
     source = models.CharField(max_length=32, choices=Source.choices, default=Source.SCAN)
+    during_maintenance = models.BooleanField(default=False)  # opened inside a maintenance window
+    escalated_at = models.DateTimeField(null=True, blank=True)  # sent to the escalation route (once)
     backup = models.OneToOneField("Backup", null=True, blank=True, on_delete=models.SET_NULL, related_name="incident")
 
     objects = IncidentQuerySet.as_manager()
@@ -268,6 +271,7 @@ class Backup(models.Model):
         LIVE = "live", _("live")
         MISSING = "missing", _("missing")
         ARCHIVED = "archived", _("archived")
+        PURGED = "purged", _("purged")  # its archive copies were removed (OPSDASH_ARCHIVE_KEEP_DAYS)
 
     module = models.ForeignKey(ModuleState, on_delete=models.CASCADE, related_name="backups")
     name = models.CharField(max_length=255)
@@ -280,6 +284,8 @@ class Backup(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.LIVE)
     # Where an archive job put the verified copy (state "archived"); blank before that.
     archive_path = models.CharField(max_length=1000, blank=True, default="")
+    # Pinned by an operator: kept in the archive however old (a purge never removes it).
+    pinned_by = models.CharField(max_length=150, blank=True, default="")
     first_seen = models.DateTimeField()
     last_changed = models.DateTimeField()
 
@@ -503,6 +509,8 @@ class Alert(models.Model):
 
     class Event(models.TextChoices):
         PROBLEM = "problem", _("turned warning or critical")
+        ESCALATED = "escalated", _("still unacknowledged")
+        DIGEST = "digest", _("daily digest")
         RECOVERED = "recovered", _("recovered")
         GONE = "gone", _("disappeared")
         HOST_STALE = "host_stale", _("host stopped reporting")
@@ -517,6 +525,8 @@ class Alert(models.Model):
     previous_status = models.CharField(max_length=16, blank=True, default="")
     payload = models.JSONField(default=dict)
     created_at = models.DateTimeField()
+    # Why it went to no receiver: "" (sent), "silenced", "maintenance".
+    suppressed = models.CharField(max_length=16, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -573,3 +583,79 @@ class LoginFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} from {self.client} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class Mute(models.Model):
+    """An acknowledgement or a silence of a known problem, on a module, a branch or a finding code
+    (Ceph's ``health mute``, Grafana's silences). An acknowledgement says the problem is known (the
+    overview shows it apart; escalation skips it); a silence also stops its alerts. Both end by
+    themselves at ``until``, and, unless ``sticky``, as soon as the module's status gets worse
+    than it was or a finding code appears that was not there; or when an operator lifts them."""
+
+    class Kind(models.TextChoices):
+        ACK = "ack", _("acknowledged")
+        SILENCE = "silence", _("silenced")
+
+    class Scope(models.TextChoices):
+        MODULE = "module", _("a module")
+        BRANCH = "branch", _("a branch")
+        CODE = "code", _("a finding code")
+
+    class EndedWhy(models.TextChoices):
+        EXPIRED = "expired", _("its time ran out")
+        WORSE = "worse", _("the status got worse")
+        NEW_CODE = "new_code", _("a new finding appeared")
+        LIFTED = "lifted", _("lifted")
+        RECOVERED = "recovered", _("the module recovered")
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    host = models.CharField(max_length=255, blank=True, default="")
+    branch = models.CharField(max_length=128, blank=True, default="")
+    module = models.ForeignKey(ModuleState, null=True, blank=True, on_delete=models.CASCADE, related_name="mutes")
+    code = models.CharField(max_length=64, blank=True, default="")  # CODE: the finding code (any module)
+    comment = models.TextField(max_length=2000)
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField()
+    until = models.DateTimeField(null=True, blank=True)  # null: until it ends by itself or is lifted
+    sticky = models.BooleanField(default=False)  # True: a worse status or a new code does not end it
+    # What it was given for (MODULE: that module's; BRANCH, CODE: empty, judged per module).
+    status_at = models.CharField(max_length=16, blank=True, default="")
+    codes_at = models.CharField(max_length=500, blank=True, default="")
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_why = models.CharField(max_length=16, choices=EndedWhy.choices, blank=True, default="")
+    ended_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["ended_at", "scope"])]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.scope} {self.module or self.branch or self.code} by {self.created_by}"
+
+
+class MaintenanceWindow(models.Model):
+    """A planned time without alerts, for a host, a branch or a module (empty: all of them),
+    one-off (``starts_at`` to ``ends_at``) or recurring (``cron``, a cron expression in
+    OPSDASH_TIME_ZONE, each occurrence lasting ``minutes``). Incidents opened during one are
+    marked so."""
+
+    host = models.CharField(max_length=255, blank=True, default="")
+    branch = models.CharField(max_length=128, blank=True, default="")
+    module = models.CharField(max_length=128, blank=True, default="")
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    cron = models.CharField(max_length=100, blank=True, default="")
+    minutes = models.PositiveIntegerField(default=0)
+    comment = models.TextField(max_length=2000)
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        what = self.cron or f"{self.starts_at:%Y-%m-%d %H:%M} to {self.ends_at:%Y-%m-%d %H:%M}"
+        return f"maintenance {what} of {self.host or 'every host'}/{self.branch or '*'}/{self.module or '*'}"

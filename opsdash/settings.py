@@ -6,7 +6,9 @@ The helpers below fail loudly on a malformed value instead of silently using a d
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import re
 import secrets
 import socket
 from pathlib import Path
@@ -91,6 +93,51 @@ def env_group_mapping(name: str) -> dict[str, tuple[str, tuple[str, ...]]]:
     return out
 
 
+CHANNEL_EVENTS = ("problem", "recovered", "gone", "verify_overdue", "host_stale", "host_back", "escalated", "digest")
+DEFAULT_CHANNEL_EVENTS = ("problem", "recovered", "gone", "verify_overdue", "host_stale", "host_back")
+
+
+def env_channels(name: str) -> tuple[dict, ...]:
+    """A JSON list of alert channels: ``{"name", "url"}`` (an Apprise URL) and the route:
+    ``branches`` (default every branch), ``min_severity`` ("warning" or "critical"), ``events``
+    (of CHANNEL_EVENTS; default all but "escalated" and "digest"). The URLs hold secrets: they
+    are never shown on a page or written to a log; a channel is named by its name."""
+    raw = env_str(name) or ""
+    try:
+        items = json.loads(raw) if raw.strip() else []
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not JSON: {exc}") from None
+    if not isinstance(items, list):
+        raise ImproperlyConfigured(f"{name} must be a JSON list of channels")
+    out, names = [], set()
+    for i, item in enumerate(items):
+        where = f"{name}[{i}]"
+        if not isinstance(item, dict) or not isinstance(item.get("url"), str) or "://" not in item["url"]:
+            raise ImproperlyConfigured(f'{where} needs an Apprise URL ("url": "scheme://...")')
+        label = item.get("name")
+        if not isinstance(label, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,50}", label) or label in names:
+            raise ImproperlyConfigured(f'{where} needs a unique "name" of letters, digits, . _ - (50 at most)')
+        unknown = set(item) - {"name", "url", "branches", "min_severity", "events"}
+        branches, events = item.get("branches", []), item.get("events", list(DEFAULT_CHANNEL_EVENTS))
+        if unknown or not isinstance(branches, list) or not all(isinstance(b, str) for b in branches):
+            raise ImproperlyConfigured(f"{where} ({label}): unknown keys {sorted(unknown)} or branches not a list")
+        if item.get("min_severity", "warning") not in ("warning", "critical"):
+            raise ImproperlyConfigured(f"{where} ({label}): min_severity is warning or critical")
+        if not isinstance(events, list) or not events or set(events) - set(CHANNEL_EVENTS):
+            raise ImproperlyConfigured(f"{where} ({label}): events are some of {', '.join(CHANNEL_EVENTS)}")
+        names.add(label)
+        out.append(
+            {
+                "name": label,
+                "url": item["url"],
+                "branches": tuple(branches),
+                "min_severity": item.get("min_severity", "warning"),
+                "events": tuple(events),
+            }
+        )
+    return tuple(out)
+
+
 def env_http_url(name: str) -> str:
     """An http(s) URL or "" (unset); anything else (file:, ftp:, a typo) is refused."""
     value = env_str(name) or ""
@@ -162,6 +209,14 @@ OPSDASH_ALERT_WEBHOOK_URL = env_http_url("OPSDASH_ALERT_WEBHOOK_URL")
 OPSDASH_ALERT_WEBHOOK_SECRET = env_str("OPSDASH_ALERT_WEBHOOK_SECRET") or ""
 OPSDASH_ALERT_EMAILS = env_list("OPSDASH_ALERT_EMAILS", [])
 OPSDASH_ALERT_MAX_ATTEMPTS = env_int("OPSDASH_ALERT_MAX_ATTEMPTS", 8, minimum=1)
+# Notification channels through Apprise, each with its route (see env_channels); the webhook and
+# the email addresses above are channels too (every branch, every event but the escalation).
+OPSDASH_ALERT_CHANNELS = env_channels("OPSDASH_ALERT_CHANNELS")
+# Who gets the daily digest (`manage.py digest`) by email, besides the channels of its event.
+OPSDASH_DIGEST_EMAILS = env_list("OPSDASH_DIGEST_EMAILS", [])
+# A problem still unacknowledged this many minutes after its incident opened is sent once more,
+# to the channels whose events include "escalated" (0: no escalation).
+OPSDASH_ESCALATION_MINUTES = env_int("OPSDASH_ESCALATION_MINUTES", 0, minimum=0)
 # The dashboard's address as people reach it, for links in alerts (e.g. https://opsdash.example.com).
 OPSDASH_PUBLIC_URL = env_http_url("OPSDASH_PUBLIC_URL")
 _email_backend = env_str("OPSDASH_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
@@ -195,6 +250,9 @@ if OPSDASH_STALE_SECONDS < OPSDASH_SCAN_INTERVAL:
         f"OPSDASH_STALE_SECONDS ({OPSDASH_STALE_SECONDS}) must not be shorter than OPSDASH_SCAN_INTERVAL "
         f"({OPSDASH_SCAN_INTERVAL}): every host would be shown stale between two of its passes"
     )
+# Archived backups are kept this many days (0: forever), except those an operator pinned; the
+# branch action "purge archive" removes older ones, each only once its copy is verified.
+OPSDASH_ARCHIVE_KEEP_DAYS = env_int("OPSDASH_ARCHIVE_KEEP_DAYS", 0, minimum=0)
 OPSDASH_JOB_STALE_SECONDS = env_int("OPSDASH_JOB_STALE_SECONDS", 60, minimum=10)
 # The event browser: the payload fields (dotted paths such as record.totalDue) that people
 # without opsdash.view_payloads (managers) see and search beside the envelope; default none.

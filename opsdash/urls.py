@@ -13,6 +13,7 @@ from .views import (
     incidents,
     metrics,
     modules,
+    mutes,
     tokens,
 )
 
@@ -27,12 +28,18 @@ urlpatterns = [
         events.module_events_export,
         name="module_events_export",
     ),
+    path("modules/<str:host>/<str:branch>/<str:module>/mute", mutes.module_mute, name="module_mute"),
+    path("mutes/<int:pk>/lift", mutes.mute_lift, name="mute_lift"),
+    path("maintenance/", mutes.maintenance_list, name="maintenance_list"),
+    path("maintenance/new", mutes.maintenance_create, name="maintenance_create"),
+    path("maintenance/<int:pk>/cancel", mutes.maintenance_cancel, name="maintenance_cancel"),
     path("history/", history.incident_list, name="incident_list"),
     path("incidents/<int:pk>/", incidents.incident_detail, name="incident_detail"),
     path("incidents/<int:pk>/notes", incidents.incident_note, name="incident_note"),
     path("backups/", backups.backup_list, name="backup_list"),
     path("backups/<int:pk>/", backups.backup_detail, name="backup_detail"),
     path("backups/<int:pk>/download", downloads.backup_download, name="backup_download"),
+    path("backups/<int:pk>/pin", backups.backup_pin, name="backup_pin"),
     path(
         "modules/<str:host>/<str:branch>/<str:module>/backups.zip",
         downloads.module_backups_download,

@@ -16,6 +16,7 @@ import urllib.request
 from datetime import datetime, timedelta
 from typing import Any
 
+import apprise
 import orjson
 from django.conf import settings
 from django.core.mail import send_mail
@@ -24,7 +25,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from ..models import PROBLEM_STATUSES, Alert, AlertDelivery, ModuleState, ScanHost, Status
+from ..models import PROBLEM_STATUSES, Alert, AlertDelivery, Incident, ModuleState, ScanHost, Status
+from . import maintenance, mutes
 from .heartbeats import newly_stale
 from .scrub import flag_overdue
 
@@ -47,9 +49,40 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirect)
 
 
-def receivers() -> list[str]:
-    out = ["webhook"] if settings.OPSDASH_ALERT_WEBHOOK_URL else []
-    return out + [f"email:{a}" for a in settings.OPSDASH_ALERT_EMAILS]
+DIGEST = Alert.Event.DIGEST  # the daily digest (services.digest): its emails and the channels of its event
+SEVERITY_RANK = {"": 0, "healthy": 0, "gone": 0, "warning": 1, "critical": 2}
+
+
+def receivers(event: str = Alert.Event.PROBLEM, branch: str = "", severity: str = "critical") -> list[str]:
+    """Who gets an alert of ``event`` about ``branch`` (empty: a host's alert) at ``severity``:
+    the webhook and the email addresses (every event but the escalation and the digest), and
+    each channel whose route takes it (``channel:<name>``; its URL stays in the settings)."""
+    out = []
+    if event == DIGEST:
+        out += [f"email:{a}" for a in settings.OPSDASH_DIGEST_EMAILS]
+    elif event != Alert.Event.ESCALATED:
+        out += ["webhook"] if settings.OPSDASH_ALERT_WEBHOOK_URL else []
+        out += [f"email:{a}" for a in settings.OPSDASH_ALERT_EMAILS]
+    for channel in settings.OPSDASH_ALERT_CHANNELS:
+        if event not in channel["events"]:
+            continue
+        if channel["branches"] and branch not in channel["branches"]:
+            continue  # a host's alert (no branch) goes only to channels of every branch
+        if event != DIGEST and SEVERITY_RANK.get(severity, 2) < SEVERITY_RANK[channel["min_severity"]]:
+            continue
+        out.append(f"channel:{channel['name']}")
+    return out
+
+
+def _severity(event: str, status: str, previous: str) -> str:
+    """How bad what an alert tells is, for the routes' min_severity."""
+    if event in (Alert.Event.RECOVERED, Alert.Event.GONE):
+        return previous or status
+    if event in (Alert.Event.HOST_STALE, Alert.Event.HOST_BACK):
+        return "critical"
+    if event == Alert.Event.VERIFY_OVERDUE:
+        return "warning"
+    return status
 
 
 def _event(old: str | None, new: str) -> str | None:
@@ -71,6 +104,10 @@ def _queue(
     status: str = "",
     previous: str = "",
 ) -> Alert:
+    suppressed = _suppressed(event, module, host, now)
+    targets = (
+        [] if suppressed else receivers(event, module.branch if module else "", _severity(event, status, previous))
+    )
     with transaction.atomic():  # an alert is never left without its deliveries
         alert = Alert.objects.create(
             module=module,
@@ -80,11 +117,26 @@ def _queue(
             previous_status=previous,
             payload=payload,
             created_at=now,
+            suppressed=suppressed,
         )
         AlertDelivery.objects.bulk_create(
-            [AlertDelivery(alert=alert, receiver=r, next_attempt_at=now) for r in receivers()]
+            [AlertDelivery(alert=alert, receiver=r, next_attempt_at=now) for r in targets]
         )
     return alert
+
+
+def _suppressed(event: str, module: ModuleState | None, host: str, now: datetime) -> str:
+    """Why an alert goes to no one: "maintenance" (a window covers it), "silenced" (a silence
+    in force covers its module), or "" (it is sent). The digest is never held back."""
+    if event == DIGEST:
+        return ""
+    if module is None:
+        return "maintenance" if maintenance.covers(host, now=now) else ""
+    if maintenance.covers(module.host, module.branch, module.module, now):
+        return "maintenance"
+    if event != Alert.Event.RECOVERED and mutes.Mutes.load(now).state(module) == "silenced":
+        return "silenced"
+    return ""
 
 
 def queue_transitions(transitions: list[tuple[ModuleState, str | None, str]], now: datetime | None = None) -> int:
@@ -164,6 +216,32 @@ def queue_overdue(modules: list[ModuleState], now: datetime | None = None) -> in
     return len(modules)
 
 
+def queue_escalations(now: datetime | None = None) -> int:
+    """Once per incident: a problem still open and unacknowledged OPSDASH_ESCALATION_MINUTES
+    after it opened is sent again, to the channels of the "escalated" event."""
+    minutes = settings.OPSDASH_ESCALATION_MINUTES
+    if not minutes:
+        return 0
+    now = now or timezone.now()
+    due = Incident.objects.filter(ended_at__isnull=True, escalated_at__isnull=True, source=Incident.Source.SCAN).filter(
+        opened_at__lte=now - timedelta(minutes=minutes)
+    )
+    known = mutes.Mutes.load(now)
+    made = 0
+    for incident in due.select_related("module"):
+        module_row = incident.module
+        if known.state(module_row) or module_row.status not in PROBLEM_STATUSES:
+            continue  # acknowledged or silenced: known; or it recovered and the scan has not ended it yet
+        if not Incident.objects.filter(pk=incident.pk, escalated_at__isnull=True).update(escalated_at=now):
+            continue  # another scanner escalated it
+        payload = _payload(module_row, Alert.Event.ESCALATED, module_row.status, module_row.status, now)
+        payload["open_since"] = incident.opened_at.isoformat()
+        payload["minutes"] = minutes
+        _queue(Alert.Event.ESCALATED, payload, now, module_row, module_row.host, module_row.status, module_row.status)
+        made += 1
+    return made
+
+
 def backoff(attempts: int) -> timedelta:
     """30 s, 1 min, 2 min, ... capped at an hour."""
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
@@ -227,6 +305,9 @@ def _claim(delivery: AlertDelivery, now: datetime) -> bool:
 
 def _send(delivery: AlertDelivery) -> None:
     payload = delivery.alert.payload
+    if delivery.receiver.startswith("channel:"):
+        _send_channel(delivery.receiver.split(":", 1)[1], payload)
+        return
     if delivery.receiver == "webhook":
         body = orjson.dumps(payload)
         request = urllib.request.Request(
@@ -242,6 +323,21 @@ def _send(delivery: AlertDelivery) -> None:
     address = delivery.receiver.split(":", 1)[1]
     subject, lines = _mail(payload)
     send_mail(subject, "\n".join([*lines, "", payload["url"]]), None, [address], fail_silently=False)
+
+
+def _send_channel(name: str, payload: dict[str, Any]) -> None:
+    """One alert through Apprise to the channel ``name``. Its URL (with its secrets) stays
+    here: errors name the channel, never the URL."""
+    channel = next((c for c in settings.OPSDASH_ALERT_CHANNELS if c["name"] == name), None)
+    if channel is None:
+        raise OSError(f"channel {name} is no longer configured")
+    sender = apprise.Apprise()
+    if not sender.add(channel["url"]):
+        raise OSError(f"channel {name}: Apprise does not understand its URL")
+    subject, lines = _mail(payload)
+    body = "\n".join([*lines, "", payload.get("url", "")]).strip()
+    if not sender.notify(title=subject, body=body, body_format=apprise.NotifyFormat.TEXT):
+        raise OSError(f"channel {name}: the service refused the alert or did not answer")
 
 
 def _mail(payload: dict[str, Any]) -> tuple[str, list[str]]:
@@ -264,6 +360,17 @@ def _mail(payload: dict[str, Any]) -> tuple[str, list[str]]:
             "Raise OPSDASH_SCRUB_BYTES_PER_PASS, or run Verify on the module."
         )
         return f"[opsdash] {where}: not read in full in time", [text]
+    if payload["event"] == Alert.Event.DIGEST:
+        return payload["subject"], list(payload["lines"])
+    if payload["event"] == Alert.Event.ESCALATED:
+        where = f"{payload['branch']}/{payload['module']} on {host}"
+        text = (
+            f"{where} has been {payload['status']} since {payload['open_since']} and nobody has acknowledged it "
+            f"({payload['minutes']} minutes)."
+        )
+        return f"[opsdash] still {payload['status']}, unacknowledged: {where}", [text] + [
+            f"- {f['code']}: {f['message']}" for f in payload["findings"]
+        ]
     subject = f"[opsdash] {payload['branch']}/{payload['module']} on {host}: {payload['status']}"
     lines = [
         f"{payload['branch']}/{payload['module']} on {host} is {payload['status']} (was {payload['previous_status'] or 'unknown'}).",
@@ -284,10 +391,12 @@ def after_pass(
     deliver what is due (new alerts and retries). Never raises."""
     now = now or timezone.now()
     try:
+        mutes.review(now)  # a silence that things outgrew ends first, and lets its alert through
         queue_transitions(transitions, now)
         queue_host_alerts(newly_stale(now), back or [], now)
         if overdue_of is not None:
             queue_overdue(flag_overdue(overdue_of, now), now)
+        queue_escalations(now)
     except Exception:
         log.exception("alerts could not be queued; the scan goes on")
     try:

@@ -265,3 +265,8 @@ def open_backup(backup: Backup) -> IO[bytes]:
         raise FilesUnavailable(
             gettext("%(name)s cannot be read: %(error)s") % {"name": backup.name, "error": exc.strerror or exc}
         ) from None
+
+
+def open_nofollow_file(path: Path) -> IO[bytes]:
+    """A file under a confined root opened for reading, never through a symlink."""
+    return os.fdopen(open_nofollow(path), "rb")

@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from eventstore import CODES
 
-from ..models import Backup, Incident, ModuleState, Status
+from ..models import PROBLEM_STATUSES, Backup, Incident, ModuleState, Status
+from . import mutes
 from .access import EVERY_BRANCH, Access
 
 MODULE_SORTS = {
@@ -57,7 +58,7 @@ class ModuleFilters:
     def from_query(cls, query: QueryDict) -> ModuleFilters:
         days = parse_id(query.get("unverified", "").strip())
         return cls(
-            status=_choice(query.get("status"), set(Status.values)),
+            status=_choice(query.get("status"), {*Status.values, UNACKNOWLEDGED}),
             branch=query.get("branch", "").strip()[:128],
             q=query.get("q", "").strip()[:200],
             sort=_choice(query.get("sort"), MODULE_SORTS, DEFAULT_MODULE_SORT),
@@ -78,9 +79,16 @@ class ModuleFilters:
         return _query_string(values)
 
 
+UNACKNOWLEDGED = "unacknowledged"  # the status filter of problems nobody has acknowledged or silenced
+
+
 def modules(filters: ModuleFilters, access: Access = EVERY_BRANCH) -> QuerySet[ModuleState]:
     qs = access.filter(ModuleState.objects.all())
-    if filters.status:
+    if filters.status == UNACKNOWLEDGED:
+        known = mutes.covered(mutes.Mutes.load(), access)
+        qs = qs.filter(status__in=PROBLEM_STATUSES)
+        qs = qs.exclude(known) if known is not None else qs
+    elif filters.status:
         qs = qs.filter(status=filters.status)
     if filters.branch:
         qs = qs.filter(branch=filters.branch)
@@ -95,6 +103,18 @@ def modules(filters: ModuleFilters, access: Access = EVERY_BRANCH) -> QuerySet[M
         before = timezone.now() - timedelta(days=filters.unverified)
         qs = qs.exclude(status=Status.GONE).filter(Q(verified_at__lt=before) | Q(verified_at__isnull=True))
     return qs.order_by(*MODULE_SORTS[filters.sort])
+
+
+def acknowledged_counts(access: Access = EVERY_BRANCH, known: mutes.Mutes | None = None) -> dict[str, int]:
+    """Per problem status, how many of its modules are acknowledged or silenced (one query,
+    none when no mute is in force)."""
+    counts = dict.fromkeys(PROBLEM_STATUSES, 0)
+    q = mutes.covered(known or mutes.Mutes.load(), access)
+    if q is not None:
+        rows = access.filter(ModuleState.objects.filter(q, status__in=PROBLEM_STATUSES))
+        for row in rows.values("status").annotate(n=Count("id")).order_by():
+            counts[row["status"]] = row["n"]
+    return counts
 
 
 def status_counts(access: Access = EVERY_BRANCH) -> dict[str, int]:

@@ -10,7 +10,9 @@ failed, keeping what was done).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -20,7 +22,7 @@ from eventstore.errors import EventStoreError
 
 from ..models import Backup, BackupBlob, Incident, Job, ModuleState, Status
 from .audit import record_job
-from .files import FilesUnavailable, live_module
+from .files import FilesUnavailable, archived_backup_path, live_module, open_nofollow_file
 from .scan import Read, check_one, scan_module
 
 Progress = Callable[..., None]
@@ -227,6 +229,59 @@ def bulk_archive(job: Job, progress: Progress, audit: dict) -> dict[str, Any]:
 
     states = _branch_modules(job, backups__state=Backup.State.LIVE)
     return _bulk(job, progress, "archive_backups", each, states, "archived")
+
+
+def purge_archive(job: Job, progress: Progress, audit: dict) -> dict[str, Any]:
+    """Remove the archive copies (file and database copy) of the branch's archived backups older
+    than OPSDASH_ARCHIVE_KEEP_DAYS and not pinned, each only after its bytes are verified
+    against the recorded sha256; a copy that does not match is kept and reported."""
+    days = settings.OPSDASH_ARCHIVE_KEEP_DAYS
+    if not days:
+        return {
+            "summary": "archived backups are kept forever (OPSDASH_ARCHIVE_KEEP_DAYS is 0)",
+            "purged": [],
+            "kept": [],
+        }
+    old = Backup.objects.filter(
+        module__host=job.host,
+        module__branch=job.branch,
+        state=Backup.State.ARCHIVED,
+        pinned_by="",
+        last_changed__lt=timezone.now() - timedelta(days=days),
+    ).select_related("module")
+    purged, kept = [], []
+    for n, backup in enumerate(old, start=1):
+        why = _purge_one(backup)
+        (kept if why else purged).append({"name": backup.name, "module": backup.module.module, "why": why})
+        progress(n, len(old), f"{n} of {len(old)} archived backups", {"unit": "backups", "done": n, "total": len(old)})
+    return {
+        "summary": f"{len(purged)} archived backup(s) purged, {len(kept)} kept (copy not verified)",
+        "purged": purged,
+        "kept": kept,
+    }
+
+
+def _purge_one(backup: Backup) -> str:
+    """Remove a verified archive copy; "" when done, else why it was kept."""
+    try:
+        path = archived_backup_path(backup)
+        with open_nofollow_file(path) as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    except FileNotFoundError:
+        digest = None  # this host's file is gone already: the database copy is checked alone
+    except (OSError, FilesUnavailable) as exc:
+        return f"not readable: {one_line(exc)}"
+    if digest is not None and digest != backup.sha256:
+        return "its archive file does not match the recorded sha256"
+    blob = BackupBlob.objects.filter(backup=backup).first()
+    if blob is not None and hashlib.sha256(bytes(blob.data)).hexdigest() != backup.sha256:
+        return "its database copy does not match the recorded sha256"
+    if digest is not None:
+        os.unlink(path)
+    if blob is not None:
+        blob.delete()
+    Backup.objects.filter(pk=backup.pk).update(state=Backup.State.PURGED, last_changed=timezone.now())
+    return ""
 
 
 def _branch_modules(job: Job, **filters: Any) -> list[ModuleState]:

@@ -39,7 +39,7 @@ from ..models import (
     Status,
     codes_field,
 )
-from . import scrub
+from . import maintenance, scrub
 from .alerts import queue_transitions
 from .host import local_host
 from .nul import db_safe
@@ -465,7 +465,8 @@ def _record_incident(report: ScanReport, module_row: ModuleState, now: datetime,
     if module_row.status in PROBLEM_STATUSES:
         problems = [f for f in module_row.findings if f.get("severity") != "info"]
         if current is None:
-            Incident.open_for(module_row, now, problems)
+            during = maintenance.covers(module_row.host, module_row.branch, module_row.module, now)
+            Incident.open_for(module_row, now, problems, during_maintenance=during)
             report.opened += 1
             return
         worst = max(current.severity, module_row.status, key=lambda s: STATUS_RANK[s])

@@ -14,11 +14,12 @@ DEMO_USERS = ROLE_GROUPS  # the demo user of each role is named after it
 
 
 def ensure_role_groups() -> None:
-    """The role groups and their permissions, as migrations 0002, 0003 and 0023 create them
+    """The role groups and their permissions, as migrations 0002, 0003, 0023 and 0024 create them
     (again, where a test database was emptied after the migrations ran)."""
     importlib.import_module("opsdash.migrations.0002_groups").create_groups(apps, None)
     importlib.import_module("opsdash.migrations.0003_roles").grant(apps, None)
     importlib.import_module("opsdash.migrations.0023_event_browser").grant(apps, None)
+    importlib.import_module("opsdash.migrations.0024_mutes_maintenance_channels").grant(apps, None)
 
 
 def ensure_demo_users(password: str | None = None) -> str:

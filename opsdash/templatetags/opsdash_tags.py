@@ -126,6 +126,11 @@ def job_progress(job: Any) -> str:
                 % values
             )
         return ngettext("%(done)s of %(total)s module", "%(done)s of %(total)s modules", total) % values
+    if info.get("unit") == "backups":
+        values = {"done": number(done), "total": number(total)}
+        return (
+            ngettext("%(done)s of %(total)s archived backup", "%(done)s of %(total)s archived backups", total) % values
+        )
     return ""
 
 
@@ -170,3 +175,9 @@ def hosts_notice(context: template.Context) -> dict[str, Any]:
 def finding_links(module_row: Any, finding: Any) -> list[tuple[str, str]]:
     """``{% finding_links module_row f as links %}``: the event browser opened where ``f`` points."""
     return events.finding_links(module_row, finding)
+
+
+@register.filter
+def get_item(mapping: Any, key: Any) -> Any:
+    """``{{ counts|get_item:status }}``: a dict's value for a key from the template (None if absent)."""
+    return mapping.get(key) if isinstance(mapping, dict) else None

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from ..models import Backup, ModuleState
@@ -73,3 +74,25 @@ def _preview(request: HttpRequest, backup: Backup) -> tuple[PreviewView | None, 
         detail=error or "",
     )
     return view, error
+
+
+@require_POST
+@permission_required("opsdash.run_actions", raise_exception=True)
+def backup_pin(request: HttpRequest, pk: int) -> HttpResponse:
+    """Pin an archived backup (a purge never removes it) or unpin it; audited."""
+    backup = get_object_or_404(
+        access_of(request.user).filter(Backup.objects.select_related("module"), "module__branch"), pk=pk
+    )
+    pinned = not backup.pinned_by
+    Backup.objects.filter(pk=pk).update(pinned_by=request.user.get_username() if pinned else "")
+    module_row = backup.module
+    record(
+        request,
+        "pin_backup" if pinned else "unpin_backup",
+        "ok",
+        host=module_row.host,
+        branch=module_row.branch,
+        module=module_row.module,
+        params={"backup": backup.name},
+    )
+    return redirect(backup.get_absolute_url())

@@ -13,12 +13,13 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from ..actions import branch_actions, module_actions
-from ..models import Job, ModuleState
-from ..services import queries
+from ..models import PROBLEM_STATUSES, Job, ModuleState
+from ..services import maintenance, mutes, queries
 from ..services.access import access_of
 from ..services.files import FilesUnavailable, meta_preview
 from ..services.heartbeats import all_heartbeats, heartbeat_of
 from . import wants_fragment
+from .mutes import MuteForm
 
 SORT_LABELS = {
     "status": _("worst first"),
@@ -40,14 +41,17 @@ def module_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(queries.modules(filters, access), settings.OPSDASH_PAGE_SIZE).get_page(request.GET.get("page"))
     beats = all_heartbeats()
     rows = list(page.object_list)
+    known = mutes.Mutes.load()
     for row in rows:
         row.heartbeat = heartbeat_of(row.host, beats)
         row.stale = row.heartbeat.stale
+        row.muted = known.state(row) if row.status in PROBLEM_STATUSES else ""
     ctx = {
         "filters": filters,
         "page": page,
         "rows": rows,
         "counts": queries.status_counts(access),
+        "acknowledged": queries.acknowledged_counts(access, known),
         "branch_actions": _branch_actions(rows[0].host, filters.branch) if rows and filters.branch else [],
         "branches": queries.branches(access),
         "sorts": SORT_LABELS,
@@ -140,5 +144,8 @@ def module_detail(request: HttpRequest, host: str, branch: str, module: str) -> 
         "incident_pages": incident_pages,
         "actions": _module_actions(module_row),
         "shown_job": _shown_job(request, module_row),
+        "mutes": mutes.of_module(module_row),
+        "mute_form": MuteForm(codes=module_row.codes.split()),
+        "in_maintenance": maintenance.covers(module_row.host, module_row.branch, module_row.module),
     }
     return render(request, "opsdash/module.html", ctx)

@@ -15,7 +15,17 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 HOST = "pos-server-1"
 CRITICAL = f"/modules/{HOST}/dar/pos/"
-PAGES = ["/", CRITICAL, "/history/", "/backups/", "/audit/", "/account/tokens/", "/accounts/2fa/"]
+PAGES = [
+    "/",
+    CRITICAL,
+    f"/modules/{HOST}/zamalek/pos/events/",
+    "/history/",
+    "/backups/",
+    "/maintenance/",
+    "/audit/",
+    "/account/tokens/",
+    "/accounts/2fa/",
+]
 
 
 @pytest.fixture

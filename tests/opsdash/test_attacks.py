@@ -61,7 +61,9 @@ from opsdash.models import (
     IncidentNote,
     Job,
     LoginFailure,
+    MaintenanceWindow,
     ModuleState,
+    Mute,
     ScanHost,
     Status,
 )
@@ -289,6 +291,8 @@ def world(db, store, add_events, data_root, tmp_path, settings, demo_users) -> W
         "backup": {"pk": str(w.live.pk)},
         "job": {"pk": str(job.pk)},
         "incident": {"pk": str(_an_incident(state).pk)},
+        "mute": {"pk": str(_a_mute(state).pk)},
+        "window": {"pk": str(_a_window("dar").pk)},
         "token": {"pk": str(root_token.pk)},
         "authenticator": {"pk": "4242"},
         "provider": {"provider_id": "sso"},
@@ -311,6 +315,19 @@ def _an_incident(module_row: ModuleState) -> Incident:
         return found
     finding = {"code": "log_bad_line", "severity": "warning", "message": "m"}
     return Incident.open_for(module_row, timezone.now(), [finding], severity="warning")
+
+
+def _a_mute(module_row: ModuleState) -> Mute:
+    return Mute.objects.create(
+        kind="ack", scope="module", host=module_row.host, branch=module_row.branch, module=module_row,
+        comment="known", created_by="operator", created_at=timezone.now(), status_at=module_row.status,
+    )  # fmt: skip
+
+
+def _a_window(branch: str) -> MaintenanceWindow:
+    return MaintenanceWindow.objects.create(
+        host=HOST, branch=branch, cron="0 3 * * *", minutes=30, comment="nightly", created_by="operator"
+    )
 
 
 # -- requests ----------------------------------------------------------------------------------
@@ -442,6 +459,25 @@ CASES: dict[str, Case] = {
     "opsdash:module_events_export": Case("get", PAGE, "module", query=("format", *EVENT_QUERY)),
     "opsdash:api_module_events": Case("get", API, "module", query=EVENT_QUERY),
     "opsdash:incident_detail": Case("get", PAGE, "incident"),
+    "opsdash:module_mute": Case(
+        "post",
+        ACTION,
+        "module",
+        data={"kind": "ack", "scope": "module", "comment": "known"},
+        mutating=True,
+        allowed=OPERATORS,
+    ),
+    "opsdash:mute_lift": Case("post", ACTION, "mute", mutating=True, allowed=OPERATORS),
+    "opsdash:maintenance_list": Case("get", PAGE),
+    "opsdash:backup_pin": Case("post", ACTION, "backup", mutating=True, allowed=OPERATORS),
+    "opsdash:maintenance_create": Case(
+        "post",
+        ACTION,
+        data={"cron": "0 3 * * *", "minutes": "30", "comment": "nightly"},
+        mutating=True,
+        allowed=OPERATORS,
+    ),
+    "opsdash:maintenance_cancel": Case("post", ACTION, "window", mutating=True, allowed=OPERATORS),
     "opsdash:incident_note": Case(
         "post", NOTE, "incident", data={"text": "seen"}, mutating=True, allowed=frozenset({AUDITOR, OPERATOR, SUPER})
     ),
@@ -1710,7 +1746,8 @@ def test_100000_modules_page_and_count_in_bounded_size_queries_and_memory(
     settings.OPSDASH_METRICS_TOKEN = token
     for url, name, extra in pages:
         client = world.client(SUPER) if name == "opsdash:audit_list" else manager
-        with django_assert_max_num_queries(16):
+        # a constant: the overview's two for the mutes in force and their counts included
+        with django_assert_max_num_queries(18):
             response, body, m = _page(client, url, name, **extra)
         assert response.status_code == 200, (url, response.status_code)
         assert len(body) < 2 * MB and m["peak"] < 24 * MB, (url, extra, len(body), m)
@@ -2100,6 +2137,8 @@ def other_branch(world, store, add_events):
         "backup": {"pk": str(row.backups.get().pk)},
         "job": {"pk": str(job.pk)},
         "incident": {"pk": str(_an_incident(row).pk)},
+        "mute": {"pk": str(_a_mute(row).pk)},
+        "window": {"pk": str(_a_window(OTHER).pk)},
         "none": {},
         "token": world.kwargs["token"],
     }
@@ -2140,7 +2179,7 @@ def test_a_user_limited_to_a_branch_gets_nothing_of_another_from_any_url(world, 
                     f"{role} limited to dar saw {OTHER} on {case.method} {url}?{query}"
                 )
                 assert Job.objects.count() == jobs_before, _breach(f"{role} limited to dar queued a job through {url}")
-                if case.kwargs in ("module", "branch", "backup", "job", "incident"):
+                if case.kwargs in ("module", "branch", "backup", "job", "incident", "mute", "window"):
                     assert response.status_code in (403, 404), _breach(
                         f"{role} limited to dar: {case.method} {url} -> {response.status_code}"
                     )

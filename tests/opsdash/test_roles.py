@@ -157,7 +157,7 @@ def test_the_user_command_creates_a_user_with_a_role_and_changes_it():
     "role, perms",
     [
         ("manager", set()),
-        ("operator", {"run_actions", "download_backups", "view_payloads", "add_notes"}),
+        ("operator", {"run_actions", "download_backups", "view_payloads", "add_notes", "mute_alerts"}),
         ("auditor", {"view_audit", "download_backups", "view_payloads", "add_notes"}),
     ],
 )
