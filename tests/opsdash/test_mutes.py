@@ -109,6 +109,25 @@ def test_a_failing_channel_is_retried_and_its_error_names_the_channel_only(store
         failing.close()
 
 
+def test_a_hanging_channel_never_holds_the_scanner(store, add_events, settings):
+    hanging = Receiver(hang=True)
+    settings.OPSDASH_ALERT_CHANNELS = (
+        {"name": "slow", "url": hanging.url.replace("http://", "json://") + "?rto=1&cto=1", "branches": (),
+         "min_severity": "warning", "events": ("problem",)},
+    )  # fmt: skip
+    try:
+        module = store.module("dar", "pos")
+        add_events(module)
+        _pass()
+        _corrupt(module)
+        _pass()  # queued and tried once: the service does not answer within its read timeout (rto)
+        delivery = AlertDelivery.objects.get()
+        assert delivery.delivered_at is None and delivery.attempts == 1 and "slow" in delivery.last_error
+        assert hanging.attempts == 1  # the pass went on while the receiver still held the request
+    finally:
+        hanging.close()
+
+
 def test_an_acknowledged_problem_is_shown_apart_and_audited(store, add_events, operator_client, manager_client):
     for name in ("pos", "kds"):
         add_events(store.module("dar", name))
