@@ -72,8 +72,8 @@ def module_events(request: HttpRequest, host: str, branch: str, module: str) -> 
         "files": files,
         "log": log,
         "rows": rows,
-        # a sequence that several events share (log_sequence_duplicate): the first two side by side
-        "pair": rows[:2] if query.where.sequence is not None and len(rows) >= 2 else None,
+        # a sequence that several events share (log_sequence_duplicate): all of them side by side
+        "pair": rows if query.where.sequence is not None and len(rows) >= 2 else None,
         "page": result.page,
         "links": _links(request, base, query, result),
         "export_jsonl": _link(export, query, format="jsonl"),

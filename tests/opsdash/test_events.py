@@ -135,7 +135,8 @@ def test_a_rotated_day_is_browsed_by_its_listed_name_only(pos, operator_client):
 
 def test_a_duplicate_sequence_links_to_both_events_side_by_side(pos, operator_client):
     with open(pos.log_path, "ab") as f:
-        f.write(orjson.dumps({"id": "evt-dup", "sequence": 60, "action": "module:update", "table": "t"}) + b"\n")
+        for dup in ("evt-dup", "evt-dup-2"):  # three events share sequence 60: every one is shown
+            f.write(orjson.dumps({"id": dup, "sequence": 60, "action": "module:update", "table": "t"}) + b"\n")
     scan_root()
     module_row = ModuleState.objects.get(module="pos")
     assert "log_sequence_duplicate" in module_row.codes
@@ -143,7 +144,7 @@ def test_a_duplicate_sequence_links_to_both_events_side_by_side(pos, operator_cl
     link = _url(sequence=60).replace("&", "&amp;")
     assert f'href="{link}"' in page
     html = operator_client.get(_url(sequence=60)).content.decode()
-    assert "Events sharing sequence 60" in html and html.count("<figure>") == 2 and "evt-dup" in html
+    assert "Events sharing sequence 60" in html and html.count("<figure>") == 3 and "evt-dup-2" in html
 
 
 def test_a_bad_line_opens_highlighted_with_its_neighbours(pos, operator_client):
