@@ -18,6 +18,8 @@ from opsdash.management.commands.ingest_logs import Command as IngestLogsCommand
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy" / "systemd"
 UNITS = ("opsdash-web.service", "opsdash-agent.service", "opsdash-ingest-logs.service")
+# The daily digest: a oneshot service and the timer that starts it (no [Install] of its own).
+DIGEST = ("opsdash-digest.service", "opsdash-digest.timer")
 INSTALL = "/opt/opsdash"
 HARDENING = {
     "User": "opsdash",
@@ -112,6 +114,20 @@ def test_the_commands_are_those_readme_documents():
     assert " ".join(follower[2:]) in (DEPLOY / "README.md").read_text()
 
 
+def test_the_digest_runs_daily_hardened_like_the_others():
+    service, timer = (unit(name) for name in DIGEST)
+    for key, expected in HARDENING.items():
+        assert service.get(f"Service.{key}") == [expected], key
+    assert _one(service, "Service.Type") == "oneshot" and _words(service, "Service.ReadWritePaths") == [
+        f"{INSTALL}/var"
+    ]
+    command = _exec("opsdash-digest.service")
+    assert command == [f"{INSTALL}/.venv/bin/python", f"{INSTALL}/manage.py", "digest"]
+    assert "manage.py digest" in (REPO / "README.md").read_text()
+    assert _one(timer, "Timer.OnCalendar") == "*-*-* 07:00:00" and _one(timer, "Timer.Persistent") == "true"
+    assert _one(timer, "Install.WantedBy") == "timers.target"
+
+
 def test_the_env_example_sets_only_documented_variables():
     readme = (REPO / "README.md").read_text()
     keys = re.findall(r"^#?([A-Z][A-Z0-9_]*)=", (DEPLOY / "opsdash.env.example").read_text(), re.M)
@@ -132,7 +148,7 @@ def _copies(tmp_path: Path, edit=lambda text: text) -> list[Path]:
     """The units, their programs (not installed here) replaced by one that exists: verify checks
     that every ExecStart names an executable."""
     out = []
-    for name in UNITS:
+    for name in (*UNITS, *DIGEST):
         text = re.sub(r"^(Exec\w+=)\S+", r"\1/bin/true", (DEPLOY / name).read_text(), flags=re.M)
         (tmp_path / name).write_text(edit(text))
         out.append(tmp_path / name)
@@ -141,7 +157,9 @@ def _copies(tmp_path: Path, edit=lambda text: text) -> list[Path]:
 
 def _verify(paths: list[Path]) -> tuple[int, list[str]]:
     done = subprocess.run([_analyze(), "verify", "--man=no", *map(str, paths)], capture_output=True, text=True)
-    about_ours = [line for line in (done.stdout + done.stderr).splitlines() if any(name in line for name in UNITS)]
+    about_ours = [
+        line for line in (done.stdout + done.stderr).splitlines() if any(name in line for name in (*UNITS, *DIGEST))
+    ]
     return done.returncode, about_ours
 
 
@@ -154,4 +172,4 @@ def test_systemd_analyze_verify_would_tell_a_mistake(tmp_path):
     """verify only warns about an unknown key or a bad value (exit code 0): hence the check of its
     output above, which this proves catches one."""
     _, complaints = _verify(_copies(tmp_path, lambda text: text.replace("ProtectHome=yes", "ProtectHome=maybe")))
-    assert len(complaints) == 3 and all("ProtectHome" in line or "maybe" in line for line in complaints)
+    assert len(complaints) == 4 and all("ProtectHome" in line or "maybe" in line for line in complaints)
