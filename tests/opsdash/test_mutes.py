@@ -227,7 +227,10 @@ def test_maintenance_windows_one_off_and_recurring(store, add_events, settings, 
     _pass()
     alert = Alert.objects.latest("id")
     assert alert.suppressed == "maintenance" and not alert.deliveries.exists()
-    assert Incident.objects.get(module__module="pos").during_maintenance
+    incident = Incident.objects.get(module__module="pos")
+    assert incident.during_maintenance
+    assert "during maintenance" in auditor_client.get(incident.get_absolute_url()).content.decode()
+    assert "during maintenance" in auditor_client.get(reverse("opsdash:incident_list")).content.decode()
     assert AuditEntry.objects.get(action="maintenance").detail == "moving the server"
     page = auditor_client.get(reverse("opsdash:maintenance_list")).content.decode()
     assert "moving the server" in page and "in force now" in page
