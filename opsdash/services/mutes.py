@@ -32,7 +32,9 @@ class Mutes:
 
     modules: dict[int, list[Mute]] = field(default_factory=dict)
     branches: dict[tuple[str, str], list[Mute]] = field(default_factory=dict)
-    codes: dict[str, list[Mute]] = field(default_factory=dict)
+    codes: dict[str, list[Mute]] = field(default_factory=dict)  # a code in every branch
+    # a code in one branch (given by a user limited to some branches)
+    branch_codes: dict[tuple[str, str], dict[str, list[Mute]]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, now: datetime | None = None) -> Mutes:
@@ -43,9 +45,15 @@ class Mutes:
                 out.modules.setdefault(mute.module_id, []).append(mute)
             elif mute.scope == Mute.Scope.BRANCH:
                 out.branches.setdefault((mute.host, mute.branch), []).append(mute)
+            elif mute.scope == Mute.Scope.CODE and mute.branch:
+                out.branch_codes.setdefault((mute.host, mute.branch), {}).setdefault(mute.code, []).append(mute)
             elif mute.scope == Mute.Scope.CODE:
                 out.codes.setdefault(mute.code, []).append(mute)
         return out
+
+    def codes_of(self, host: str, branch: str, code: str) -> list[Mute]:
+        """The code mutes that reach a module of (host, branch)."""
+        return self.codes.get(code, []) + self.branch_codes.get((host, branch), {}).get(code, [])
 
     def covering(self, module_row: ModuleState) -> list[Mute]:
         """The mutes that cover the module (empty: none, or not every problem code is)."""
@@ -53,9 +61,10 @@ class Mutes:
         if whole:
             return whole
         codes = module_row.codes.split()
-        if not codes or not all(code in self.codes for code in codes):
+        found = [self.codes_of(module_row.host, module_row.branch, code) for code in codes]
+        if not codes or not all(found):
             return []
-        return [m for code in codes for m in self.codes[code]]
+        return [m for mutes in found for m in mutes]
 
     def state(self, module_row: ModuleState) -> str:
         """ "silenced", "acknowledged" or "" for the module as it is now."""
@@ -74,9 +83,11 @@ def give(
     until: datetime | None,
     sticky: bool,
     code: str = "",
+    code_in_branch: bool = False,
 ) -> Mute:
-    """A new acknowledgement or silence of the module, its branch, or one of its codes; it
-    remembers how things were, to end when they get worse."""
+    """A new acknowledgement or silence of the module, its branch, or one of its codes (in
+    every branch, or with ``code_in_branch`` in the module's branch only); it remembers how
+    things were, to end when they get worse."""
     rows = _rows_of(scope, module_row)
     worst = max((r.status for r in rows), key=lambda s: STATUS_RANK[s], default=Status.HEALTHY)
     codes = codes_field({c for r in rows for c in r.codes.split()})
@@ -84,7 +95,7 @@ def give(
         kind=kind,
         scope=scope,
         host=module_row.host,
-        branch=module_row.branch if scope != Mute.Scope.CODE else "",
+        branch=module_row.branch if scope != Mute.Scope.CODE or code_in_branch else "",
         module=module_row if scope == Mute.Scope.MODULE else None,
         code=code if scope == Mute.Scope.CODE else "",
         comment=comment,
@@ -151,22 +162,24 @@ def covered(mutes: Mutes, access: Access = EVERY_BRANCH) -> Q | None:
     """The modules the mutes in force cover, as a filter (None: no mute is in force). A code
     mute covers the modules all of whose codes are muted: those are found by streaming the ids
     and codes of the modules that have a muted code (flat memory however many modules)."""
-    if not (mutes.modules or mutes.branches or mutes.codes):
+    if not (mutes.modules or mutes.branches or mutes.codes or mutes.branch_codes):
         return None
     q = Q(pk__in=sorted(mutes.modules))
     for host, branch in mutes.branches:
         q |= Q(host=host, branch=branch)
-    if mutes.codes:
+    muted_codes = set(mutes.codes) | {c for codes in mutes.branch_codes.values() for c in codes}
+    if muted_codes:
         having = Q()
-        for code in mutes.codes:
+        for code in sorted(muted_codes):
             having |= Q(codes__contains=f" {code} ")
         rows = access.filter(ModuleState.objects.filter(having, status__in=PROBLEM_STATUSES))
-        q |= Q(pk__in=[pk for pk, codes in rows.values_list("pk", "codes").iterator() if _all_muted(codes, mutes)])
+        ids = [
+            pk
+            for pk, host, branch, codes in rows.values_list("pk", "host", "branch", "codes").iterator()
+            if all(mutes.codes_of(host, branch, code) for code in codes.split())
+        ]
+        q |= Q(pk__in=ids)
     return q
-
-
-def _all_muted(codes: str, mutes: Mutes) -> bool:
-    return all(code in mutes.codes for code in codes.split())
 
 
 def of_module(module_row: ModuleState) -> Iterable[Mute]:
@@ -176,5 +189,5 @@ def of_module(module_row: ModuleState) -> Iterable[Mute]:
     return [
         *mutes.modules.get(module_row.pk, []),
         *mutes.branches.get((module_row.host, module_row.branch), []),
-        *[m for c in codes for m in mutes.codes.get(c, [])],
+        *[m for c in codes for m in mutes.codes_of(module_row.host, module_row.branch, c)],
     ]

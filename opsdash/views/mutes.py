@@ -67,8 +67,17 @@ def module_mute(request: HttpRequest, host: str, branch: str, module: str) -> Ht
         messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
         return redirect(f"{module_row.get_absolute_url()}#mutes-h")
     d = form.cleaned_data
+    limited = access_of(request.user).limited  # a user limited to some branches mutes a code in this branch only
     mute = mutes.give(
-        d["kind"], d["scope"], module_row, request.user.get_username(), d["comment"], d["until"], d["sticky"], d["code"]
+        d["kind"],
+        d["scope"],
+        module_row,
+        request.user.get_username(),
+        d["comment"],
+        d["until"],
+        d["sticky"],
+        d["code"],
+        code_in_branch=limited,
     )
     record(
         request,
@@ -89,6 +98,13 @@ def module_mute(request: HttpRequest, host: str, branch: str, module: str) -> Ht
     return redirect(f"{module_row.get_absolute_url()}#mutes-h")
 
 
+def _may_touch(request: HttpRequest, branch: str) -> bool:
+    """Whether the user may create or end what reaches ``branch`` ("": every branch, which only
+    a user of every branch may)."""
+    access = access_of(request.user)
+    return access.allows(branch) if branch else not access.limited
+
+
 def _iso(value: datetime | None) -> str:
     return value.isoformat() if value else ""
 
@@ -97,7 +113,7 @@ def _iso(value: datetime | None) -> str:
 @permission_required(MUTE_PERMISSION, raise_exception=True)
 def mute_lift(request: HttpRequest, pk: int) -> HttpResponse:
     mute = get_object_or_404(Mute.objects.select_related("module"), pk=pk)
-    if mute.branch and not access_of(request.user).allows(mute.branch):
+    if not _may_touch(request, mute.branch):
         raise Http404("no such mute")
     lifted = mutes.lift(mute, request.user.get_username())
     record(
@@ -173,9 +189,9 @@ def _maintenance_page(request: HttpRequest, form: WindowForm, status: int = 200)
 @permission_required(MUTE_PERMISSION, raise_exception=True)
 def maintenance_create(request: HttpRequest) -> HttpResponse:
     form = WindowForm(request.POST)
-    if not form.is_valid() or (
-        form.cleaned_data["branch"] and not access_of(request.user).allows(form.cleaned_data["branch"])
-    ):
+    if form.is_valid() and not _may_touch(request, form.cleaned_data["branch"]):
+        form.add_error("branch", gettext("Name one of your branches."))
+    if not form.is_valid():
         return _maintenance_page(request, form, status=400)
     d = form.cleaned_data
     window = MaintenanceWindow.objects.create(
@@ -208,7 +224,7 @@ def maintenance_create(request: HttpRequest) -> HttpResponse:
 @permission_required(MUTE_PERMISSION, raise_exception=True)
 def maintenance_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     window = get_object_or_404(MaintenanceWindow, pk=pk)
-    if window.branch and not access_of(request.user).allows(window.branch):
+    if not _may_touch(request, window.branch):
         raise Http404("no such maintenance window")
     done = MaintenanceWindow.objects.filter(pk=pk, cancelled_at__isnull=True).update(
         cancelled_at=timezone.now(), cancelled_by=request.user.get_username()

@@ -372,3 +372,47 @@ def test_a_purge_removes_only_old_unpinned_verified_archive_copies(
     assert Path(pinned.archive_path).exists() and Path(tampered.archive_path).exists()
     assert AuditEntry.objects.filter(action="pin_backup", actor="operator").exists()
     assert AuditEntry.objects.filter(action="purge_archive", outcome="ok").exists()
+
+
+def test_a_user_limited_to_a_branch_mutes_and_plans_for_that_branch_only(store, add_events, operator_client):
+    from django.contrib.auth.models import Group, User
+    from django.test import Client
+
+    from opsdash.services import mutes
+    from opsdash.services.access import limit_user
+
+    from .conftest import PASSWORD
+
+    dar, maadi = store.module("dar", "pos"), store.module("maadi", "pos")
+    add_events(dar)
+    add_events(maadi)
+    _pass()
+    _corrupt(dar)
+    _corrupt(maadi)
+    _pass()
+    user = User.objects.create_user("dar-operator", password=PASSWORD)
+    user.groups.set([Group.objects.get(name="operators")])
+    limit_user(user, ["dar"])
+    client = Client()
+    client.force_login(user)
+    url = reverse("opsdash:module_mute", args=["testhost", "dar", "pos"])
+    client.post(url, {"kind": "silence", "scope": "code", "code": "meta_corrupt", "comment": "ours"})
+    mute = Mute.objects.get()
+    assert (mute.scope, mute.code, mute.branch) == ("code", "meta_corrupt", "dar")  # not every branch's
+    known = mutes.Mutes.load()
+    assert known.state(ModuleState.objects.get(branch="dar")) == "silenced"
+    assert known.state(ModuleState.objects.get(branch="maadi")) == ""
+    everywhere = {"cron": "0 3 * * *", "minutes": "30", "comment": "all branches"}
+    assert client.post(reverse("opsdash:maintenance_create"), everywhere).status_code == 400
+    assert client.post(reverse("opsdash:maintenance_create"), {**everywhere, "branch": "dar"}).status_code == 302
+    assert not MaintenanceWindow.objects.filter(branch="").exists()
+    # what reaches every branch, given by an operator of every branch, is out of its reach
+    operator_client.post(
+        reverse("opsdash:module_mute", args=["testhost", "maadi", "pos"]),
+        {"kind": "ack", "scope": "code", "code": "meta_corrupt", "comment": "everywhere"},
+    )
+    everyone = Mute.objects.get(comment="everywhere")
+    assert everyone.branch == ""
+    assert client.post(reverse("opsdash:mute_lift", args=[everyone.pk])).status_code == 404
+    window = MaintenanceWindow.objects.create(cron="0 4 * * *", minutes=10, comment="all", created_by="operator")
+    assert client.post(reverse("opsdash:maintenance_cancel", args=[window.pk])).status_code == 404
