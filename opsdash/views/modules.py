@@ -13,13 +13,12 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from ..actions import branch_actions, module_actions
-from ..models import PROBLEM_STATUSES, Job, ModuleState
+from ..models import PROBLEM_STATUSES, Job, ModuleState, Mute
 from ..services import maintenance, mutes, queries
 from ..services.access import access_of
 from ..services.files import FilesUnavailable, meta_preview
 from ..services.heartbeats import all_heartbeats, heartbeat_of
 from . import wants_fragment
-from .mutes import MuteForm
 
 SORT_LABELS = {
     "status": _("worst first"),
@@ -145,7 +144,8 @@ def module_detail(request: HttpRequest, host: str, branch: str, module: str) -> 
         "actions": _module_actions(module_row),
         "shown_job": _shown_job(request, module_row),
         "mutes": mutes.of_module(module_row),
-        "mute_form": MuteForm(codes=module_row.codes.split()),
+        "mute_kinds": Mute.Kind.choices,
+        "mute_scopes": Mute.Scope.choices,
         "in_maintenance": maintenance.covers(module_row.host, module_row.branch, module_row.module),
     }
     return render(request, "opsdash/module.html", ctx)
