@@ -308,23 +308,33 @@ class AppendOnlyError(Exception):
     """Raised on any attempt to change or delete an audit entry or an incident note."""
 
 
-class AuditQuerySet(models.QuerySet):
+class AppendOnlyQuerySet(models.QuerySet):
     def update(self, **kwargs: Any) -> int:
-        raise AppendOnlyError("audit entries cannot be changed")
+        raise AppendOnlyError(f"{self.model._meta.verbose_name_plural} cannot be changed")
 
     def delete(self) -> tuple[int, dict[str, int]]:
-        raise AppendOnlyError("audit entries cannot be deleted")
+        raise AppendOnlyError(f"{self.model._meta.verbose_name_plural} cannot be deleted")
 
 
-class NoteQuerySet(models.QuerySet):
-    def update(self, **kwargs: Any) -> int:
-        raise AppendOnlyError("incident notes cannot be changed")
+class AppendOnly(models.Model):
+    """Rows that are written once: saving one again, updating or deleting raises AppendOnlyError
+    (the model, its querysets and so the admin)."""
 
-    def delete(self) -> tuple[int, dict[str, int]]:
-        raise AppendOnlyError("incident notes cannot be deleted")
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError(f"{self._meta.verbose_name_plural} cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError(f"{self._meta.verbose_name_plural} cannot be deleted")
 
 
-class IncidentNote(models.Model):
+class IncidentNote(AppendOnly):
     """What an operator or an auditor wrote on an incident: who, when, the text (plain text,
     shown escaped; never rendered as markup). Append-only, and an audit entry each."""
 
@@ -335,24 +345,14 @@ class IncidentNote(models.Model):
     at = models.DateTimeField(auto_now_add=True)
     text = models.TextField(max_length=MAX_LENGTH)
 
-    objects = NoteQuerySet.as_manager()
-
     class Meta:
         ordering = ["at", "id"]
 
     def __str__(self) -> str:
         return f"note by {self.author} on incident {self.incident_id}"
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._state.adding:
-            raise AppendOnlyError("incident notes cannot be changed")
-        super().save(*args, **kwargs)
 
-    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        raise AppendOnlyError("incident notes cannot be deleted")
-
-
-class AuditEntry(models.Model):
+class AuditEntry(AppendOnly):
     """Who did what, when, from where, to which module, with which outcome. Append-only."""
 
     at = models.DateTimeField(auto_now_add=True)
@@ -368,8 +368,6 @@ class AuditEntry(models.Model):
     meta_sha256_before = models.CharField(max_length=64, blank=True, default="")
     meta_sha256_after = models.CharField(max_length=64, blank=True, default="")
 
-    objects = AuditQuerySet.as_manager()
-
     class Meta:
         indexes = [
             models.Index(fields=["at"]),
@@ -383,14 +381,6 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.outcome}"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._state.adding:
-            raise AppendOnlyError("audit entries cannot be changed")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        raise AppendOnlyError("audit entries cannot be deleted")
 
 
 class ServerRecovery(models.Model):
