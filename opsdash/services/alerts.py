@@ -14,6 +14,7 @@ import logging
 import time
 import urllib.request
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import apprise
@@ -103,8 +104,9 @@ def _queue(
     host: str,
     status: str = "",
     previous: str = "",
+    quiet: Quiet | None = None,
 ) -> Alert:
-    suppressed = _suppressed(event, module, host, now)
+    suppressed = (quiet or Quiet(now)).why(event, module, host)
     targets = (
         [] if suppressed else receivers(event, module.branch if module else "", _severity(event, status, previous))
     )
@@ -125,29 +127,46 @@ def _queue(
     return alert
 
 
-def _suppressed(event: str, module: ModuleState | None, host: str, now: datetime) -> str:
-    """Why an alert goes to no one: "maintenance" (a window covers it), "silenced" (a silence
-    in force covers its module), or "" (it is sent). The digest is never held back."""
-    if event == DIGEST:
+class Quiet:
+    """What keeps alerts from being sent at ``now``: the maintenance windows and the mutes in
+    force, each read once (on first need) for a whole batch of alerts."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    @cached_property
+    def windows(self) -> maintenance.Windows:
+        return maintenance.Windows.load()
+
+    @cached_property
+    def muted(self) -> mutes.Mutes:
+        return mutes.Mutes.load(self.now)
+
+    def why(self, event: str, module: ModuleState | None, host: str) -> str:
+        """Why an alert goes to no one: "maintenance" (a window covers it), "silenced" (a silence
+        in force covers its module), or "" (it is sent). The digest is never held back."""
+        if event == DIGEST:
+            return ""
+        if module is None:
+            return "maintenance" if self.windows.covering(host, now=self.now) else ""
+        if self.windows.covering(module.host, module.branch, module.module, self.now):
+            return "maintenance"
+        if event != Alert.Event.RECOVERED and self.muted.state(module) == "silenced":
+            return "silenced"
         return ""
-    if module is None:
-        return "maintenance" if maintenance.covers(host, now=now) else ""
-    if maintenance.covers(module.host, module.branch, module.module, now):
-        return "maintenance"
-    if event != Alert.Event.RECOVERED and mutes.Mutes.load(now).state(module) == "silenced":
-        return "silenced"
-    return ""
 
 
 def queue_transitions(transitions: list[tuple[ModuleState, str | None, str]], now: datetime | None = None) -> int:
     """An alert (and a delivery per receiver) for each transition worth telling."""
     now = now or timezone.now()
+    quiet = Quiet(now)
     made = 0
     for module_row, old, new in transitions:
         event = _event(old, new)
         if event is None:
             continue
-        _queue(event, _payload(module_row, event, old, new, now), now, module_row, module_row.host, new, old or "")
+        payload = _payload(module_row, event, old, new, now)
+        _queue(event, payload, now, module_row, module_row.host, new, old or "", quiet)
         made += 1
     return made
 
@@ -175,6 +194,7 @@ def queue_host_alerts(stale: list[ScanHost], back: list[str], now: datetime | No
     """One alert per host that stopped reporting (``stale``, as heartbeats.newly_stale claimed
     them) and per host that reports again (``back``)."""
     now = now or timezone.now()
+    quiet = Quiet(now)
     for row in stale:
         payload = {
             "event": Alert.Event.HOST_STALE,
@@ -185,7 +205,7 @@ def queue_host_alerts(stale: list[ScanHost], back: list[str], now: datetime | No
             "url": _link(reverse("opsdash:module_list") + "?" + urlencode({"q": row.host})),
             "at": now.isoformat(),
         }
-        _queue(Alert.Event.HOST_STALE, payload, now, None, row.host)
+        _queue(Alert.Event.HOST_STALE, payload, now, None, row.host, quiet=quiet)
     for host in back:
         payload = {
             "event": Alert.Event.HOST_BACK,
@@ -193,13 +213,14 @@ def queue_host_alerts(stale: list[ScanHost], back: list[str], now: datetime | No
             "url": _link(reverse("opsdash:module_list")),
             "at": now.isoformat(),
         }
-        _queue(Alert.Event.HOST_BACK, payload, now, None, host)
+        _queue(Alert.Event.HOST_BACK, payload, now, None, host, quiet=quiet)
     return len(stale) + len(back)
 
 
 def queue_overdue(modules: list[ModuleState], now: datetime | None = None) -> int:
     """One alert per module that has just become overdue for its read in full (the scrub)."""
     now = now or timezone.now()
+    quiet = Quiet(now)
     for module_row in modules:
         payload = {
             "event": Alert.Event.VERIFY_OVERDUE,
@@ -212,7 +233,7 @@ def queue_overdue(modules: list[ModuleState], now: datetime | None = None) -> in
             "url": _link(module_row.get_absolute_url()),
             "at": now.isoformat(),
         }
-        _queue(Alert.Event.VERIFY_OVERDUE, payload, now, module_row, module_row.host, module_row.status)
+        _queue(Alert.Event.VERIFY_OVERDUE, payload, now, module_row, module_row.host, module_row.status, quiet=quiet)
     return len(modules)
 
 
@@ -226,18 +247,27 @@ def queue_escalations(now: datetime | None = None) -> int:
     due = Incident.objects.filter(ended_at__isnull=True, escalated_at__isnull=True, source=Incident.Source.SCAN).filter(
         opened_at__lte=now - timedelta(minutes=minutes)
     )
-    known = mutes.Mutes.load(now)
+    quiet = Quiet(now)
     made = 0
     for incident in due.select_related("module"):
         module_row = incident.module
-        if known.state(module_row) or module_row.status not in PROBLEM_STATUSES:
+        if quiet.muted.state(module_row) or module_row.status not in PROBLEM_STATUSES:
             continue  # acknowledged or silenced: known; or it recovered and the scan has not ended it yet
         if not Incident.objects.filter(pk=incident.pk, escalated_at__isnull=True).update(escalated_at=now):
             continue  # another scanner escalated it
         payload = _payload(module_row, Alert.Event.ESCALATED, module_row.status, module_row.status, now)
         payload["open_since"] = incident.opened_at.isoformat()
         payload["minutes"] = minutes
-        _queue(Alert.Event.ESCALATED, payload, now, module_row, module_row.host, module_row.status, module_row.status)
+        _queue(
+            Alert.Event.ESCALATED,
+            payload,
+            now,
+            module_row,
+            module_row.host,
+            module_row.status,
+            module_row.status,
+            quiet,
+        )
         made += 1
     return made
 

@@ -74,6 +74,13 @@ class ScanReport:
     # Folders shaped like modules that were not scanned: a name that breaks the path rules, or a
     # module whose failure could not be recorded ({"path", "reason"}).
     refused: list[dict[str, str]] = field(default_factory=list)
+    # The maintenance windows, read once per pass when an incident opens.
+    windows: maintenance.Windows | None = field(default=None, repr=False)
+
+    def in_maintenance(self, module_row: ModuleState, now: datetime) -> bool:
+        if self.windows is None:
+            self.windows = maintenance.Windows.load()
+        return bool(self.windows.covering(module_row.host, module_row.branch, module_row.module, now))
 
     def add(self, health: Health) -> None:
         self.modules += 1
@@ -465,7 +472,7 @@ def _record_incident(report: ScanReport, module_row: ModuleState, now: datetime,
     if module_row.status in PROBLEM_STATUSES:
         problems = [f for f in module_row.findings if f.get("severity") != "info"]
         if current is None:
-            during = maintenance.covers(module_row.host, module_row.branch, module_row.module, now)
+            during = report.in_maintenance(module_row, now)
             Incident.open_for(module_row, now, problems, during_maintenance=during)
             report.opened += 1
             return
