@@ -244,7 +244,7 @@ def open_backup(backup: Backup) -> IO[bytes]:
             )
         path = archived_backup_path(backup)
         try:
-            return os.fdopen(open_nofollow(path), "rb")
+            return open_nofollow_file(path)
         except OSError as exc:
             raise FilesUnavailable(
                 gettext("%(name)s cannot be read from the archive: %(error)s")

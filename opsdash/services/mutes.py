@@ -88,7 +88,7 @@ def give(
     """A new acknowledgement or silence of the module, its branch, or one of its codes (in
     every branch, or with ``code_in_branch`` in the module's branch only); it remembers how
     things were, to end when they get worse."""
-    rows = _rows_of(scope, module_row)
+    rows = _branch_rows(module_row.host, module_row.branch) if scope == Mute.Scope.BRANCH else [module_row]
     worst = max((r.status for r in rows), key=lambda s: STATUS_RANK[s], default=Status.HEALTHY)
     codes = codes_field({c for r in rows for c in r.codes.split()})
     return Mute.objects.create(
@@ -106,12 +106,6 @@ def give(
         status_at=worst,
         codes_at=codes,
     )
-
-
-def _rows_of(scope: str, module_row: ModuleState) -> list[ModuleState]:
-    if scope == Mute.Scope.BRANCH:
-        return list(ModuleState.objects.filter(host=module_row.host, branch=module_row.branch))
-    return [module_row]
 
 
 def lift(mute: Mute, user: str, now: datetime | None = None) -> bool:
@@ -141,7 +135,7 @@ def _why_it_ends(mute: Mute, now: datetime) -> str:
         return Mute.EndedWhy.EXPIRED
     if mute.scope == Mute.Scope.CODE:
         return ""
-    rows = [mute.module] if mute.scope == Mute.Scope.MODULE else _branch_rows(mute)
+    rows = [mute.module] if mute.scope == Mute.Scope.MODULE else _branch_rows(mute.host, mute.branch)
     if mute.scope == Mute.Scope.MODULE and (mute.module is None or mute.module.status not in PROBLEM_STATUSES):
         return Mute.EndedWhy.RECOVERED
     if mute.sticky:
@@ -154,8 +148,9 @@ def _why_it_ends(mute: Mute, now: datetime) -> str:
     return ""
 
 
-def _branch_rows(mute: Mute) -> list[ModuleState]:
-    return list(ModuleState.objects.filter(host=mute.host, branch=mute.branch).only("status", "codes"))
+def _branch_rows(host: str, branch: str) -> list[ModuleState]:
+    """The modules of a branch, with what a mute judges them by: their status and codes."""
+    return list(ModuleState.objects.filter(host=host, branch=branch).only("status", "codes"))
 
 
 def covered(mutes: Mutes, access: Access = EVERY_BRANCH) -> Q | None:
