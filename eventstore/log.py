@@ -636,26 +636,7 @@ def resume(previous: LogSummary, path: Path, size: int, feed=None, progress=None
 
 def _split_points(path: Path, size: int, parts: int) -> list[int]:
     """Offsets just after a newline near each 1/parts of the file (0 and size included)."""
-    points = [0]
-    fd = open_nofollow(path)
-    try:
-        for i in range(1, parts):
-            at = max(size * i // parts, points[-1])
-            while at < size:
-                buf = os.pread(fd, 1 << 16, at)
-                if not buf:
-                    at = size
-                    break
-                nl = buf.find(b"\n")
-                if nl >= 0:
-                    at += nl + 1
-                    break
-                at += len(buf)
-            points.append(min(at, size))
-    finally:
-        os.close(fd)
-    points.append(size)
-    return points
+    return [0, *_split_points_at(path, size, [size * i // parts for i in range(1, parts)]), size]
 
 
 def scan_range(path: str, start: int, end: int, progress=None, feed=None) -> LogSummary:
